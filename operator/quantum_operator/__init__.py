@@ -1,0 +1,1 @@
+"""Quantum Trader kopf operator."""

@@ -1,0 +1,462 @@
+"""The TradingProfile (DESIGN §4, contract): one frozen settings model per worker, composed.
+
+A profile file for ``qt`` is the same manifest ``kubectl apply`` takes. Field
+names are camelCase in YAML (``targetOpenOrders``) and snake_case in Python
+(``target_open_orders``). Durations are written ``"3s"``, ``"30m"``, ``"24h"``
+and held as float seconds. Unknown fields are errors. Cross-field rules are
+enforced here and nowhere else, so ``qt validate``, worker start-up, the CRD's
+``x-kubernetes-validations`` and the admission webhook agree.
+
+Nothing here reads the environment: no variable (``STRICT_HEALTH=0`` or any
+other) can change a profile's strictness.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from quantum_trader.core.keys import PROFILE_NAME_RE
+
+API_VERSION: Final = "quantumtrader.io/v1alpha1"
+KIND: Final = "TradingProfile"
+
+_DURATION_RE: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DURATION_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"
+TIMEFRAMES: Final = ("1m", "5m", "15m", "1h", "4h")
+
+
+def parse_duration(value: object) -> float:
+    """``"3s"`` → 3.0, ``"30m"`` → 1800.0; a bare number is seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration like '30s', '5m' or '24h'")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value.strip())
+        if m:
+            return float(m.group(1)) * _UNIT_S[m.group(2)]
+    raise ValueError(f"a duration like '30s', '5m' or '24h' (got {value!r})")
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of :func:`parse_duration`, the largest unit that divides evenly."""
+    for unit in ("d", "h", "m", "s"):
+        n = seconds / _UNIT_S[unit]
+        if n >= 1 and abs(n - round(n)) < 1e-9:
+            return f"{int(round(n))}{unit}"
+    return f"{int(round(seconds * 1000))}ms"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _rule(field: str, message: str) -> PydanticCustomError:
+    """A cross-field rule violation; ``field`` is the path below the model that raises it."""
+    return PydanticCustomError("rule", "{message}", {"field": field, "message": message})
+
+
+class Settings(BaseModel):
+    """Base of every settings model: frozen, camelCase aliases, unknown fields forbidden."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+
+class FaultSettings(Settings):
+    """Fault injection for the simulated exchange (tests and drills only)."""
+
+    discovery: Literal["", "fail"] = Field("", description="'fail': market discovery raises. Default ''.")
+    klines: Literal["", "fail"] = Field("", description="'fail': every kline fetch raises. Default ''.")
+    stale_symbols: tuple[str, ...] = Field(
+        (), description="Symbols whose klines stop some bars before now until repaired. Default []."
+    )
+    stale_bars: int = Field(
+        20, ge=1, description="How many bars the stale symbols lag behind (bars). Default 20."
+    )
+    unrepairable_symbols: tuple[str, ...] = Field(
+        (), description="Stale symbols that a backfill cannot repair. Default []."
+    )
+    latency_ms: int = Field(0, ge=0, le=60_000, description="Added latency per request (ms). Default 0.")
+    reject_rate: Fraction = Field(0.0, description="Share of orders the sim rejects (0..1). Default 0.")
+
+
+class ExchangeSettings(Settings):
+    """Which exchange supplies market data and takes orders."""
+
+    name: Literal["sim", "replay", "binanceusdm"] = Field("sim", description="Exchange adapter. Default sim.")
+    credentials_secret: str = Field(
+        "", description="Name of a Secret with keys 'apiKey' and 'secret' (never the keys). Default ''."
+    )
+    seed: int = Field(7, ge=0, description="Sim: market seed; every process sees the same market. Default 7.")
+    speed: float = Field(1.0, gt=0, le=10_000, description="Sim: virtual-clock speed (x real time). Default 1.")
+    data: str = Field("", description="Replay: folder of <SYMBOL>_<timeframe>.csv files. Default ''.")
+    market_data: Literal["mainnet", "testnet"] = Field(
+        "mainnet", description="binanceusdm: where market data comes from (orders follow environment)."
+    )
+    faults: FaultSettings = Field(default_factory=FaultSettings)  # type: ignore[arg-type]
+
+
+class UniverseWeights(Settings):
+    """Score = trend·w_trend + momentum·w_momentum + volatility quality·w_volatility."""
+
+    trend: float = Field(1.0, ge=0, description="Weight of EMA-slope trend (1h). Default 1.0.")
+    momentum: float = Field(1.0, ge=0, description="Weight of ROC momentum (15m and 1h). Default 1.0.")
+    volatility: float = Field(0.5, ge=0, description="Weight of volatility quality. Default 0.5.")
+
+
+class EfficiencyThresholds(Settings):
+    """Minimum Kaufman efficiency ratio per asset class (seed 004: 0.05 only passed a stablecoin)."""
+
+    major: Fraction = Field(0.02, description="BTC, ETH and other majors. Default 0.02.")
+    alt: Fraction = Field(0.02, description="Everything else. Default 0.02.")
+    stable: Fraction = Field(0.05, description="Pegged assets (only relevant if not excluded). Default 0.05.")
+
+
+class UniverseSettings(Settings):
+    """Universe worker: discovery, features, vetoes, ranking, publication."""
+
+    size: int = Field(10, ge=1, le=200, description="Symbols in the published universe. Default 10.")
+    refresh_interval: Duration = Field(1800.0, description="Time between publications. Default 30m.")
+    valid_for: Duration = Field(
+        3600.0, description="valid_until = generated_at + validFor; then the universe is empty. Default 1h."
+    )
+    stuck_alert_after: Duration = Field(
+        21600.0, description="Alert when universe_hash has not changed for this long. Default 6h."
+    )
+    timeframes: tuple[Literal["1m", "5m", "15m", "1h", "4h"], ...] = Field(
+        ("15m", "1h"), description="Feature timeframes. Default [15m, 1h]."
+    )
+    bars: int = Field(500, ge=50, le=5000, description="Bars fetched per symbol and timeframe. Default 500.")
+    min_quote_volume_24h: float = Field(
+        1_000_000.0, ge=0, description="Liquidity floor: 24h quote volume (USDT). Default 1000000."
+    )
+    exclude_stable: bool = Field(True, description="Exclude pegged/stable assets from the alpha universe.")
+    efficiency_min: EfficiencyThresholds = Field(default_factory=EfficiencyThresholds)  # type: ignore[arg-type]
+    toxic_hurst: float = Field(
+        0.60, ge=0, le=1, description="Veto when Hurst exceeds this with negative momentum. Default 0.60."
+    )
+    friction_veto: bool = Field(True, description="Veto when friction exceeds |momentum|. Default true.")
+    spread_bps: float = Field(2.0, ge=0, description="Assumed spread for the friction estimate (bps).")
+    max_per_cluster: int = Field(
+        0, ge=0, description="At most k symbols per correlation cluster; 0 disables. Default 0."
+    )
+    cluster_correlation: Fraction = Field(
+        0.8, description="Returns correlation above which symbols share a cluster. Default 0.8."
+    )
+    weights: UniverseWeights = Field(default_factory=UniverseWeights)  # type: ignore[arg-type]
+
+
+class HealthSettings(Settings):
+    """Data health audit (seed 004). Production profiles are always strict."""
+
+    strict: bool = Field(True, description="Exclude unhealthy symbols. Default true; production: always.")
+    max_staleness_bars: int = Field(
+        2, ge=1, description="A timeframe is stale when its last bar is older than this many bars. Default 2."
+    )
+    auto_repair: bool = Field(True, description="Backfill stale/gappy symbols and re-audit. Default true.")
+    max_repair_rounds: int = Field(2, ge=0, le=10, description="Repair → re-audit rounds at most. Default 2.")
+    min_bars: int = Field(100, ge=10, description="Fewer bars than this is unhealthy. Default 100.")
+    max_gap_bars: int = Field(0, ge=0, description="Missing bars tolerated inside the window. Default 0.")
+
+
+class SizeBoostSettings(Settings):
+    """Router size boost for the best candidates of a batch (seed 001)."""
+
+    rank1_confidence: Fraction = Field(0.90, description="Rank 1 at or above this is boosted. Default 0.90.")
+    rank1_factor: float = Field(1.30, ge=1.0, le=5.0, description="Rank 1 boost factor. Default 1.30.")
+    rank2_confidence: Fraction = Field(0.85, description="Rank 2 at or above this is boosted. Default 0.85.")
+    rank2_factor: float = Field(1.10, ge=1.0, le=5.0, description="Rank 2 boost factor. Default 1.10.")
+
+
+class RouterSettings(Settings):
+    """Router: capacity- and quality-aware best-of-N batching (seed 001)."""
+
+    max_open_orders: int = Field(10, ge=0, description="Hard capacity cap (positions + orders). Default 10.")
+    target_open_orders: int = Field(3, ge=0, description="Normal desired open count. Default 3.")
+    max_new_per_cycle: int = Field(2, ge=1, description="Burst limit: intents per batch. Default 2.")
+    candidate_window: Duration = Field(3.0, description="Batch window; also candidate staleness. Default 3s.")
+    batch_size: int = Field(10, ge=1, description="Decide early when this many are buffered. Default 10.")
+    min_confidence: Fraction = Field(0.75, description="Below: LOW_CONFIDENCE_DROP. Default 0.75.")
+    super_confidence: Fraction = Field(0.90, description="At or above: may bypass the target. Default 0.90.")
+    filter_tradable: bool = Field(True, description="Drop symbols outside cfg:tradable_symbols. Default true.")
+    stop_loss_atr: float = Field(1.5, gt=0, description="Stop loss distance in ATRs. Default 1.5.")
+    take_profit_atr: float = Field(3.0, gt=0, description="Take profit distance in ATRs. Default 3.0.")
+    leverage: float = Field(2.0, gt=0, le=125, description="Leverage on intents. Default 2.")
+    lease_ttl: Duration = Field(10.0, description="Leader lease TTL; a standby takes over after it. Default 10s.")
+    size_boost: SizeBoostSettings = Field(default_factory=SizeBoostSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _rules(self) -> RouterSettings:
+        if self.target_open_orders > self.max_open_orders:
+            raise _rule(
+                "targetOpenOrders",
+                f"must be <= maxOpenOrders ({self.target_open_orders} > {self.max_open_orders})",
+            )
+        if self.min_confidence > self.super_confidence:
+            raise _rule(
+                "minConfidence",
+                f"must be <= superConfidence ({self.min_confidence} > {self.super_confidence})",
+            )
+        return self
+
+
+class SnapshotSettings(Settings):
+    """Snapshot worker: which symbols get exchange snapshots (seed 000)."""
+
+    allowlist_source: Literal["universe", "env"] = Field(
+        "universe", description="universe: active → last_ok → allowlist; env: allowlist only."
+    )
+    allowlist: tuple[str, ...] = Field((), description="Profile allowlist (last tier / env source).")
+    ranking: Literal["intent", "volume", "alphabetical"] = Field(
+        "intent", description="Backfill ranking after intent symbols and positions. Default intent."
+    )
+    min_top_k: int = Field(10, ge=1, description="Minimum symbols per cycle. Default 10.")
+    target_cycle: Duration = Field(10.0, description="Snapshot cycle target; top-K = cycle / EWMA latency.")
+    max_top_k: int = Field(200, ge=1, description="Upper bound on top-K. Default 200.")
+    intent_window: Duration = Field(1800.0, description="Recent intents considered. Default 30m.")
+    ttl: Duration = Field(60.0, description="TTL of snapshots and cfg:tradable_symbols. Default 60s.")
+
+
+class GateSettings(Settings):
+    """Gate: one decision per intent, fixed rule order."""
+
+    kill_score_warning: Fraction = Field(0.6, description="Block risk increase at or above. Default 0.6.")
+    kill_score_critical: Fraction = Field(0.8, description="Block everything not reduce-only. Default 0.8.")
+    cooldown: Duration = Field(300.0, description="No new risk on a symbol after a close. Default 5m.")
+    max_exposure_usd: float = Field(1000.0, gt=0, description="Gross open notional cap (USD). Default 1000.")
+    max_leverage: float = Field(10.0, gt=0, description="Leverage cap per intent. Default 10.")
+    daily_loss_limit_usd: float = Field(200.0, gt=0, description="Realised loss today cap (USD). Default 200.")
+    max_snapshot_age: Duration = Field(30.0, description="Older snapshot: stale_snapshot. Default 30s.")
+    kill_drawdown_usd: float = Field(
+        100.0, gt=0, description="Drawdown (USD) that alone gives kill score 1. Default 100."
+    )
+    kill_loss_streak: int = Field(6, ge=1, description="Consecutive losses that alone give 1. Default 6.")
+    kill_error_rate: Fraction = Field(0.5, description="Execution error rate that alone gives 1. Default 0.5.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> GateSettings:
+        if self.kill_score_warning > self.kill_score_critical:
+            raise _rule(
+                "killScoreWarning",
+                f"must be <= killScoreCritical ({self.kill_score_warning} > {self.kill_score_critical})",
+            )
+        return self
+
+
+class AiSettings(Settings):
+    """AI worker and ``qt train``."""
+
+    timeframe: Literal["1m", "5m", "15m", "1h"] = Field("15m", description="Signal bar. Default 15m.")
+    horizon_bars: int = Field(4, ge=1, le=96, description="Label horizon (bars). Default 4.")
+    history_bars: int = Field(2000, ge=200, description="Training history per symbol (bars). Default 2000.")
+    train_symbols: int = Field(40, ge=1, description="Most liquid symbols pooled for training. Default 40.")
+    retrain_interval: Duration = Field(86400.0, description="Retrain cadence (CronJob). Default 24h.")
+    allow_fallback: bool = Field(True, description="Emit fallback-* signals with no promoted model.")
+    min_auc: Fraction = Field(0.52, description="Quality gate: out-of-sample AUC at least. Default 0.52.")
+    max_calibration_error: Fraction = Field(0.05, description="Quality gate: ECE at most. Default 0.05.")
+    hold_below: Fraction = Field(0.55, description="Confidence below this is HOLD. Default 0.55.")
+
+
+class ExecutorSettings(Settings):
+    """Executor: sizing base, fees and slippage."""
+
+    base_size_usd: float = Field(10.0, gt=0, description="Base position size (USD). Default 10.")
+    fee_bps: float = Field(4.0, ge=0, le=100, description="Taker fee (bps). Default 4.")
+    max_slippage_bps: float = Field(10.0, ge=0, le=1000, description="Paper slippage bound (bps). Default 10.")
+    monitor_interval: Duration = Field(1.0, description="SL/TP price check interval. Default 1s.")
+    reconcile_interval: Duration = Field(60.0, description="Exchange reconciliation interval. Default 60s.")
+
+
+class RedisSettings(Settings):
+    url_secret: str = Field("", description="Secret with key 'url'; empty: the chart's Redis.")
+
+
+class WorkersSettings(Settings):
+    image: str = Field("", description="Worker image; empty: the operator's default.")
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Kubernetes resources for every worker container."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Worker log format. Default text.")
+
+
+class TradingProfileSpec(Settings):
+    """``spec`` of a TradingProfile."""
+
+    environment: Literal["paper", "testnet", "production"] = Field(
+        "paper", description="paper: simulated fills; testnet/production: real orders."
+    )
+    paused: bool = Field(False, description="Trading workers scaled to zero; the universe keeps running.")
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
+    universe: UniverseSettings = Field(default_factory=UniverseSettings)  # type: ignore[arg-type]
+    health: HealthSettings = Field(default_factory=HealthSettings)  # type: ignore[arg-type]
+    router: RouterSettings = Field(default_factory=RouterSettings)  # type: ignore[arg-type]
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)  # type: ignore[arg-type]
+    gate: GateSettings = Field(default_factory=GateSettings)  # type: ignore[arg-type]
+    ai: AiSettings = Field(default_factory=AiSettings)  # type: ignore[arg-type]
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)  # type: ignore[arg-type]
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
+    workers: WorkersSettings = Field(default_factory=WorkersSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _rules(self) -> TradingProfileSpec:
+        if self.environment == "production" and not self.health.strict:
+            raise _rule("health.strict", "production requires health.strict: true (it cannot be disabled)")
+        if self.environment in ("testnet", "production") and self.exchange.name != "binanceusdm":
+            raise _rule(
+                "exchange.name",
+                f"{self.environment} places real orders and needs exchange.name: binanceusdm "
+                f"(got {self.exchange.name})",
+            )
+        if self.exchange.name == "replay" and not self.exchange.data:
+            raise _rule("exchange.data", "replay needs a folder of CSV files")
+        return self
+
+    @property
+    def mode(self) -> Literal["paper", "testnet", "live"]:
+        """Execution mode: production trades live."""
+        return "live" if self.environment == "production" else self.environment
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    name: str = Field(pattern=PROFILE_NAME_RE.pattern)
+    namespace: str = "default"
+
+
+class TradingProfile(BaseModel):
+    """A whole TradingProfile manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    api_version: Literal["quantumtrader.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["TradingProfile"] = KIND
+    metadata: Metadata
+    spec: TradingProfileSpec = Field(default_factory=TradingProfileSpec)  # type: ignore[arg-type]
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# -- loading and error reporting ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ProfileError(ValueError):
+    """An invalid profile: one :class:`ProfileIssue` per problem, each printable as one line."""
+
+    def __init__(self, issues: list[ProfileIssue], *, source: str = "") -> None:
+        self.issues = issues
+        self.source = source
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _issues(exc: ValidationError, *, root: str) -> list[ProfileIssue]:
+    out: list[ProfileIssue] = []
+    for err in exc.errors():
+        parts = [str(p) for p in err["loc"]]
+        ctx = err.get("ctx") or {}
+        if err["type"] == "rule":
+            parts.extend(str(ctx["field"]).split("."))
+            message = str(ctx["message"])
+        elif err["type"] == "extra_forbidden":
+            message = f"unknown field {parts[-1]!r}"
+        elif err["type"] == "missing":
+            message = "required field missing"
+        elif err["type"] == "value_error":
+            message = str(ctx.get("error", err["msg"]))
+        else:
+            message = f"{err['msg']} (got {err.get('input')!r})"
+        path = ".".join(p for p in ([root] if root else []) + parts if p)
+        out.append(ProfileIssue(path, message))
+    return out
+
+
+def parse_profile(document: Mapping[str, Any]) -> TradingProfile:
+    """Validate a manifest (already parsed from YAML); raise :class:`ProfileError`."""
+    if not isinstance(document, Mapping):
+        raise ProfileError([ProfileIssue("", "a TradingProfile manifest must be a mapping")])
+    try:
+        return TradingProfile.model_validate(dict(document))
+    except ValidationError as exc:
+        raise ProfileError(_issues(exc, root="")) from None
+
+
+def parse_spec(spec: Mapping[str, Any]) -> TradingProfileSpec:
+    """Validate a bare ``spec`` (the operator and the webhook receive it this way)."""
+    try:
+        return TradingProfileSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise ProfileError(_issues(exc, root="spec")) from None
+
+
+def load_profile(path: str | Path) -> TradingProfile:
+    """Read and validate a profile YAML file; every failure is a :class:`ProfileError`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError([ProfileIssue("", f"{p}: cannot read ({exc.strerror})")], source=str(p)) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProfileError([ProfileIssue("", f"{where}: invalid YAML: {problem}")], source=str(p)) from None
+    if document is None:
+        raise ProfileError([ProfileIssue("", f"{p}: empty file")], source=str(p))
+    try:
+        return parse_profile(document)
+    except ProfileError as exc:
+        raise ProfileError(exc.issues, source=str(p)) from None
+
+
+def default_profile(name: str = "paper") -> TradingProfile:
+    """The profile ``qt`` uses without ``--profile``: ``examples/paper.yaml`` semantics."""
+    return TradingProfile(metadata=Metadata(name=name))
+
+
+def spec_to_json(spec: TradingProfileSpec) -> dict[str, Any]:
+    """The spec as the camelCase JSON a manifest or ConfigMap holds (durations as strings)."""
+    return spec.model_dump(mode="json", by_alias=True)

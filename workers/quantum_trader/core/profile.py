@@ -160,7 +160,7 @@ class UniverseSettings(Settings):
     )
     bars: int = Field(500, ge=50, le=5000, description="Bars fetched per symbol and timeframe. Default 500.")
     min_quote_volume_24h: float = Field(
-        1_000_000.0, ge=0, description="Liquidity floor: 24h quote volume (USDT). Default 1000000."
+        1_000_000.0, ge=0, alias="minQuoteVolume24h", description="Liquidity floor: 24h quote volume (USDT). Default 1000000."
     )
     exclude_stable: bool = Field(True, description="Exclude pegged/stable assets from the alpha universe.")
     efficiency_min: EfficiencyThresholds = Field(default_factory=EfficiencyThresholds)  # type: ignore[arg-type]

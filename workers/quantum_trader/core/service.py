@@ -62,7 +62,7 @@ def load_entrypoint(name: str) -> WorkerMain:
 
 def redis_client(url: str) -> aredis.Redis:
     """The async client every worker uses (``decode_responses=True``: str in, str out)."""
-    return aredis.Redis.from_url(url, decode_responses=True, health_check_interval=10, socket_keepalive=True)
+    return aredis.Redis.from_url(url, decode_responses=True, health_check_interval=10)
 
 
 def default_exchange_factory(profile: TradingProfile, clock: Clock) -> ExchangeFactory:

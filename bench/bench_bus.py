@@ -11,7 +11,6 @@ import sys
 import time
 
 import redis.asyncio as aredis
-
 from quantum_trader.core.bus import Bus, Parsed
 from quantum_trader.core.embedded import EmbeddedRedis
 from quantum_trader.core.keys import Keys

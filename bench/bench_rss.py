@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import redis
-
 from quantum_trader.core.embedded import EmbeddedRedis
 from quantum_trader.core.keys import WORKERS, Keys
 

@@ -1,5 +1,4 @@
 import redis
-
 from quantum_trader.core.embedded import EmbeddedRedis
 
 
@@ -9,7 +8,7 @@ def test_embedded_server_starts_with_aof_and_supports_xautoclaim(redis_url: str)
     client.xgroup_create("s", "g", id="0", mkstream=True)
     client.xadd("s", {"a": "1"})
     client.xreadgroup("g", "c1", {"s": ">"})
-    next_id, claimed, *_ = client.xautoclaim("s", "g", "c2", min_idle_time=0)
+    _next_id, claimed, *_ = client.xautoclaim("s", "g", "c2", min_idle_time=0)
     assert len(claimed) == 1
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from quantum_trader.core.keys import WORKERS, Keys
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from quantum_trader.core.messages import (
     MESSAGE_TYPES,
     ExecutionResult,

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from quantum_trader.core.profile import (
     ProfileError,
     format_duration,

@@ -7,7 +7,6 @@ import socket
 
 import httpx
 import redis.asyncio as aredis
-
 from quantum_trader.core.clock import WallClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.profile import default_profile

@@ -10,7 +10,6 @@ import signal
 
 import redis
 import redis.asyncio as aredis
-
 from quantum_trader.core.bus import Bus, Parsed
 from quantum_trader.core.embedded import EmbeddedRedis
 from quantum_trader.core.keys import Keys

@@ -22,7 +22,13 @@ from quantum_trader import __version__
 from quantum_trader.core import logs
 from quantum_trader.core.clock import Clock, VirtualClock, WallClock
 from quantum_trader.core.keys import WORKERS
-from quantum_trader.core.profile import ProfileError, TradingProfile, default_profile, load_profile, parse_duration
+from quantum_trader.core.profile import (
+    ProfileError,
+    TradingProfile,
+    default_profile,
+    load_profile,
+    parse_duration,
+)
 
 EXIT_OK: Final = 0
 EXIT_FAIL: Final = 1
@@ -132,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
-    except Exception as exc:  # noqa: BLE001 - the crash was logged as WORKER_CRASHED
+    except Exception as exc:
         raise CommandError(f"worker {args.name} stopped: {type(exc).__name__}: {exc}") from None
     return EXIT_OK
 
@@ -264,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(f"qt {args.command}: not available in this build ({exc.name} is missing)", file=sys.stderr)
         return EXIT_FAIL
-    except Exception as exc:  # noqa: BLE001 - never a traceback for the user; the type names the bug
+    except Exception as exc:
         print(f"qt {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAIL
 

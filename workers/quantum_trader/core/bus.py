@@ -442,7 +442,7 @@ class _ConsumeLoop(Generic[M]):
             for p in batch:
                 self.failures.pop(p.id, None)
             return [p.id for p in batch]
-        except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the worker
+        except Exception as exc:
             if len(batch) == 1:
                 return self._failed(batch[0], exc)
         ok: list[str] = []
@@ -451,7 +451,7 @@ class _ConsumeLoop(Generic[M]):
                 await self.handler([p])
                 self.failures.pop(p.id, None)
                 ok.append(p.id)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._failed(p, exc)
         return ok
 

@@ -41,7 +41,7 @@ def find_server_binary() -> Path:
             if not os.access(path, os.X_OK):
                 path.chmod(0o755)
             return path
-    except Exception:  # noqa: BLE001 - any failure here means "not available"
+    except Exception:
         pass
     raise EmbeddedRedisError(NO_SERVER_HINT)
 

@@ -214,7 +214,7 @@ async def heartbeat_loop(ctx: WorkerContext, health: Health) -> None:
         try:
             await write_heartbeat(ctx)
             health.redis_ok = True
-        except Exception as exc:  # noqa: BLE001 - Redis away: /readyz reports it, loop goes on
+        except Exception as exc:
             health.redis_ok = False
             ctx.log.warn("HEARTBEAT_FAILED", error=type(exc).__name__)
         health.last_beat[ctx.name] = time.monotonic()

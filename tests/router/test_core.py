@@ -1,0 +1,322 @@
+"""Router decision core: seed 001 scenarios A-D and every drop reason, without Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from quantum_trader.core.messages import Signal
+from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
+from quantum_trader.router import core
+from quantum_trader.router.core import BatchInput, Candidate, decide_batch
+
+NOW = 1_700_000_000_000
+SETTINGS = RouterSettings()
+ALL = frozenset({"BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "LTCUSDT", "XRPUSDT"})
+
+
+def sig(
+    symbol: str,
+    conf: float,
+    *,
+    side: str = "BUY",
+    sid: str | None = None,
+    age_ms: int = 0,
+    rl: bool = False,
+    regime: str = "unknown",
+    atr: float = 2.0,
+    price: float = 100.0,
+) -> Signal:
+    return Signal.model_validate(
+        dict(
+            signal_id=sid or f"s-{symbol}-{conf}",
+            symbol=symbol,
+            side=side,
+            confidence=conf,
+            model="lgbm-1",
+            model_version="1",
+            price=price,
+            atr=atr,
+            regime=regime,
+            rl_gate_pass=rl,
+            ts=NOW - age_ms,
+        )
+    )
+
+
+def batch(
+    *signals: Signal,
+    open_raw: str | None = "0",
+    paused: bool = False,
+    tradable: frozenset[str] | None = ALL,
+    routed: frozenset[str] = frozenset(),
+) -> BatchInput:
+    return BatchInput(
+        candidates=tuple(Candidate(entry_id=f"{i}-0", signal=s, received_ms=NOW) for i, s in enumerate(signals)),
+        open_orders_raw=open_raw,
+        paused=paused,
+        tradable=tradable,
+        already_routed=routed,
+        now_ms=NOW,
+    )
+
+
+def decide(inp: BatchInput, settings: RouterSettings = SETTINGS, base: float = 100.0) -> core.BatchResult:
+    return decide_batch(inp, settings=settings, base_size_usd=base)
+
+
+def events(res: core.BatchResult) -> list[str]:
+    return [e.event for e in res.events]
+
+
+def reasons(res: core.BatchResult) -> dict[str, str]:
+    return {d.signal_id: d.reason for d in res.drops}
+
+
+# -- admission ---------------------------------------------------------------------------------
+
+
+def test_signal_below_min_confidence_is_dropped_low_confidence() -> None:
+    s = sig("LTCUSDT", 0.68, side="SELL")
+    assert core.screen(s, settings=SETTINGS) == core.LOW_CONFIDENCE
+    ev = core.screen_event(s, core.LOW_CONFIDENCE, settings=SETTINGS)
+    assert ev.event == "LOW_CONFIDENCE_DROP"
+    assert ev.fields["symbol"] == "LTCUSDT" and ev.fields["conf"] == 0.68 and ev.fields["min"] == 0.75
+
+
+def test_hold_signal_is_dropped_hold() -> None:
+    assert core.screen(sig("BTCUSDT", 0.99, side="HOLD"), settings=SETTINGS) == core.HOLD
+
+
+def test_signal_at_min_confidence_is_admitted() -> None:
+    assert core.screen(sig("BTCUSDT", 0.75), settings=SETTINGS) is None
+
+
+# -- seed 001 proof scenarios ------------------------------------------------------------------
+
+
+def test_scenario_a_capacity_full_publishes_nothing() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.95), sig("ETHUSDT", 0.93), open_raw="10"))
+    assert res.intents == ()
+    assert res.outcome == "capacity_full"
+    assert res.events[0].event == "CAPACITY_FULL"
+    assert dict(res.events[0].fields) == {"open": 10, "max": 10}
+    assert set(reasons(res).values()) == {core.CAPACITY_FULL}
+    assert len(res.drops) == 2
+
+
+def test_scenario_b_target_reached_publishes_nothing_without_super_signal() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.85), sig("ETHUSDT", 0.80), open_raw="3"))
+    assert res.intents == ()
+    assert res.outcome == "target_reached"
+    ev = next(e for e in res.events if e.event == "TARGET_REACHED")
+    assert dict(ev.fields) == {"open": 3, "target": 3}
+    assert set(reasons(res).values()) == {core.TARGET_REACHED}
+
+
+def test_scenario_b_super_signal_bypasses_target() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.92), sig("ETHUSDT", 0.85), open_raw="3"))
+    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
+    by_event = {e.event: dict(e.fields) for e in res.events}
+    assert by_event["SUPER_SIGNAL_BYPASS"] == {"open": 3, "target": 3, "count": 1}
+    assert by_event["BEST_OF_PUBLISH"]["count"] == 1 and by_event["BEST_OF_PUBLISH"]["allowed"] == 1
+    assert reasons(res) == {"s-ETHUSDT-0.85": core.TARGET_REACHED}
+
+
+def test_scenario_c_one_open_publishes_best_two_of_four() -> None:
+    res = decide(
+        batch(
+            sig("SOLUSDT", 0.80),
+            sig("BTCUSDT", 0.95, regime="trend"),
+            sig("ETHUSDT", 0.93, regime="trend"),
+            sig("BNBUSDT", 0.90),
+            open_raw="1",
+        )
+    )
+    assert [(i.symbol, i.rank) for i in res.intents] == [("BTCUSDT", 1), ("ETHUSDT", 2)]
+    best = next(e for e in res.events if e.event == "BEST_OF_PUBLISH")
+    assert dict(best.fields) == {
+        "count": 2,
+        "allowed": 2,
+        "open": 1,
+        "slots": 9,
+        "top": [["BTCUSDT", "BUY", "0.960"], ["ETHUSDT", "BUY", "0.940"], ["BNBUSDT", "BUY", "0.900"]],
+    }
+    assert sorted(reasons(res).values()) == [core.NOT_SELECTED, core.NOT_SELECTED]
+
+
+def test_scenario_d_log_lines_carry_seed_fields() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.95, rl=True), sig("ETHUSDT", 0.93, rl=True), open_raw="1"))
+    assert events(res) == ["BEST_OF_PUBLISH", "RANK_1", "SIZE_BOOST", "RANK_2", "SIZE_BOOST"]
+    r1 = dict(res.events[1].fields)
+    assert (r1["symbol"], r1["side"], r1["conf"], r1["score"]) == ("BTCUSDT", "BUY", 0.95, "0.970")
+    b1, b2 = dict(res.events[2].fields), dict(res.events[4].fields)
+    assert b1 == {"rank": 1, "conf": 0.95, "factor": "1.30", "size_from": "100", "size_to": "130"}
+    assert b2 == {"rank": 2, "conf": 0.93, "factor": "1.10", "size_from": "100", "size_to": "110"}
+
+
+# -- capacity fail-closed ----------------------------------------------------------------------
+
+
+def test_missing_open_orders_publishes_nothing_capacity_unknown() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.99), open_raw=None))
+    assert res.intents == () and res.outcome == "capacity_unknown"
+    assert res.events[0].event == "CAPACITY_UNKNOWN" and res.events[0].fields["state"] == "missing"
+    assert reasons(res) == {"s-BTCUSDT-0.99": core.CAPACITY_UNKNOWN}
+
+
+def test_unparseable_open_orders_publishes_nothing() -> None:
+    for raw in ("", "abc", "-1", "2.5", " "):
+        res = decide(batch(sig("BTCUSDT", 0.99), open_raw=raw))
+        assert res.intents == () and res.outcome == "capacity_unknown", raw
+
+
+def test_burst_limit_caps_intents_per_cycle() -> None:
+    settings = RouterSettings(target_open_orders=10, max_open_orders=10, max_new_per_cycle=2)
+    res = decide(batch(*(sig(s, 0.8) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"))), settings)
+    assert len(res.intents) == 2
+
+
+def test_slots_limit_below_desired() -> None:
+    settings = RouterSettings(max_open_orders=4, target_open_orders=4, max_new_per_cycle=5)
+    s = core.compute_slots(3, settings=settings)
+    assert (s.super_only, s.slots, s.allowed) == (False, 1, 1)
+    assert core.compute_slots(4, settings=settings).super_only
+    s2 = core.compute_slots(1, settings=RouterSettings(max_open_orders=2, target_open_orders=2, max_new_per_cycle=5))
+    assert (s2.slots, s2.desired, s2.allowed) == (1, 1, 1)
+
+
+def test_paused_publishes_nothing() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.99), paused=True))
+    assert res.intents == () and res.outcome == "paused"
+    assert reasons(res) == {"s-BTCUSDT-0.99": core.PAUSED}
+
+
+# -- filters -----------------------------------------------------------------------------------
+
+
+def test_stale_candidate_is_dropped() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.95, age_ms=3001), sig("ETHUSDT", 0.80, age_ms=2999)))
+    assert [i.symbol for i in res.intents] == ["ETHUSDT"]
+    assert reasons(res) == {"s-BTCUSDT-0.95": core.STALE}
+
+
+def test_already_routed_signal_is_not_published_again() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.95, sid="a"), routed=frozenset({"a"})))
+    assert res.intents == () and reasons(res) == {"a": core.DUPLICATE}
+
+
+def test_second_signal_for_same_symbol_is_duplicate_and_best_kept() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.80, sid="a"), sig("BTCUSDT", 0.90, sid="b")))
+    assert [i.signal_id for i in res.intents] == ["b"]
+    assert reasons(res) == {"a": core.DUPLICATE}
+
+
+def test_redelivered_signal_in_same_batch_yields_one_intent() -> None:
+    s = sig("BTCUSDT", 0.9, sid="a")
+    res = decide(batch(s, s))
+    assert len(res.intents) == 1 and res.intents[0].intent_id == "int-a"
+
+
+def test_symbol_with_open_position_is_dropped_and_frees_the_slot() -> None:
+    inp = dataclasses.replace(batch(sig("BTCUSDT", 0.95), sig("ETHUSDT", 0.80)), open_symbols=frozenset({"BTCUSDT"}))
+    res = decide(inp, RouterSettings(max_new_per_cycle=1))
+    assert [i.symbol for i in res.intents] == ["ETHUSDT"]
+    assert reasons(res) == {"s-BTCUSDT-0.95": core.POSITION_OPEN}
+
+
+def test_symbol_outside_tradable_set_is_dropped_not_tradable() -> None:
+    res = decide(batch(sig("GALAUSDT", 0.95), sig("BTCUSDT", 0.80), tradable=frozenset({"BTCUSDT"})))
+    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
+    assert reasons(res) == {"s-GALAUSDT-0.95": core.NOT_TRADABLE}
+
+
+def test_missing_tradable_set_drops_everything_when_filter_enabled() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.95), tradable=None))
+    assert res.intents == () and reasons(res) == {"s-BTCUSDT-0.95": core.NOT_TRADABLE}
+
+
+def test_tradable_filter_disabled_lets_any_symbol_through() -> None:
+    res = decide(batch(sig("GALAUSDT", 0.95), tradable=None), RouterSettings(filter_tradable=False))
+    assert [i.symbol for i in res.intents] == ["GALAUSDT"]
+
+
+def test_zero_atr_signal_is_dropped() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.95, atr=0.0)))
+    assert res.intents == () and reasons(res) == {"s-BTCUSDT-0.95": core.INVALID_ATR}
+
+
+# -- scoring, sizing, intent fields ------------------------------------------------------------
+
+
+def test_score_adds_rl_gate_and_known_regime_bonus() -> None:
+    assert core.score(sig("X", 0.9)) == 0.9
+    assert core.score(sig("X", 0.9, rl=True)) == 0.92
+    assert core.score(sig("X", 0.9, regime="trend")) == 0.91
+    assert core.score(sig("X", 0.9, rl=True, regime="trend")) == 0.93
+
+
+def test_higher_score_wins_over_higher_confidence() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.80), sig("ETHUSDT", 0.79, rl=True), open_raw="2"))
+    assert [i.symbol for i in res.intents] == ["ETHUSDT"]
+
+
+def test_size_boost_thresholds() -> None:
+    b = SizeBoostSettings()
+    assert core.size_boost(1, 0.90, boost=b) == 1.30
+    assert core.size_boost(1, 0.89, boost=b) == 1.0
+    assert core.size_boost(2, 0.85, boost=b) == 1.10
+    assert core.size_boost(2, 0.84, boost=b) == 1.0
+    assert core.size_boost(3, 0.99, boost=b) == 1.0
+
+
+def test_size_boost_is_configurable() -> None:
+    settings = RouterSettings(size_boost=SizeBoostSettings(rank1_confidence=0.8, rank1_factor=2.0))
+    res = decide(batch(sig("BTCUSDT", 0.8)), settings, base=10.0)
+    assert res.intents[0].position_size_usd == 20.0 and res.intents[0].size_boost == 2.0
+
+
+def test_no_boost_below_threshold_logs_no_size_boost() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.80)))
+    assert "SIZE_BOOST" not in events(res)
+    assert res.intents[0].position_size_usd == 100.0
+
+
+def test_buy_intent_has_stops_from_atr() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.8, price=100.0, atr=2.0)))
+    i = res.intents[0]
+    assert (i.stop_loss, i.take_profit, i.leverage, i.entry_price) == (97.0, 106.0, 2.0, 100.0)
+    assert i.intent_id == "int-s-BTCUSDT-0.8" and i.ts == NOW and not i.reduce_only
+
+
+def test_sell_intent_has_mirrored_stops() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.8, side="SELL", price=100.0, atr=2.0)))
+    i = res.intents[0]
+    assert (i.side, i.stop_loss, i.take_profit) == ("SELL", 103.0, 94.0)
+
+
+def test_empty_batch_reads_nothing_and_publishes_nothing() -> None:
+    res = decide(batch())
+    assert res.outcome == "empty" and res.events == () and res.drops == ()
+
+
+def test_batch_due_by_size_or_window() -> None:
+    assert not core.due(buffered=0, oldest_buffered_ms=None, now_ms=NOW, settings=SETTINGS)
+    assert core.due(buffered=10, oldest_buffered_ms=NOW, now_ms=NOW, settings=SETTINGS)
+    assert not core.due(buffered=3, oldest_buffered_ms=NOW - 2999, now_ms=NOW, settings=SETTINGS)
+    assert core.due(buffered=3, oldest_buffered_ms=NOW - 3000, now_ms=NOW, settings=SETTINGS)
+
+
+def test_every_drop_reason_is_a_known_code() -> None:
+    res = decide(
+        batch(
+            sig("BTCUSDT", 0.95, age_ms=10_000),
+            sig("GALAUSDT", 0.95),
+            sig("ETHUSDT", 0.9),
+            sig("SOLUSDT", 0.8),
+            sig("BNBUSDT", 0.77),
+            tradable=ALL,
+            open_raw="2",
+        )
+    )
+    assert all(d.reason in core.REASONS for d in res.drops)
+    assert len(res.drops) + len(res.intents) == 5

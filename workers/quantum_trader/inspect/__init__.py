@@ -1,0 +1,1 @@
+"""Read-only inspection of a running profile: ``qt check`` (GO/NO-GO) and ``qt why SYMBOL``."""

@@ -1,0 +1,475 @@
+"""Router decision core (seed 001): capacity- and quality-aware best-of-N batching.
+
+Pure: frozen data in, frozen data out; no I/O and no clock reads (``now_ms`` is
+an argument). The shell (:mod:`quantum_trader.router.worker`) buffers admitted
+signals, gathers a :class:`BatchInput` every ``candidateWindow`` (or when
+``batchSize`` are buffered), calls :func:`decide_batch`, publishes the intents
+and the drop records, emits the log events and acknowledges everything.
+
+Stages of one batch, each a one-verb function, in this order:
+
+1. ``paused``            control flag present → every candidate dropped (``paused``)
+2. ``read capacity``     ``state:open_orders`` missing/unparseable → ``capacity_unknown``
+3. ``compute slots``     slots = max - open ≤ 0 → ``capacity_full``;
+                         open ≥ target → only super-confidence candidates
+                         (``SUPER_SIGNAL_BYPASS``, else ``target_reached``);
+                         allowed = min(desired, slots, maxNewPerCycle)
+4. ``drop stale``        signal already older than ``candidateWindow`` when the router read it
+                         (consumer lag, backlog after a restart) → ``stale``; a fresh signal
+                         then waits at most one window in the buffer
+5. ``drop duplicates``   signal already routed, or a second signal for a symbol → ``duplicate``;
+                         symbol already has an open position → ``position_open`` (it would
+                         only take a slot and be blocked by the gate as ``duplicate``)
+6. ``filter tradable``   symbol outside ``cfg:tradable_symbols`` → ``not_tradable``
+7. ``rank``              score = confidence + 0.02·rl_gate_pass + 0.01·(regime known)
+8. ``select``            best ``allowed``; the rest → ``not_selected``
+9. ``size``              base size × boost (rank 1 ≥ 0.90 → ×1.30, rank 2 ≥ 0.85 → ×1.10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
+from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
+
+# -- reason codes (RouterFate.reason, ROUTER_DROPS{reason}) -------------------------------------
+HOLD: Final = "hold"
+LOW_CONFIDENCE: Final = "low_confidence"
+PAUSED: Final = "paused"
+CAPACITY_UNKNOWN: Final = "capacity_unknown"
+CAPACITY_FULL: Final = "capacity_full"
+TARGET_REACHED: Final = "target_reached"
+STALE: Final = "stale"
+DUPLICATE: Final = "duplicate"
+NOT_TRADABLE: Final = "not_tradable"
+NOT_SELECTED: Final = "not_selected"
+INVALID_ATR: Final = "invalid_atr"
+POSITION_OPEN: Final = "position_open"
+
+REASONS: Final = (
+    HOLD,
+    LOW_CONFIDENCE,
+    PAUSED,
+    CAPACITY_UNKNOWN,
+    CAPACITY_FULL,
+    TARGET_REACHED,
+    STALE,
+    DUPLICATE,
+    NOT_TRADABLE,
+    NOT_SELECTED,
+    INVALID_ATR,
+    POSITION_OPEN,
+)
+
+RL_GATE_BONUS: Final = 0.02
+REGIME_BONUS: Final = 0.01
+UNKNOWN_REGIMES: Final = frozenset({"", "unknown", "none", "n/a"})
+INTENT_PREFIX: Final = "int-"
+TOP_LOGGED: Final = 3
+
+Outcome = Literal[
+    "empty",
+    "paused",
+    "capacity_unknown",
+    "capacity_full",
+    "target_reached",
+    "published",
+    "none_selected",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One log line the shell emits: ``EVENT k=v ...``."""
+
+    event: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+    level: Literal["info", "warn"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An admitted signal waiting in the buffer."""
+
+    entry_id: str
+    signal: Signal
+    received_ms: int  # when the router read it (clock ms)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInput:
+    """Everything one decision needs, gathered by the shell."""
+
+    candidates: tuple[Candidate, ...]
+    open_orders_raw: str | None  # state:open_orders as read (None: key missing)
+    paused: bool
+    tradable: frozenset[str] | None  # cfg:tradable_symbols (None: missing or empty)
+    already_routed: frozenset[str]  # signal ids of candidates already turned into intents
+    now_ms: int
+    open_symbols: frozenset[str] = frozenset()  # symbols with an open position (state:positions)
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    open: int
+    slots: int  # max - open
+    desired: int  # target - open (0 when at/above target)
+    allowed: int  # min(desired or burst, slots, burst)
+    super_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    outcome: Outcome
+    intents: tuple[TradeIntent, ...]
+    drops: tuple[RouterFate, ...]
+    events: tuple[LogEvent, ...]
+    open_orders: int | None
+    slots: Slots | None
+
+
+# -- admission (per signal, before buffering) -------------------------------------------------
+
+
+def screen(signal: Signal, *, settings: RouterSettings) -> str | None:
+    """The reason a signal never enters the buffer, or None when it is admitted."""
+    if signal.side == "HOLD":
+        return HOLD
+    if signal.confidence < settings.min_confidence:
+        return LOW_CONFIDENCE
+    return None
+
+
+def screen_event(signal: Signal, reason: str, *, settings: RouterSettings) -> LogEvent:
+    if reason == LOW_CONFIDENCE:
+        return LogEvent(
+            "LOW_CONFIDENCE_DROP",
+            {
+                "symbol": signal.symbol,
+                "side": signal.side,
+                "conf": signal.confidence,
+                "min": settings.min_confidence,
+                "signal_id": signal.signal_id,
+            },
+        )
+    return LogEvent("HOLD_DROP", {"symbol": signal.symbol, "signal_id": signal.signal_id})
+
+
+def fate(signal: Signal, reason: str, *, now_ms: int) -> RouterFate:
+    """The drop record of a signal (stream:router.drop)."""
+    return RouterFate(
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        side=signal.side,
+        confidence=signal.confidence,
+        reason=reason,
+        ts=now_ms,
+    )
+
+
+# -- stages -----------------------------------------------------------------------------------
+
+
+def read_capacity(raw: str | None) -> int | None:
+    """``state:open_orders`` as a non-negative int; None when missing or unparseable (fail closed)."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text.isdigit():
+        return None
+    return int(text)
+
+
+def compute_slots(open_orders: int, *, settings: RouterSettings) -> Slots:
+    slots = settings.max_open_orders - open_orders
+    if open_orders >= settings.target_open_orders:
+        allowed = max(0, min(slots, settings.max_new_per_cycle))
+        return Slots(open=open_orders, slots=slots, desired=0, allowed=allowed, super_only=True)
+    desired = settings.target_open_orders - open_orders
+    allowed = max(0, min(desired, slots, settings.max_new_per_cycle))
+    return Slots(open=open_orders, slots=slots, desired=desired, allowed=allowed, super_only=False)
+
+
+def score(signal: Signal) -> float:
+    """confidence + 0.02 if the RL gate passed + 0.01 if the regime is known."""
+    bonus = RL_GATE_BONUS if signal.rl_gate_pass else 0.0
+    if signal.regime.strip().lower() not in UNKNOWN_REGIMES:
+        bonus += REGIME_BONUS
+    return round(signal.confidence + bonus, 6)
+
+
+def is_stale(signal: Signal, *, received_ms: int, window_s: float) -> bool:
+    """Older than the window when read: it can no longer compete with the batch it lands in."""
+    return received_ms - signal.ts > int(window_s * 1000)
+
+
+def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Best first: score, then confidence, then newest, then signal id (deterministic)."""
+    return sorted(
+        candidates,
+        key=lambda c: (-score(c.signal), -c.signal.confidence, -c.signal.ts, c.signal.signal_id),
+    )
+
+
+def size_boost(rank_no: int, confidence: float, *, boost: SizeBoostSettings) -> float:
+    if rank_no == 1 and confidence >= boost.rank1_confidence:
+        return boost.rank1_factor
+    if rank_no == 2 and confidence >= boost.rank2_confidence:
+        return boost.rank2_factor
+    return 1.0
+
+
+def intent_id_for(signal_id: str) -> str:
+    """Deterministic: a redelivered signal yields the same intent id."""
+    return INTENT_PREFIX + signal_id
+
+
+def build_intent(
+    signal: Signal, *, rank_no: int, settings: RouterSettings, base_size_usd: float, now_ms: int
+) -> TradeIntent:
+    factor = size_boost(rank_no, signal.confidence, boost=settings.size_boost)
+    price = signal.price
+    sl_dist = signal.atr * settings.stop_loss_atr
+    tp_dist = signal.atr * settings.take_profit_atr
+    if signal.side == "BUY":
+        stop_loss, take_profit = price - sl_dist, price + tp_dist
+    else:
+        stop_loss, take_profit = price + sl_dist, price - tp_dist
+    side: Literal["BUY", "SELL"] = "BUY" if signal.side == "BUY" else "SELL"
+    return TradeIntent(
+        intent_id=intent_id_for(signal.signal_id),
+        signal_id=signal.signal_id,
+        symbol=signal.symbol,
+        side=side,
+        position_size_usd=round(base_size_usd * factor, 8),
+        leverage=settings.leverage,
+        entry_price=price,
+        stop_loss=max(0.0, stop_loss),
+        take_profit=max(0.0, take_profit),
+        confidence=signal.confidence,
+        score=score(signal),
+        rank=rank_no,
+        size_boost=factor,
+        reduce_only=False,
+        ts=now_ms,
+    )
+
+
+# -- the batch --------------------------------------------------------------------------------
+
+
+class _Acc:
+    """Collects drops and events while the stages run."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        self.drops: list[RouterFate] = []
+        self.events: list[LogEvent] = []
+
+    def drop(self, cands: Iterable[Candidate], reason: str) -> None:
+        for c in cands:
+            self.drops.append(fate(c.signal, reason, now_ms=self.now_ms))
+
+    def log(self, event: str, level: Literal["info", "warn"] = "info", **fields: object) -> None:
+        self.events.append(LogEvent(event, fields, level))
+
+
+def _result(
+    acc: _Acc,
+    outcome: Outcome,
+    *,
+    intents: Sequence[TradeIntent] = (),
+    open_orders: int | None = None,
+    slots: Slots | None = None,
+) -> BatchResult:
+    return BatchResult(
+        outcome=outcome,
+        intents=tuple(intents),
+        drops=tuple(acc.drops),
+        events=tuple(acc.events),
+        open_orders=open_orders,
+        slots=slots,
+    )
+
+
+def drop_stale(cands: Sequence[Candidate], acc: _Acc, *, window_s: float) -> list[Candidate]:
+    kept: list[Candidate] = []
+    for c in cands:
+        if is_stale(c.signal, received_ms=c.received_ms, window_s=window_s):
+            acc.drop([c], STALE)
+            acc.log(
+                "STALE_DROP",
+                symbol=c.signal.symbol,
+                signal_id=c.signal.signal_id,
+                age_ms=c.received_ms - c.signal.ts,
+                window_ms=int(window_s * 1000),
+            )
+        else:
+            kept.append(c)
+    return kept
+
+
+def drop_duplicates(cands: Sequence[Candidate], acc: _Acc, *, already_routed: frozenset[str]) -> list[Candidate]:
+    """One candidate per signal id and per symbol (the best-scoring); never a routed signal again."""
+    kept: list[Candidate] = []
+    seen_ids: set[str] = set()
+    seen_symbols: set[str] = set()
+    for c in rank(cands):
+        s = c.signal
+        if s.signal_id in already_routed or s.signal_id in seen_ids or s.symbol in seen_symbols:
+            why = "already_routed" if s.signal_id in already_routed else "same_batch"
+            acc.drop([c], DUPLICATE)
+            acc.log("DUPLICATE_DROP", symbol=s.symbol, signal_id=s.signal_id, why=why)
+            seen_ids.add(s.signal_id)
+            continue
+        seen_ids.add(s.signal_id)
+        seen_symbols.add(s.symbol)
+        kept.append(c)
+    return kept
+
+
+def drop_open_positions(cands: Sequence[Candidate], acc: _Acc, *, open_symbols: frozenset[str]) -> list[Candidate]:
+    kept: list[Candidate] = []
+    for c in cands:
+        if c.signal.symbol in open_symbols:
+            acc.drop([c], POSITION_OPEN)
+            acc.log("POSITION_OPEN_DROP", symbol=c.signal.symbol, signal_id=c.signal.signal_id)
+        else:
+            kept.append(c)
+    return kept
+
+
+def filter_tradable(
+    cands: Sequence[Candidate], acc: _Acc, *, tradable: frozenset[str] | None, enabled: bool
+) -> list[Candidate]:
+    """With ``filterTradable``, drop symbols outside ``cfg:tradable_symbols`` (missing set: drop all)."""
+    if not enabled:
+        return list(cands)
+    kept: list[Candidate] = []
+    for c in cands:
+        if tradable is not None and c.signal.symbol in tradable:
+            kept.append(c)
+        else:
+            acc.drop([c], NOT_TRADABLE)
+            acc.log(
+                "NOT_TRADABLE",
+                symbol=c.signal.symbol,
+                signal_id=c.signal.signal_id,
+                tradable_set="missing" if tradable is None else len(tradable),
+            )
+    return kept
+
+
+def drop_invalid(cands: Sequence[Candidate], acc: _Acc) -> list[Candidate]:
+    """No stop loss can be placed without an ATR."""
+    kept: list[Candidate] = []
+    for c in cands:
+        if c.signal.atr <= 0.0:
+            acc.drop([c], INVALID_ATR)
+            acc.log("INVALID_ATR_DROP", symbol=c.signal.symbol, signal_id=c.signal.signal_id, atr=c.signal.atr)
+        else:
+            kept.append(c)
+    return kept
+
+
+def _fmt_score(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def decide_batch(inp: BatchInput, *, settings: RouterSettings, base_size_usd: float) -> BatchResult:
+    """Decide one batch: which buffered candidates become intents, and why the others do not."""
+    acc = _Acc(inp.now_ms)
+    cands = list(inp.candidates)
+    if not cands:
+        return _result(acc, "empty")
+
+    if inp.paused:
+        acc.drop(cands, PAUSED)
+        acc.log("PAUSED", "warn", dropped=len(cands))
+        return _result(acc, "paused")
+
+    open_orders = read_capacity(inp.open_orders_raw)
+    if open_orders is None:
+        acc.drop(cands, CAPACITY_UNKNOWN)
+        acc.log(
+            "CAPACITY_UNKNOWN",
+            "warn",
+            state="missing" if inp.open_orders_raw is None else "unparseable",
+            raw=inp.open_orders_raw if inp.open_orders_raw is not None else "",
+            dropped=len(cands),
+        )
+        return _result(acc, "capacity_unknown")
+
+    slots = compute_slots(open_orders, settings=settings)
+    if slots.slots <= 0:
+        acc.drop(cands, CAPACITY_FULL)
+        acc.log("CAPACITY_FULL", "warn", open=open_orders, max=settings.max_open_orders)
+        return _result(acc, "capacity_full", open_orders=open_orders, slots=slots)
+
+    cands = drop_stale(cands, acc, window_s=settings.candidate_window)
+    cands = drop_duplicates(cands, acc, already_routed=inp.already_routed)
+    cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
+    cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
+    cands = drop_invalid(cands, acc)
+
+    allowed = slots.allowed
+    if slots.super_only:
+        supers = [c for c in cands if c.signal.confidence >= settings.super_confidence]
+        others = [c for c in cands if c.signal.confidence < settings.super_confidence]
+        acc.drop(others, TARGET_REACHED)
+        if not supers:
+            acc.log("TARGET_REACHED", open=open_orders, target=settings.target_open_orders)
+            return _result(acc, "target_reached", open_orders=open_orders, slots=slots)
+        acc.log("SUPER_SIGNAL_BYPASS", open=open_orders, target=settings.target_open_orders, count=len(supers))
+        cands = supers
+        allowed = min(allowed, len(supers))
+
+    ranked = rank(cands)
+    chosen = ranked[:allowed]
+    acc.drop(ranked[allowed:], NOT_SELECTED)
+    acc.log(
+        "BEST_OF_PUBLISH",
+        count=len(chosen),
+        allowed=allowed,
+        open=open_orders,
+        slots=slots.slots,
+        top=[[c.signal.symbol, c.signal.side, _fmt_score(score(c.signal))] for c in ranked[:TOP_LOGGED]],
+    )
+    intents: list[TradeIntent] = []
+    for rank_no, c in enumerate(chosen, start=1):
+        intent = build_intent(
+            c.signal, rank_no=rank_no, settings=settings, base_size_usd=base_size_usd, now_ms=inp.now_ms
+        )
+        intents.append(intent)
+        acc.log(
+            f"RANK_{rank_no}",
+            symbol=intent.symbol,
+            side=intent.side,
+            conf=intent.confidence,
+            score=_fmt_score(intent.score),
+            intent_id=intent.intent_id,
+        )
+        if intent.size_boost > 1.0:
+            acc.log(
+                "SIZE_BOOST",
+                rank=rank_no,
+                conf=intent.confidence,
+                factor=f"{intent.size_boost:.2f}",
+                size_from=f"{base_size_usd:g}",
+                size_to=f"{intent.position_size_usd:g}",
+            )
+    return _result(
+        acc, "published" if intents else "none_selected", intents=intents, open_orders=open_orders, slots=slots
+    )
+
+
+def due(*, buffered: int, oldest_buffered_ms: int | None, now_ms: int, settings: RouterSettings) -> bool:
+    """A batch is due when ``batchSize`` are buffered or the oldest has waited ``candidateWindow``."""
+    if buffered == 0 or oldest_buffered_ms is None:
+        return False
+    if buffered >= settings.batch_size:
+        return True
+    return now_ms - oldest_buffered_ms >= int(settings.candidate_window * 1000)

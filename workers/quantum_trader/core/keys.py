@@ -162,8 +162,26 @@ class Keys:
         return f"{self.prefix}state:decided_intents"
 
     @property
+    def pending_intents(self) -> str:
+        """Hash intent_id → TradeIntent as JSON (typed values) of EXECUTE decisions not yet executed.
+
+        The gate writes it atomically with an EXECUTE decision; the executor deletes the field
+        atomically with the execution result. Doubles as the gate's in-flight set.
+        """
+        return f"{self.prefix}state:pending_intents"
+
+    @property
+    def pending_summary(self) -> str:
+        """Hash ``<SYMBOL>:<SIDE>`` → count of in-flight opening EXECUTEs, ``_notional`` → their USD sum.
+
+        Maintained atomically with ``pending_intents`` (gate +, executor −) so the gate reads in-flight
+        risk in O(batch), not O(in-flight).
+        """
+        return f"{self.prefix}state:pending_summary"
+
+    @property
     def published_signals(self) -> str:
-        """Set of signal ids the router already turned into intents (dedup)."""
+        """Hash signal_id → intent_id: signals the router already turned into intents (dedup ledger)."""
         return f"{self.prefix}state:routed_signals"
 
     @property

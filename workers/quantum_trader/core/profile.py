@@ -60,12 +60,14 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Inverse of :func:`parse_duration`, the largest unit that divides evenly."""
+    """Inverse of :func:`parse_duration`: the largest unit that divides evenly (hours up to a day)."""
     for unit in ("d", "h", "m", "s"):
+        if unit == "d" and seconds <= 86400:
+            continue
         n = seconds / _UNIT_S[unit]
         if n >= 1 and abs(n - round(n)) < 1e-9:
-            return f"{int(round(n))}{unit}"
-    return f"{int(round(seconds * 1000))}ms"
+            return f"{round(n)}{unit}"
+    return f"{round(seconds * 1000)}ms"
 
 
 Duration = Annotated[
@@ -169,6 +171,9 @@ class UniverseSettings(Settings):
     )
     friction_veto: bool = Field(True, description="Veto when friction exceeds |momentum|. Default true.")
     spread_bps: float = Field(2.0, ge=0, description="Assumed spread for the friction estimate (bps).")
+    fee_bps: float = Field(
+        4.0, ge=0, le=100, description="Taker fee per side for the friction estimate (bps). Default 4."
+    )
     max_per_cluster: int = Field(
         0, ge=0, description="At most k symbols per correlation cluster; 0 disables. Default 0."
     )

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import numpy as np
+from quantum_trader.ai.features import N_FEATURES, index
+from quantum_trader.ai.signals import (
+    FALLBACK_MODEL,
+    decide_fallback,
+    decide_model,
+    fallback_p_up,
+    model_tag,
+    regimes,
+)
+
+
+def _x(**values: float) -> np.ndarray:
+    x = np.zeros((1, N_FEATURES))
+    for k, v in values.items():
+        x[0, index(k)] = v
+    x[0, index("atr_pct")] = values.get("atr_pct", 0.01)
+    return x
+
+
+def test_side_follows_probability_and_confidence_is_that_sides_probability() -> None:
+    x = np.vstack([_x(), _x(), _x()])
+    d = decide_model(("A", "B", "C"), x=x, price=np.array([100.0, 10.0, 1.0]), p_up=np.array([0.8, 0.3, 0.52]),
+                     p_profit=np.array([0.7, 0.2, 0.9]), hold_below=0.55, gate_threshold=0.5)
+    assert [s.side for s in d] == ["BUY", "SELL", "HOLD"]
+    assert [round(s.confidence, 6) for s in d] == [0.8, 0.7, 0.52]
+    assert [s.rl_gate_pass for s in d] == [True, False, False]  # HOLD never passes
+    assert d[0].atr == 100.0 * 0.01 and d[0].price == 100.0
+
+
+def test_regime_labels() -> None:
+    x = np.vstack([_x(vol_regime=0.5), _x(efficiency_16=0.6, ema_slope_slow=0.5),
+                   _x(efficiency_16=0.6, ema_slope_slow=-0.5), _x()])
+    assert regimes(x) == ["high_vol", "trend_up", "trend_down", "range"]
+
+
+def test_fallback_is_a_trend_follower_whose_confidence_can_exceed_the_router_minimum() -> None:
+    strong_up = _x(ema_gap_slow=8.0, ema_slope_slow=2.0)
+    strong_down = _x(ema_gap_slow=-8.0, ema_slope_slow=-2.0)
+    disagree = _x(ema_gap_slow=8.0, ema_slope_slow=-2.0)
+    x = np.vstack([strong_up, strong_down, disagree])
+    p = fallback_p_up(x)
+    assert p[0] > 0.9 and p[1] < 0.1 and p[2] == 0.5
+    d = decide_fallback(("A", "B", "C"), x=x, price=np.ones(3), hold_below=0.55)
+    assert [s.side for s in d] == ["BUY", "SELL", "HOLD"]
+    assert d[0].confidence > 0.75 and d[0].confidence < 0.95
+    assert not any(s.rl_gate_pass for s in d)
+
+
+def test_model_names_say_what_produced_the_signal() -> None:
+    assert model_tag("20261121T120000Z-abc123") == "lgbm-20261121T120000Z-abc123"
+    assert FALLBACK_MODEL == "fallback-trend"

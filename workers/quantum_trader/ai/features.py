@@ -1,0 +1,319 @@
+"""The AI feature set: 20 features per symbol and bar, vectorised over all symbols (pure numpy).
+
+Inputs are 2-D arrays ``(symbols, bars)`` of one timeframe, oldest bar first, all
+symbols on the same bar grid. Every feature at bar ``t`` is a function of bars
+``t - WINDOW + 1 .. t`` only (the bar that just closed and earlier): nothing after
+the bar close is ever read. Two evaluation modes share one definition:
+
+* :func:`feature_matrix` — every bar (training): ``(S, T, F)``, NaN during warm-up;
+* :func:`latest_features` — only the last bar (inference): ``(S, F)``; it equals
+  ``feature_matrix(...)[:, -1, :]`` (a test checks this) but costs a fraction.
+
+EMAs are finite exponentially weighted means over ``3.5 × span`` bars (an FIR
+kernel, weights normalised to 1), so a feature never depends on where a fetched
+window starts. "Slow" features use spans ``SLOW_FACTOR`` (4) times longer: on the
+default 15m timeframe they are the 1h EMAs. Price-level features (EMA gaps and
+slopes, MACD) are divided by the ATR, returns by realised volatility, so the
+features of different symbols are comparable and can be pooled.
+
+| # | name | definition (at bar t) |
+|---|---|---|
+| 0 | ret_1 | log return over 1 bar / (rv_96 · √1) |
+| 1 | ret_4 | log return over 4 bars / (rv_96 · √4) |
+| 2 | ret_16 | log return over 16 bars / (rv_96 · √16) |
+| 3 | ret_64 | log return over 64 bars / (rv_96 · √64) |
+| 4 | atr_pct | ATR(14, simple mean of true range) / close |
+| 5 | rsi_14 | up / (up + down) − 0.5 over 14 price changes (Cutler RSI, centred) |
+| 6 | ema_gap_20 | (close − EMA20) / ATR |
+| 7 | ema_slope_20 | (EMA20[t] − EMA20[t−1]) / ATR |
+| 8 | ema_slope_50 | (EMA50[t] − EMA50[t−1]) / ATR |
+| 9 | ema_gap_slow | (close − EMA(20·4)) / ATR — 1h EMA20 on 15m bars |
+| 10 | ema_slope_slow | (EMA(20·4)[t] − EMA(20·4)[t−4]) / ATR — 1h EMA20 slope per hour |
+| 11 | macd | (EMA12 − EMA26) / ATR |
+| 12 | macd_hist | (MACD − EMA9(MACD)) / ATR |
+| 13 | bb_width | 2 · std20(close) / mean20(close) |
+| 14 | bb_pos | (close − mean20) / (2 · std20), clipped to ±3 |
+| 15 | volume_z | z-score of log(1 + volume) over 96 bars |
+| 16 | range_pos | position of close in the 48-bar high–low range, −0.5 … 0.5 |
+| 17 | rv_16 | standard deviation of 1-bar log returns over 16 bars |
+| 18 | vol_regime | log(rv_16 / rv_96) — volatility regime (>0: expanding) |
+| 19 | efficiency_16 | Kaufman efficiency ratio over 16 bars (0 = noise, 1 = straight line) |
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+F64 = npt.NDArray[np.float64]
+
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    "ret_1",
+    "ret_4",
+    "ret_16",
+    "ret_64",
+    "atr_pct",
+    "rsi_14",
+    "ema_gap_20",
+    "ema_slope_20",
+    "ema_slope_50",
+    "ema_gap_slow",
+    "ema_slope_slow",
+    "macd",
+    "macd_hist",
+    "bb_width",
+    "bb_pos",
+    "volume_z",
+    "range_pos",
+    "rv_16",
+    "vol_regime",
+    "efficiency_16",
+)
+N_FEATURES: Final = len(FEATURE_NAMES)
+SLOW_FACTOR: Final = 4
+EMA_TAPS_PER_SPAN: Final = 3.5
+ATR_BARS: Final = 14
+RV_LONG: Final = 96
+_EPS: Final = 1e-12
+
+
+def _ema_kernel(span: int) -> F64:
+    """FIR weights ``w[j]`` for lag ``j`` (0 = current bar) of a finite EMA, summing to 1."""
+    alpha = 2.0 / (span + 1.0)
+    taps = math.ceil(EMA_TAPS_PER_SPAN * span)
+    w = alpha * (1.0 - alpha) ** np.arange(taps, dtype=np.float64)
+    out: F64 = w / w.sum()
+    return out
+
+
+def _pad(kernel: F64, length: int) -> F64:
+    out = np.zeros(length, dtype=np.float64)
+    out[: kernel.shape[0]] = kernel
+    return out
+
+
+def _shift(kernel: F64, lag: int, length: int) -> F64:
+    """The kernel of ``x[t - lag]`` filtered by ``kernel``."""
+    out = np.zeros(length, dtype=np.float64)
+    out[lag : lag + kernel.shape[0]] = kernel
+    return out
+
+
+def _linear_kernels() -> tuple[F64, int]:
+    """The price-linear features as one ``(taps, 7)`` matrix of lag weights (column order below)."""
+    e12, e26, e20, e50 = (_ema_kernel(s) for s in (12, 26, 20, 50))
+    eslow = _ema_kernel(20 * SLOW_FACTOR)
+    e9 = _ema_kernel(9)
+    macd_len = max(e12.shape[0], e26.shape[0])
+    macd = _pad(e12, macd_len) - _pad(e26, macd_len)
+    macd_sig = np.convolve(e9, macd)  # EMA9 of the MACD series, as lag weights on close
+    taps = max(
+        macd_sig.shape[0], eslow.shape[0] + SLOW_FACTOR, e50.shape[0] + 1, e20.shape[0] + 1
+    )
+    ident = np.zeros(taps)
+    ident[0] = 1.0
+    cols = [
+        ident - _pad(e20, taps),  # ema_gap_20
+        _pad(e20, taps) - _shift(e20, 1, taps),  # ema_slope_20
+        _pad(e50, taps) - _shift(e50, 1, taps),  # ema_slope_50
+        ident - _pad(eslow, taps),  # ema_gap_slow
+        _pad(eslow, taps) - _shift(eslow, SLOW_FACTOR, taps),  # ema_slope_slow
+        _pad(macd, taps),  # macd
+        _pad(macd, taps) - _pad(macd_sig, taps),  # macd_hist
+    ]
+    # Reverse the lag axis so that ``window[:, -taps:] @ K`` applies lag 0 to the newest bar.
+    k: F64 = np.ascontiguousarray(np.stack(cols, axis=1)[::-1, :])
+    return k, taps
+
+
+_KERNELS, _TAPS = _linear_kernels()
+WINDOW: Final[int] = max(_TAPS, RV_LONG + 1, 64 + 1)
+"""Bars each feature vector needs (the newest bar included); fewer gives NaN."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bars:
+    """OHLCV of several symbols on one bar grid: each array ``(symbols, bars)``, oldest first."""
+
+    high: F64
+    low: F64
+    close: F64
+    volume: F64
+
+    @property
+    def n_symbols(self) -> int:
+        return int(self.close.shape[0])
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.close.shape[1])
+
+    def tail(self, n: int) -> Bars:
+        return Bars(self.high[:, -n:], self.low[:, -n:], self.close[:, -n:], self.volume[:, -n:])
+
+
+class _Ops:
+    """Window primitives in one of two modes: every bar (``latest=False``) or the last bar only."""
+
+    def __init__(self, n_bars: int, *, latest: bool) -> None:
+        self.latest = latest
+        self.n = n_bars
+
+    def cur(self, x: F64) -> F64:
+        return x[:, -1:] if self.latest else x
+
+    def lag(self, x: F64, k: int) -> F64:
+        """``x[t - k]`` aligned with ``t`` (NaN before the series starts)."""
+        if self.latest:
+            return x[:, -1 - k : x.shape[1] - k]
+        out = np.full_like(x, np.nan)
+        out[:, k:] = x[:, : x.shape[1] - k]
+        return out
+
+    def window(self, x: F64, n: int) -> F64:
+        """``(S, T', n)`` windows ending at each evaluated bar (series right-aligned with the bars)."""
+        if self.latest:
+            return x[:, None, -n:]
+        return sliding_window_view(x, n, axis=1)
+
+    def aligned(self, reduced: F64, n: int, series_len: int) -> F64:
+        """Left-pad a reduced window result to the bar grid (series may be shorter than the bars)."""
+        if self.latest:
+            return reduced
+        out = np.full((reduced.shape[0], self.n), np.nan)
+        out[:, self.n - reduced.shape[1] :] = reduced
+        return out
+
+    def mean(self, x: F64, n: int) -> F64:
+        return self.aligned(self.window(x, n).mean(axis=2), n, x.shape[1])
+
+    def std(self, x: F64, n: int) -> F64:
+        return self.aligned(self.window(x, n).std(axis=2), n, x.shape[1])
+
+    def sum(self, x: F64, n: int) -> F64:
+        return self.aligned(self.window(x, n).sum(axis=2), n, x.shape[1])
+
+    def max(self, x: F64, n: int) -> F64:
+        return self.aligned(self.window(x, n).max(axis=2), n, x.shape[1])
+
+    def min(self, x: F64, n: int) -> F64:
+        return self.aligned(self.window(x, n).min(axis=2), n, x.shape[1])
+
+    def linear(self, close: F64) -> F64:
+        """The price-linear kernels: ``(S, T, 7)`` or ``(S, 1, 7)``."""
+        if self.latest:
+            out: F64 = (close[:, -_TAPS:] @ _KERNELS)[:, None, :]
+            return out
+        win = sliding_window_view(close, _TAPS, axis=1)  # (S, T - taps + 1, taps)
+        vals = win @ _KERNELS
+        full = np.full((close.shape[0], self.n, _KERNELS.shape[1]), np.nan)
+        full[:, self.n - vals.shape[1] :, :] = vals
+        return full
+
+
+def _safe_div(num: F64, den: F64) -> F64:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: F64 = np.where(np.abs(den) > _EPS, num / np.where(np.abs(den) > _EPS, den, 1.0), 0.0)
+    return out
+
+
+def _compute(bars: Bars, *, latest: bool) -> F64:
+    if bars.n_bars < 2:
+        raise ValueError("at least two bars are needed")
+    if bars.n_bars < WINDOW:  # not one full window: every feature is unknown
+        return np.full((bars.n_symbols, 1 if latest else bars.n_bars, N_FEATURES), np.nan)
+    if latest and bars.n_bars > WINDOW + 1:
+        bars = bars.tail(WINDOW + 1)
+    ops = _Ops(bars.n_bars, latest=latest)
+    c, h, lo, v = bars.close, bars.high, bars.low, bars.volume
+
+    def tail(x: F64, n: int) -> F64:
+        """In last-bar mode only the newest ``n`` bars of a series are ever read: derive from those."""
+        return x[:, -n:] if latest else x
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.log(tail(c, RV_LONG + 1))
+    # 1-bar series, right-aligned with the bars (one element shorter).
+    r1 = np.diff(p, axis=1)
+    c15, h15, lo15 = tail(c, ATR_BARS + 1), tail(h, ATR_BARS + 1), tail(lo, ATR_BARS + 1)
+    prev_c = c15[:, :-1]
+    tr = np.maximum(
+        h15[:, 1:] - lo15[:, 1:], np.maximum(np.abs(h15[:, 1:] - prev_c), np.abs(lo15[:, 1:] - prev_c))
+    )
+    dc = np.diff(c15, axis=1)
+
+    rv16 = ops.std(r1, 16)
+    rv96 = ops.std(r1, RV_LONG)
+    atr = ops.mean(tr, ATR_BARS)
+    close_t = ops.cur(c)
+    p_t = ops.cur(p)
+
+    def ret(k: int) -> F64:
+        return _safe_div(p_t - ops.lag(p, k), rv96 * math.sqrt(k))
+
+    up = ops.mean(np.maximum(dc, 0.0), 14)
+    down = ops.mean(np.maximum(-dc, 0.0), 14)
+    rsi = _safe_div(up, up + down) - 0.5
+    rsi = np.where(up + down > _EPS, rsi, 0.0)
+
+    lin = ops.linear(c)
+    lin_atr = _safe_div(lin, atr[:, :, None])
+
+    mean20 = ops.mean(c, 20)
+    std20 = ops.std(c, 20)
+    bb_width = _safe_div(2.0 * std20, mean20)
+    bb_pos = np.clip(_safe_div(close_t - mean20, 2.0 * std20), -3.0, 3.0)
+
+    lv = np.log1p(np.maximum(tail(v, RV_LONG), 0.0))
+    volume_z = np.clip(_safe_div(ops.cur(lv) - ops.mean(lv, RV_LONG), ops.std(lv, RV_LONG)), -6.0, 6.0)
+
+    hi48 = ops.max(h, 48)
+    lo48 = ops.min(lo, 48)
+    range_pos = _safe_div(close_t - lo48, hi48 - lo48) - 0.5
+
+    vol_regime = np.log(_safe_div(rv16, rv96) + _EPS)
+    path = ops.sum(np.abs(r1[:, -16:] if latest else r1), 16)
+    efficiency = _safe_div(np.abs(p_t - ops.lag(p, 16)), path)
+
+    cols = [
+        ret(1),
+        ret(4),
+        ret(16),
+        ret(64),
+        _safe_div(atr, close_t),
+        rsi,
+        *(lin_atr[:, :, j] for j in range(lin_atr.shape[2])),
+        bb_width,
+        bb_pos,
+        volume_z,
+        range_pos,
+        rv16,
+        vol_regime,
+        efficiency,
+    ]
+    out = np.stack(cols, axis=2)
+    if not latest:
+        out[:, : WINDOW - 1, :] = np.nan  # warm-up: not every feature has its full window yet
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def feature_matrix(bars: Bars) -> F64:
+    """Features at every bar: ``(symbols, bars, N_FEATURES)``; the first ``WINDOW - 1`` bars are NaN."""
+    return _compute(bars, latest=False)
+
+
+def latest_features(bars: Bars) -> F64:
+    """Features at the last bar only: ``(symbols, N_FEATURES)``; NaN rows when fewer than WINDOW bars."""
+    out: F64 = _compute(bars, latest=True)[:, 0, :]
+    return out
+
+
+def index(name: str) -> int:
+    """Column of a feature by name."""
+    return FEATURE_NAMES.index(name)

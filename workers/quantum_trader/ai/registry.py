@@ -1,0 +1,149 @@
+"""Model registry in Redis: artefacts, model cards, the promoted version.
+
+* ``Keys.model_artifact(version)`` — the artefact (:mod:`quantum_trader.ai.model`), base64 text so
+  that clients with ``decode_responses=True`` can read it;
+* ``Keys.model_registry`` — hash ``version → model card JSON`` (features, training window,
+  parameters, out-of-sample metrics, data hash, artefact SHA-256, gate result, status);
+* ``Keys.model_promoted`` — the version the ai worker serves (hot-reloaded by polling).
+
+A version is promoted only if (1) its artefact, read back from Redis, loads and reproduces
+the trainer's predictions, and (2) it passes the quality gate (OOS AUC ≥ ai.minAuc and
+ECE ≤ ai.maxCalibrationError). Otherwise it is stored with ``status: rejected`` and the
+reasons, and the promoted pointer does not move.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import redis.asyncio as aredis
+
+from quantum_trader.ai.model import ArtifactError, ModelBundle, load_bundle, sha256_hex
+from quantum_trader.ai.training import quality_gate
+from quantum_trader.core.keys import Keys
+from quantum_trader.core.profile import AiSettings
+
+STATUS_PROMOTED: Final = "promoted"
+STATUS_REJECTED: Final = "rejected"
+_ROUNDTRIP_TOL: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    version: str
+    promoted: bool
+    reasons: tuple[str, ...]
+    card: dict[str, Any]
+
+
+def _text(v: bytes | str | None) -> str | None:
+    if v is None:
+        return None
+    return v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v
+
+
+def encode_artifact(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_artifact(text: bytes | str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ArtifactError("unreadable", "artefact is not base64") from None
+
+
+def verify_roundtrip(bundle: ModelBundle, data: bytes, *, sha256: str, probe: np.ndarray) -> ModelBundle:
+    """Load ``data`` and check it predicts exactly what ``bundle`` predicts on ``probe`` rows."""
+    loaded = load_bundle(data, expected_sha256=sha256)
+    a, b = bundle.predict(probe), loaded.predict(probe)
+    if not (
+        np.allclose(a.p_up, b.p_up, atol=_ROUNDTRIP_TOL) and np.allclose(a.p_profit, b.p_profit, atol=_ROUNDTRIP_TOL)
+    ):
+        raise ArtifactError("roundtrip_mismatch", "reloaded artefact predicts differently")
+    return loaded
+
+
+async def register(
+    redis: aredis.Redis,
+    keys: Keys,
+    *,
+    bundle: ModelBundle,
+    card: dict[str, Any],
+    report: dict[str, Any],
+    ai: AiSettings,
+    probe: np.ndarray,
+) -> Registration:
+    """Store the version's artefact and card; promote it when it passes (see module doc)."""
+    version = bundle.version
+    data = bundle.to_bytes()
+    sha = sha256_hex(data)
+    await redis.set(keys.model_artifact(version), encode_artifact(data))
+    reasons: list[str] = []
+    try:
+        stored = await redis.get(keys.model_artifact(version))
+        if stored is None:
+            raise ArtifactError("missing", "artefact vanished after write")
+        verify_roundtrip(bundle, decode_artifact(stored), sha256=sha, probe=probe)
+    except ArtifactError as exc:
+        reasons.append(f"artifact_invalid:{exc.reason}")
+    passed, gate_reasons = quality_gate(report, ai)
+    reasons.extend(gate_reasons)
+    promoted = not reasons
+    full = {
+        **card,
+        "version": version,
+        "artifact_sha256": sha,
+        "artifact_bytes": len(data),
+        "gate": {
+            "passed": passed,
+            "reasons": reasons,
+            "min_auc": ai.min_auc,
+            "max_calibration_error": ai.max_calibration_error,
+        },
+        "status": STATUS_PROMOTED if promoted else STATUS_REJECTED,
+    }
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(keys.model_registry, version, json.dumps(full, separators=(",", ":"), default=str))
+    if promoted:
+        pipe.set(keys.model_promoted, version)
+    await pipe.execute()
+    return Registration(version=version, promoted=promoted, reasons=tuple(reasons), card=full)
+
+
+async def read_card(redis: aredis.Redis, keys: Keys, version: str) -> dict[str, Any] | None:
+    raw = _text(await redis.hget(keys.model_registry, version))
+    if raw is None:
+        return None
+    try:
+        card = json.loads(raw)
+    except ValueError:
+        return None
+    return card if isinstance(card, dict) else None
+
+
+async def promoted_version(redis: aredis.Redis, keys: Keys) -> str | None:
+    v = _text(await redis.get(keys.model_promoted))
+    return v or None
+
+
+async def load_version(redis: aredis.Redis, keys: Keys, version: str) -> tuple[ModelBundle, dict[str, Any]]:
+    """The verified bundle and card of ``version``; raises :class:`ArtifactError` with a reason."""
+    card = await read_card(redis, keys, version)
+    if card is None:
+        raise ArtifactError("no_card", f"no model card for version {version}")
+    raw = await redis.get(keys.model_artifact(version))
+    if raw is None:
+        raise ArtifactError("missing", f"no artefact for version {version}")
+    sha = card.get("artifact_sha256")
+    if not isinstance(sha, str) or not sha:
+        raise ArtifactError("no_checksum", "model card carries no artefact checksum")
+    bundle = load_bundle(decode_artifact(raw), expected_sha256=sha)
+    if bundle.version != version:
+        raise ArtifactError("version_mismatch", f"artefact says {bundle.version}")
+    return bundle, card

@@ -1,0 +1,228 @@
+"""The ai worker shell: at each ``ai.timeframe`` bar close, one signal per active universe symbol.
+
+Loop (clock-aware, never trains):
+
+* every ``POLL_S`` seconds of clock time, poll ``Keys.model_promoted``; a new version is
+  loaded and verified (checksum, parse, feature list, smoke prediction) and swapped in
+  without a restart; a corrupt version is logged (``MODEL_CORRUPT``), remembered and
+  never retried, and the current model (or the fallback) stays in use;
+* at start-up and then at each bar close: read the active universe (expired or missing →
+  no symbols), fetch the last ``WINDOW`` closed bars per symbol, skip bad symbols with a
+  reason (``AI_SKIPPED`` metric + log line), compute features for all symbols at once,
+  batch-predict, publish one ``Signal`` per symbol (HOLD included) in one pipeline.
+
+No promoted model: with ``ai.allowFallback`` the explicit trend model runs
+(``model=fallback-trend``, gauge ``qt_ai_model_fallback`` = 1, ``MODEL_FALLBACK`` log line
+at start-up and at every bar close); without it (production) nothing is published and
+``MODEL_MISSING`` is logged at every bar close.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from quantum_trader.ai import registry
+from quantum_trader.ai.data import (
+    SKIP_FEATURES_NAN,
+    align,
+    fetch_klines,
+    last_closed_open_ms,
+)
+from quantum_trader.ai.features import WINDOW, latest_features
+from quantum_trader.ai.model import ArtifactError, ModelBundle
+from quantum_trader.ai.signals import (
+    FALLBACK_MODEL,
+    FALLBACK_VERSION,
+    Decision,
+    decide_fallback,
+    decide_model,
+    model_tag,
+)
+from quantum_trader.core import metrics
+from quantum_trader.core.messages import Signal
+from quantum_trader.core.service import WorkerContext
+from quantum_trader.market.base import TIMEFRAME_MS
+from quantum_trader.universe.publication import active_symbols, parse_document
+
+POLL_S: Final = 10.0
+FETCH_BARS: Final = WINDOW
+
+
+@dataclass
+class _State:
+    bundle: ModelBundle | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+    bad_versions: set[str] = field(default_factory=set)
+    last_bar: int | None = None  # the last bar whose signals were decided
+    no_universe_bar: int | None = None  # the bar for which AI_NO_UNIVERSE was last logged
+
+    @property
+    def model(self) -> str:
+        return model_tag(self.bundle.version) if self.bundle else FALLBACK_MODEL
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version if self.bundle else FALLBACK_VERSION
+
+
+def signal_id(symbol: str, bar_close_ms: int) -> str:
+    """Deterministic per symbol and bar: a restarted worker re-emits the same id (router dedups)."""
+    return f"ai-{symbol}-{bar_close_ms}"
+
+
+def _set_model_metrics(ctx: WorkerContext, state: _State, *, previous: str | None = None) -> None:
+    p = ctx.profile.name
+    metrics.AI_MODEL_FALLBACK.labels(p).set(0 if state.bundle else 1)
+    if previous is not None and previous != state.version:
+        metrics.AI_MODEL_INFO.labels(p, previous).set(0)
+    metrics.AI_MODEL_INFO.labels(p, state.version).set(1)
+
+
+async def reload_model(ctx: WorkerContext, state: _State) -> bool:
+    """Poll the promoted version; swap in a new one if it verifies. Returns True when swapped."""
+    ai = ctx.profile.spec.ai
+    try:
+        version = await registry.promoted_version(ctx.redis, ctx.keys)
+    except Exception as exc:  # Redis hiccup: keep serving the current model
+        ctx.log.warn("MODEL_POLL_FAILED", error=type(exc).__name__)
+        return False
+    if version is None or (state.bundle is not None and version == state.bundle.version):
+        return False
+    if version in state.bad_versions:
+        return False
+    try:
+        bundle, card = await registry.load_version(ctx.redis, ctx.keys, version)
+        if bundle.timeframe != ai.timeframe:
+            raise ArtifactError("timeframe_mismatch", f"model {bundle.timeframe}, profile {ai.timeframe}")
+    except ArtifactError as exc:
+        state.bad_versions.add(version)
+        ctx.error("model_corrupt")
+        ctx.log.error("MODEL_CORRUPT", version=version, reason=exc.reason, detail=exc.detail,
+                      serving=state.model)
+        return False
+    previous = state.version
+    state.bundle, state.card = bundle, card
+    _set_model_metrics(ctx, state, previous=previous)
+    oos = card.get("oos", {}) if isinstance(card.get("oos"), dict) else {}
+    ctx.log.event("MODEL_LOADED", version=version, previous=previous, auc=oos.get("auc"), ece=oos.get("ece"),
+                  trained_ms=card.get("created_ms"))
+    return True
+
+
+def _announce_missing(ctx: WorkerContext, state: _State, *, when: str) -> None:
+    ai = ctx.profile.spec.ai
+    if state.bundle is not None:
+        return
+    if ai.allow_fallback:
+        ctx.log.warn("MODEL_FALLBACK", model=FALLBACK_MODEL, reason="no promoted model", when=when,
+                     fix="run `qt train` (promotes a version that passes the quality gate)")
+    else:
+        ctx.log.error("MODEL_MISSING", reason="no promoted model and ai.allowFallback is false",
+                      when=when, effect="no signals")
+
+
+async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -> int | None:
+    """Signals for the bar that opened at ``bar_open_ms`` (just closed).
+
+    Returns how many were published, or None when there is no universe yet (the bar is retried
+    at the next poll, so a universe published just after start-up still gets this bar's signals).
+    """
+    ai = ctx.profile.spec.ai
+    p = ctx.profile.name
+    now = ctx.clock.now_ms()
+    bar_close_ms = bar_open_ms + TIMEFRAME_MS[ai.timeframe]
+    if state.bundle is None and not ai.allow_fallback:
+        _announce_missing(ctx, state, when=f"bar {bar_close_ms}")
+        return 0
+    raw = await ctx.redis.get(ctx.keys.universe_active)
+    symbols = active_symbols(parse_document(raw), now_ms=now)
+    if not symbols:
+        if state.no_universe_bar != bar_open_ms:
+            state.no_universe_bar = bar_open_ms
+            ctx.log.warn("AI_NO_UNIVERSE", reason="cfg:universe:active missing, expired or invalid",
+                         bar=bar_close_ms, retry="at every model poll until the next bar close")
+        return None
+    _announce_missing(ctx, state, when=f"bar {bar_close_ms}")
+    klines = await fetch_klines(ctx.exchange, symbols, timeframe=ai.timeframe, limit=FETCH_BARS,
+                                end_ms=bar_close_ms)
+    started = time.perf_counter()
+    aligned = align(klines, n_bars=FETCH_BARS, last_open_ms=bar_open_ms, timeframe=ai.timeframe)
+    skipped = dict(aligned.skipped)
+    decisions: list[Decision] = []
+    if aligned.symbols:
+        x = latest_features(aligned.bars)
+        ok = np.all(np.isfinite(x), axis=1)
+        for s in np.asarray(aligned.symbols)[~ok].tolist():
+            skipped[str(s)] = SKIP_FEATURES_NAN
+        syms = tuple(s for s, good in zip(aligned.symbols, ok.tolist(), strict=True) if good)
+        xs = x[ok]
+        price = aligned.bars.close[ok, -1]
+        if syms and state.bundle is not None:
+            pred = state.bundle.predict(xs, hold_below=ai.hold_below)
+            decisions = decide_model(syms, x=xs, price=price, p_up=pred.p_up, p_profit=pred.p_profit,
+                                     hold_below=ai.hold_below, gate_threshold=state.bundle.metalabel_threshold)
+        elif syms:
+            decisions = decide_fallback(syms, x=xs, price=price, hold_below=ai.hold_below)
+    elapsed = time.perf_counter() - started
+    metrics.AI_INFERENCE_SECONDS.labels(p).observe(elapsed)
+    for symbol, reason in skipped.items():
+        metrics.AI_SKIPPED.labels(p, reason).inc()
+        got = klines.get(symbol)
+        detail = {"detail": got} if isinstance(got, str) else {}
+        ctx.log.warn("AI_SKIPPED", symbol=symbol, reason=reason, bar=bar_close_ms, **detail)
+    ts = ctx.clock.now_ms()
+    model, version = state.model, state.version
+    signals = [
+        Signal(signal_id=signal_id(d.symbol, bar_close_ms), symbol=d.symbol, side=d.side,
+               confidence=d.confidence, model=model, model_version=version, price=d.price, atr=d.atr,
+               regime=d.regime, rl_gate_pass=d.rl_gate_pass, ts=ts)
+        for d in decisions
+    ]
+    if signals:
+        await ctx.bus.publish_many([(ctx.keys.ai_signal, s) for s in signals])
+    counts = {"BUY": 0, "SELL": 0, "HOLD": 0}
+    for s in signals:
+        counts[s.side] += 1
+        metrics.AI_SIGNALS.labels(p, s.side, model).inc()
+        metrics.AI_CONFIDENCE.labels(p).observe(s.confidence)
+    created = state.card.get("created_ms")
+    if state.bundle is not None and isinstance(created, int):
+        metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now - created) / 1000.0))
+    ctx.processed(len(signals))
+    ctx.log.event("AI_SIGNALS", bar=bar_close_ms, model=model, published=len(signals), buy=counts["BUY"],
+                  sell=counts["SELL"], hold=counts["HOLD"], skipped=len(skipped),
+                  inference_ms=round(elapsed * 1000, 3))
+    return len(signals)
+
+
+async def main(ctx: WorkerContext) -> None:
+    ai = ctx.profile.spec.ai
+    tf = TIMEFRAME_MS[ai.timeframe]
+    state = _State()
+    await reload_model(ctx, state)
+    _set_model_metrics(ctx, state)
+    _announce_missing(ctx, state, when="start-up")
+    ctx.mark_ready()
+    next_poll = ctx.clock.now_ms() + int(POLL_S * 1000)
+    while not ctx.stop.is_set():
+        now = ctx.clock.now_ms()
+        if now >= next_poll:
+            await reload_model(ctx, state)
+            next_poll = now + int(POLL_S * 1000)
+        bar_open = last_closed_open_ms(now, ai.timeframe)
+        if bar_open != state.last_bar:
+            try:
+                if await on_bar_close(ctx, state, bar_open_ms=bar_open) is not None:
+                    state.last_bar = bar_open
+            except Exception as exc:  # one bad bar must not stop the worker
+                state.last_bar = bar_open
+                ctx.error("bar")
+                ctx.log.error("AI_BAR_FAILED", bar=bar_open + tf, error=f"{type(exc).__name__}: {exc}"[:300])
+        next_close = bar_open + 2 * tf  # close of the bar now forming
+        wait_ms = max(1, min(next_close, next_poll) - ctx.clock.now_ms())
+        if await ctx.sleep(wait_ms / 1000.0):
+            return

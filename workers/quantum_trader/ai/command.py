@@ -43,14 +43,8 @@ MIN_HISTORY_BARS: Final = WINDOW + 400
 
 
 def _build_exchange(profile: TradingProfile, clock: Clock) -> Exchange:
-    try:
-        from quantum_trader.market.factory import build_exchange
-    except ImportError:  # the factory lands with the exchange-adapter work; the sim is enough here
-        if profile.spec.exchange.name != "sim":
-            raise
-        from quantum_trader.market.sim import SimExchange
+    from quantum_trader.market.factory import build_exchange
 
-        return SimExchange(profile.spec.exchange, clock=clock)
     exchange: Exchange = build_exchange(profile.spec.exchange, clock=clock, environment=profile.spec.environment)
     return exchange
 

@@ -112,7 +112,12 @@ class WorkerContext:
     def exchange(self) -> Exchange:
         """The profile's exchange, built on first use."""
         if self._exchange is None:
+            from quantum_trader.market.binance_budget import attach_shared_budget
+
             self._exchange = self._exchange_factory()
+            # real exchanges share one request-weight budget across workers (no-op for sim/replay)
+            attach_shared_budget(self._exchange, redis=self.redis, key=self.keys.rate_budget, clock=self.clock,
+                                 log=self.log)
         return self._exchange
 
     def mark_ready(self) -> None:

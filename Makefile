@@ -20,7 +20,7 @@ run: $(STAMP)
 
 ## test: the whole suite (real Redis, real LightGBM, kopf against kmock, helm template)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:randomly $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check workers operator tests bench

@@ -1,0 +1,325 @@
+"""The one idempotent reconcile: TradingProfile body → applied objects + observed status.
+
+Level-triggered: it renders everything from the spec, applies what differs
+(create or merge patch), re-asserts the Redis pause flag, gathers observations
+(Deployment status, Secrets, Redis heartbeats/universe/streams) and returns the
+status and the Events to post. It never raises for bad input, a missing Secret,
+an API error or an unreachable Redis: those become status + events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import calendar
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from quantum_trader.core import metrics
+from quantum_trader.core.keys import Keys
+from quantum_trader.core.logs import EventLog
+from quantum_trader.core.profile import ProfileError, TradingProfileSpec, parse_spec
+
+from quantum_operator import names
+from quantum_operator.config import MAX_PROFILE_NAME, OperatorConfig
+from quantum_operator.kube import Applied, KubeApi, KubeError, apply
+from quantum_operator.observe import RedisPool, observe, set_flag
+from quantum_operator.render import (
+    Manifest,
+    Owner,
+    RenderContext,
+    build_all,
+    collection_path,
+    config_hash,
+    desired_replicas,
+    referenced_secrets,
+)
+from quantum_operator.status import Observations, RedisObs, WorkerObs, build_status
+
+EventType = Literal["Normal", "Warning"]
+FLAG_OWNER: Final = "operator"  # flags the operator set carry {"by": "operator"}; it clears only those
+_log = EventLog(component="operator")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class Result:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)
+
+
+def spec_issues(spec: Mapping[str, Any], *, name: str = "") -> tuple[TradingProfileSpec | None, str]:
+    """``qt validate``'s rules (one line per issue) plus the name-length limit of child objects."""
+    lines: list[str] = []
+    parsed: TradingProfileSpec | None = None
+    try:
+        parsed = parse_spec(spec)
+    except ProfileError as exc:
+        lines.extend(str(i) for i in exc.issues)
+    if name and len(name) > MAX_PROFILE_NAME:
+        lines.append(f"metadata.name: at most {MAX_PROFILE_NAME} characters (got {len(name)})")
+    return (parsed if not lines else None), "\n".join(lines)
+
+
+def _created_ms(meta: Mapping[str, Any], now_ms: int) -> int:
+    raw = meta.get("creationTimestamp")
+    if not raw:
+        return now_ms
+    try:
+        return calendar.timegm(time.strptime(str(raw)[:19], "%Y-%m-%dT%H:%M:%S")) * 1000
+    except ValueError:
+        return now_ms
+
+
+def flag_value(reason: str, *, now_ms: int) -> str:
+    return json.dumps({"by": FLAG_OWNER, "reason": reason, "ts": now_ms}, separators=(",", ":"))
+
+
+def _set_by_operator(raw: Any) -> bool:
+    try:
+        doc = json.loads(raw) if raw else None
+    except (TypeError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("by") == FLAG_OWNER
+
+
+async def _try_apply(kube: KubeApi, obj: Manifest) -> Applied | KubeError:
+    try:
+        return await apply(kube, obj)
+    except KubeError as exc:
+        return exc
+
+
+async def _secret(kube: KubeApi, *, namespace: str, name: str) -> dict[str, Any] | None:
+    return await kube.get(f"{collection_path('v1', 'Secret', namespace)}/{name}")
+
+
+def _secret_value(secret: Mapping[str, Any], key: str) -> str:
+    raw = (secret.get("data") or {}).get(key)
+    if raw:
+        try:
+            return base64.b64decode(raw).decode("utf-8").strip()
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return str((secret.get("stringData") or {}).get(key, "")).strip()
+
+
+@dataclass(slots=True)
+class Reconciler:
+    """Holds the long-lived pieces (config, Redis clients); ``run`` is the reconcile."""
+
+    config: OperatorConfig
+    redis: RedisPool
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # one reconcile at a time per profile
+
+    async def redis_url(
+        self, kube: KubeApi, spec: TradingProfileSpec, *, namespace: str, secrets: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        """(url, source): spec.redis.urlSecret, else env REDIS_URL, else the chart's Secret."""
+        if not spec.redis.url_secret and self.config.redis_url:
+            return self.config.redis_url, "env REDIS_URL"
+        name = spec.redis.url_secret or self.config.redis_secret
+        secret = secrets.get(name)
+        if secret is None:
+            return "", f"Secret {name}"
+        return _secret_value(secret, names.SECRET_KEY_REDIS_URL), f"Secret {name}"
+
+    async def run(
+        self,
+        body: Mapping[str, Any],
+        *,
+        kube: KubeApi,
+        adopt: Callable[[list[Manifest]], None] = lambda objs: None,
+        now_ms: int | None = None,
+    ) -> Result:
+        started = time.perf_counter()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        meta = body.get("metadata", {})
+        name, namespace = str(meta.get("name", "")), str(meta.get("namespace", "default"))
+        generation = int(meta.get("generation", 0) or 0)
+        previous: Mapping[str, Any] = body.get("status") or {}
+        log = _log.bind(profile=name, namespace=namespace)
+        lock = self._locks.setdefault(str(meta.get("uid") or f"{namespace}/{name}"), asyncio.Lock())
+        async with lock:  # the change handler and the timer may fire together
+            result = await self._run(body, kube=kube, adopt=adopt, now_ms=now, log=log)
+        elapsed = time.perf_counter() - started
+        phase = result.status.get("phase", "")
+        metrics.OPERATOR_RECONCILES.labels(namespace, name, phase.lower() or "unknown").inc()
+        metrics.OPERATOR_RECONCILE_SECONDS.labels(namespace).observe(elapsed)
+        if phase != previous.get("phase") or result.status.get("message") != previous.get("message"):
+            etype: EventType = "Warning" if phase in ("Degraded", "Failed") else "Normal"
+            result.events.append(Event(etype, phase or "Unknown", str(result.status.get("message", ""))[:1000]))
+        changed = [a for a in result.applied if a.outcome != "unchanged"]
+        log.event(
+            "RECONCILE",
+            generation=generation,
+            phase=phase,
+            created=sum(a.outcome == "created" for a in changed),
+            patched=sum(a.outcome == "patched" for a in changed),
+            ms=round(elapsed * 1000, 1),
+        )
+        return result
+
+    async def _run(
+        self,
+        body: Mapping[str, Any],
+        *,
+        kube: KubeApi,
+        adopt: Callable[[list[Manifest]], None],
+        now_ms: int,
+        log: EventLog,
+    ) -> Result:
+        meta = body.get("metadata", {})
+        name, namespace = str(meta.get("name", "")), str(meta.get("namespace", "default"))
+        generation = int(meta.get("generation", 0) or 0)
+        previous: Mapping[str, Any] = body.get("status") or {}
+        created_ms = _created_ms(meta, now_ms)
+        stale, grace = self.config.heartbeat_stale_after, self.config.startup_grace
+
+        spec, error = spec_issues(body.get("spec") or {}, name=name)
+        if spec is None:
+            log.warn("SPEC_INVALID", issues=error.replace("\n", "; "))
+            obs = Observations(generation=generation, now_ms=now_ms, created_ms=created_ms, spec_error=error)
+            return Result(build_status(obs, stale_after_s=stale, grace_s=grace, previous=previous))
+
+        ctx = RenderContext(
+            profile=name,
+            namespace=namespace,
+            worker_image=self.config.worker_image,
+            redis_secret=self.config.redis_secret,
+            owner=Owner(name=name, uid=str(meta.get("uid", ""))),
+        )
+        objects = build_all(spec, ctx)
+        adopt(objects)
+        cfg_hash = config_hash(objects[0]["data"])
+        result = Result(status={})
+        errors: list[str] = []
+        # The ConfigMap first (the pods mount it), then everything else concurrently.
+        outcomes = [await _try_apply(kube, objects[0])]
+        outcomes += await asyncio.gather(*(_try_apply(kube, obj) for obj in objects[1:]))
+        for obj, outcome in zip(objects, outcomes, strict=True):
+            if isinstance(outcome, KubeError):
+                errors.append(f"{obj['kind']} {obj['metadata']['name']}: {outcome}")
+                log.error("APPLY_FAILED", kind=obj["kind"], object=obj["metadata"]["name"], error=str(outcome))
+                continue
+            result.applied.append(outcome)
+            if outcome.outcome != "unchanged":
+                verb = "Created" if outcome.outcome == "created" else "Updated"
+                log.event("APPLIED", kind=outcome.kind, object=outcome.name, outcome=outcome.outcome)
+                result.events.append(Event("Normal", verb, f"{verb} {outcome.kind} {outcome.name}"))
+        if errors:
+            result.events.append(Event("Warning", "ApplyFailed", "; ".join(errors)[:1000]))
+
+        # Secrets: existence (workers cannot start without them) and the Redis URL.
+        secrets: dict[str, Any] = {}
+        missing: list[str] = []
+        names_ = referenced_secrets(spec, ctx)
+        fetched = await asyncio.gather(
+            *(_secret(kube, namespace=namespace, name=n) for n in names_), return_exceptions=True
+        )
+        for secret_name, found in zip(names_, fetched, strict=True):
+            if isinstance(found, KubeError):
+                errors.append(f"Secret {secret_name}: {found}")
+            elif isinstance(found, BaseException):
+                raise found
+            elif found is None:
+                missing.append(secret_name)
+            else:
+                secrets[secret_name] = found
+        url, source = await self.redis_url(kube, spec, namespace=namespace, secrets=secrets)
+
+        redis_obs: RedisObs | None = None
+        if url:
+            client = self.redis.client(url)
+            keys = Keys(name)
+            flag_error = await self._pause_flag(client, keys=keys, paused=spec.paused, now_ms=now_ms)
+            redis_obs = await observe(client, keys=keys, now_ms=now_ms, source=source)
+            if flag_error and redis_obs.reachable:
+                log.warn("PAUSE_FLAG_FAILED", error=flag_error)
+        elif source.startswith("Secret") and source.split(" ", 1)[1] not in missing:
+            redis_obs = RedisObs(reachable=False, error="Secret has no key 'url'", source=source)
+        elif source.startswith("Secret"):
+            redis_obs = RedisObs(reachable=False, error="Secret not found", source=source)
+
+        by_name = {a.name: a for a in result.applied if a.kind == "Deployment"}
+        workers = []
+        for worker in names.ALL_WORKERS:
+            dep = by_name.get(names.deployment_name(name, worker))
+            dep_status = (dep.current.get("status") or {}) if dep is not None else {}
+            workers.append(
+                WorkerObs(
+                    name=worker,
+                    desired=desired_replicas(spec, worker),
+                    available=int(dep_status.get("availableReplicas", 0) or 0),
+                    found=dep is not None,
+                )
+            )
+        obs = Observations(
+            generation=generation,
+            now_ms=now_ms,
+            created_ms=created_ms,
+            paused=spec.paused,
+            applied=not errors,
+            apply_error="; ".join(errors),
+            config_hash=cfg_hash,
+            missing_secrets=tuple(missing),
+            workers=tuple(workers),
+            redis=redis_obs,
+        )
+        result.status = build_status(obs, stale_after_s=stale, grace_s=grace, previous=previous)
+        return result
+
+    async def _pause_flag(self, client: Any, *, keys: Keys, paused: bool, now_ms: int) -> str:
+        """spec.paused ⇒ control:paused set; unpaused ⇒ cleared if the operator set it. Also clears an
+        operator-set control:no_new_positions left by an earlier deletion of a same-named profile."""
+        try:
+            current_paused, current_nnp = await client.mget(keys.control_paused, keys.control_no_new_positions)
+        except Exception as exc:  # any Redis/transport failure is reported, never raised
+            return str(exc)[:200]
+        error = ""
+        if paused and not current_paused:
+            error = await set_flag(client, key=keys.control_paused, reason=flag_value("spec.paused", now_ms=now_ms), on=True)
+        elif not paused and current_paused and _set_by_operator(current_paused):
+            error = await set_flag(client, key=keys.control_paused, reason="", on=False)
+        if current_nnp and _set_by_operator(current_nnp):
+            error = error or await set_flag(client, key=keys.control_no_new_positions, reason="", on=False)
+        return error
+
+    async def stop_new_positions(self, body: Mapping[str, Any], *, kube: KubeApi, now_ms: int | None = None) -> str:
+        """Before a live profile is deleted: set control:no_new_positions. Returns '' or why it failed."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        meta = body.get("metadata", {})
+        name, namespace = str(meta.get("name", "")), str(meta.get("namespace", "default"))
+        spec, error = spec_issues(body.get("spec") or {})
+        if spec is None:
+            return f"invalid spec: {error}"
+        secrets: dict[str, Any] = {}
+        secret_name = spec.redis.url_secret or self.config.redis_secret
+        try:
+            found = await _secret(kube, namespace=namespace, name=secret_name)
+        except KubeError as exc:
+            found = None
+            error = str(exc)
+        if found is not None:
+            secrets[secret_name] = found
+        url, source = await self.redis_url(kube, spec, namespace=namespace, secrets=secrets)
+        if not url:
+            return f"no Redis URL ({source} {error or 'not found'})"
+        failure = await set_flag(
+            self.redis.client(url),
+            key=Keys(name).control_no_new_positions,
+            reason=flag_value("TradingProfile deleted", now_ms=now),
+            on=True,
+        )
+        return f"{source}: {failure}" if failure else ""

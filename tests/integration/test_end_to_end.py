@@ -1,0 +1,39 @@
+"""End to end, as a user runs it: `qt run` on the sim produces fills, then `qt check` says GO."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from quantum_trader.core.keys import Keys
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def qt(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantum_trader.cli", *args], capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, **env}, timeout=timeout, check=False,
+    )
+
+
+def test_qt_run_on_the_sim_produces_fills_and_check_says_go(redis_url: str) -> None:
+    env = {"REDIS_URL": redis_url}
+    run = qt("run", "--profile", "examples/paper.yaml", "--duration", "60", "--speed", "30",
+             "--no-view", "--http-port", "0", env=env, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = Keys("paper")
+    results = [f for _, f in client.xrange(keys.execution_result)]
+    fills = [f for f in results if f["status"] == "FILLED"]
+    assert fills, f"no fills; funnel:\n{run.stdout}"
+    assert all(f["order_id"].startswith("PAPER-") and f["mode"] == "paper" for f in fills)
+    check = qt("check", "--profile", "examples/paper.yaml", "--json", "--window", "10m", env=env, timeout=60)
+    report = json.loads(check.stdout)
+    assert check.returncode == 0, json.dumps(report, indent=1)

@@ -1,0 +1,484 @@
+"""The executor's pure core: sizing and rounding, paper fills, position transitions, SL/TP.
+
+No I/O and no clock reads. The shell reads state, calls :func:`plan_execution`,
+hands the resulting :class:`~quantum_trader.executor.venue.VenueOrder` to its
+venue, and turns the fill into a :class:`Transition` with :func:`apply_fill`,
+which one Lua script writes atomically (see ``scripts.py``).
+
+Conventions:
+- one position per symbol (one-way mode). A non-reduce-only intent on a symbol
+  with an open position is rejected ``position_exists``.
+- a reduce-only intent's ``side`` is the order side (SELL reduces a long), as on
+  the exchange; it closes ``min(intent qty, position qty)`` and closes the whole
+  position when the rest would be below min qty / min notional.
+- qty = ``position_size_usd × leverage / price`` rounded DOWN to the step size;
+  below ``min_qty`` or ``min_notional`` → REJECTED ``min_notional``.
+- paper slippage is adverse, in [0, ``maxSlippageBps``], deterministic from a key
+  (the client order id); fee = notional × ``feeBps``.
+- realised PnL = (exit − entry) · qty · dir − entry fee share − exit fee.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+from quantum_trader.core.messages import (
+    CloseReason,
+    ExecMode,
+    ExecutionResult,
+    PositionEvent,
+    Side,
+    TradeIntent,
+)
+from quantum_trader.executor.state import Position
+from quantum_trader.executor.venue import VenueFill, VenueOrder
+from quantum_trader.market.base import Market
+
+REJECT_NO_NEW_POSITIONS: Final = "no_new_positions"
+REJECT_UNKNOWN_SYMBOL: Final = "unknown_symbol"
+REJECT_NO_PRICE: Final = "no_price"
+REJECT_STALE_PRICE: Final = "stale_price"
+REJECT_POSITION_EXISTS: Final = "position_exists"
+REJECT_NO_POSITION: Final = "no_position"
+REJECT_REDUCE_SIDE: Final = "reduce_only_side_mismatch"
+REJECT_MIN_NOTIONAL: Final = "min_notional"
+REJECT_MAX_QTY: Final = "max_qty"
+
+# Rejections decided by policy/sizing before any venue call: not execution errors (kill score).
+POLICY_REJECTIONS: Final = frozenset(
+    {
+        REJECT_NO_NEW_POSITIONS,
+        REJECT_UNKNOWN_SYMBOL,
+        REJECT_NO_PRICE,
+        REJECT_STALE_PRICE,
+        REJECT_POSITION_EXISTS,
+        REJECT_NO_POSITION,
+        REJECT_REDUCE_SIDE,
+        REJECT_MIN_NOTIONAL,
+        REJECT_MAX_QTY,
+    }
+)
+
+_EPS: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    tick_size: float
+    step_size: float
+    min_notional: float
+    min_qty: float
+    max_qty: float
+
+    @classmethod
+    def from_market(cls, m: Market) -> Filters:
+        return cls(m.tick_size, m.step_size, m.min_notional, m.min_qty, m.max_qty)
+
+
+def filters_by_symbol(markets: list[Market]) -> dict[str, Filters]:
+    return {m.symbol: Filters.from_market(m) for m in markets}
+
+
+def _decimals(step: float) -> int:
+    if step <= 0:
+        return 12
+    return max(0, min(12, -math.floor(math.log10(step) + _EPS)))
+
+
+def floor_to_step(value: float, step: float) -> float:
+    """Round DOWN to a multiple of ``step`` (tolerant of float noise like 0.3/0.1)."""
+    if step <= 0:
+        return value
+    n = math.floor(value / step + _EPS)
+    return round(n * step, _decimals(step) + 2)
+
+
+def round_to_tick(price: float, tick: float, *, direction: Literal["down", "up", "nearest"] = "nearest") -> float:
+    if tick <= 0:
+        return price
+    x = price / tick
+    n = math.floor(x + _EPS) if direction == "down" else math.ceil(x - _EPS) if direction == "up" else round(x)
+    return round(n * tick, _decimals(tick) + 2)
+
+
+def paper_order_id(client_order_id: str) -> str:
+    """``PAPER-<12 hex>``, deterministic from the client order id (= intent id)."""
+    return "PAPER-" + hashlib.sha256(client_order_id.encode("utf-8")).hexdigest()[:12].upper()
+
+
+def paper_slippage_bps(key: str, max_slippage_bps: float) -> float:
+    """Adverse slippage in [0, max], uniform over the hash of ``key`` (deterministic)."""
+    u = int.from_bytes(hashlib.sha256(("slip:" + key).encode("utf-8")).digest()[:8], "big") / float(2**64)
+    return u * max_slippage_bps
+
+
+def paper_fill_price(
+    *, side: Side, reference: float, slippage_bps: float, tick: float, max_slippage_bps: float
+) -> tuple[float, float]:
+    """(fill price, realised slippage bps). Adverse move, rounded to the tick towards the
+    reference; the tick rounding is dropped when it would take |slippage| over the bound."""
+    direction = 1 if side == "BUY" else -1
+    raw = reference * (1.0 + direction * slippage_bps / 10_000.0)
+    price = round_to_tick(raw, tick, direction="down" if side == "BUY" else "up")
+    slip = (price / reference - 1.0) * direction * 10_000.0
+    if abs(slip) > max_slippage_bps + _EPS or price <= 0:
+        price = raw
+        slip = slippage_bps
+    return price, slip
+
+
+def fee_usd(notional: float, fee_bps: float) -> float:
+    return notional * fee_bps / 10_000.0
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do with one EXECUTE decision: an order for the venue, or a rejection."""
+
+    kind: Literal["open", "reduce", "reject"]
+    reason: str = "none"
+    order: VenueOrder | None = None
+    close_all: bool = False
+
+
+def _reject(reason: str) -> Plan:
+    return Plan(kind="reject", reason=reason)
+
+
+def plan_execution(
+    intent: TradeIntent,
+    *,
+    position: Position | None,
+    mark_price: float | None,
+    mark_ts_ms: int | None,
+    filters: Filters | None,
+    no_new_positions: bool,
+    max_price_age_ms: float,
+    now_ms: int,
+) -> Plan:
+    """Size, round and sanity-check one EXECUTE decision (first failing check wins)."""
+    reduce_only = intent.reduce_only
+    if not reduce_only and no_new_positions:
+        return _reject(REJECT_NO_NEW_POSITIONS)
+    if filters is None:
+        return _reject(REJECT_UNKNOWN_SYMBOL)
+    if mark_price is None or mark_price <= 0 or mark_ts_ms is None:
+        return _reject(REJECT_NO_PRICE)
+    if now_ms - mark_ts_ms > max_price_age_ms:
+        return _reject(REJECT_STALE_PRICE)
+    raw_qty = intent.position_size_usd * intent.leverage / mark_price
+    qty = floor_to_step(raw_qty, filters.step_size)
+    if reduce_only:
+        if position is None:
+            return _reject(REJECT_NO_POSITION)
+        if position.side == intent.side:
+            return _reject(REJECT_REDUCE_SIDE)
+        rest = floor_to_step(position.qty - qty, filters.step_size)
+        close_all = (
+            qty <= 0
+            or rest <= _EPS
+            or rest < filters.min_qty - _EPS
+            or rest * mark_price < filters.min_notional - _EPS
+        )
+        qty = position.qty if close_all else qty
+        kind: Literal["open", "reduce"] = "reduce"
+    else:
+        if position is not None:
+            return _reject(REJECT_POSITION_EXISTS)
+        if qty <= 0 or qty < filters.min_qty - _EPS or qty * mark_price < filters.min_notional - _EPS:
+            return _reject(REJECT_MIN_NOTIONAL)
+        if filters.max_qty > 0 and qty > filters.max_qty + _EPS:
+            return _reject(REJECT_MAX_QTY)
+        close_all = False
+        kind = "open"
+    order = VenueOrder(
+        intent_id=intent.intent_id,
+        client_order_id=intent.intent_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        qty=qty,
+        reference_price=mark_price,
+        reduce_only=reduce_only,
+    )
+    return Plan(kind=kind, order=order, close_all=close_all)
+
+
+# -- transitions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One atomic state change: what the Lua script writes.
+
+    ``expected``: the stored ``state:positions`` value of the symbol the plan was
+    made against ("" = no position; ``None`` = do not check) — compare-and-set on
+    the whole record, so a partial reduce in between also fails the guard. The
+    core fills it with ``position.to_json()``; the shell replaces it with the raw
+    value it read. ``new_position``: write it (``op == "set"``), or delete the
+    symbol's position (``op == "del"``).
+    """
+
+    symbol: str
+    expected: str | None
+    op: Literal["none", "set", "del"]
+    new_position: Position | None = None
+    result: ExecutionResult | None = None
+    event: PositionEvent | None = None
+    realized_pnl: float | None = None
+    cooldown_until_ms: int | None = None
+    venue_error: bool | None = None  # None: not an execution (monitor close)
+    ledger_intent: str = ""  # intent id for the executed ledger ("" = none)
+    ledger_value: str = ""
+    in_flight_field: str = ""  # gate's pending-summary field to decrement ("" = not an opening EXECUTE)
+    in_flight_notional: float = 0.0
+
+
+def close_pnl(position: Position, *, qty: float, exit_price: float, exit_fee: float) -> float:
+    entry_fee_share = position.entry_fee_usd * (qty / position.qty) if position.qty > 0 else 0.0
+    return (exit_price - position.entry_price) * qty * position.direction - entry_fee_share - exit_fee
+
+
+def _result(
+    intent: TradeIntent,
+    *,
+    decision_id: str,
+    order_id: str,
+    qty: float,
+    price: float,
+    slippage_bps: float,
+    fee: float,
+    status: Literal["FILLED", "REJECTED"],
+    reason: str,
+    mode: ExecMode,
+    now_ms: int,
+) -> ExecutionResult:
+    return ExecutionResult(
+        order_id=order_id,
+        intent_id=intent.intent_id,
+        decision_id=decision_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        qty=qty,
+        price=price,
+        notional_usd=qty * price,
+        slippage_bps=round(slippage_bps, 6),
+        fee_usd=fee,
+        status=status,
+        reason=reason,
+        mode=mode,
+        ts=now_ms,
+    )
+
+
+def reject_transition(
+    intent: TradeIntent,
+    *,
+    decision_id: str,
+    reason: str,
+    mode: ExecMode,
+    now_ms: int,
+    order_id: str = "",
+    venue_error: bool = False,
+) -> Transition:
+    result = _result(
+        intent,
+        decision_id=decision_id,
+        order_id=order_id,
+        qty=0.0,
+        price=0.0,
+        slippage_bps=0.0,
+        fee=0.0,
+        status="REJECTED",
+        reason=reason,
+        mode=mode,
+        now_ms=now_ms,
+    )
+    return Transition(
+        symbol=intent.symbol,
+        expected=None,
+        op="none",
+        result=result,
+        venue_error=venue_error,
+        ledger_intent=intent.intent_id,
+        ledger_value=f"REJECTED:{reason}",
+    )
+
+
+def apply_fill(
+    intent: TradeIntent,
+    *,
+    plan: Plan,
+    fill: VenueFill,
+    position: Position | None,
+    decision_id: str,
+    mode: ExecMode,
+    cooldown_ms: int,
+    now_ms: int,
+) -> Transition:
+    """The state change for a venue's answer to a planned order."""
+    if plan.order is None:
+        return reject_transition(intent, decision_id=decision_id, reason=plan.reason, mode=mode, now_ms=now_ms)
+    if fill.status != "FILLED" or fill.qty <= 0:
+        reason = fill.reason if fill.reason and fill.reason != "none" else "venue_rejected"
+        return reject_transition(
+            intent,
+            decision_id=decision_id,
+            reason=reason,
+            mode=mode,
+            now_ms=now_ms,
+            order_id=fill.order_id,
+            venue_error=reason not in POLICY_REJECTIONS,
+        )
+    ref = plan.order.reference_price
+    direction = 1 if intent.side == "BUY" else -1
+    slip = (fill.price / ref - 1.0) * direction * 10_000.0 if ref > 0 else 0.0
+    result = _result(
+        intent,
+        decision_id=decision_id,
+        order_id=fill.order_id,
+        qty=fill.qty,
+        price=fill.price,
+        slippage_bps=slip,
+        fee=fill.fee_usd,
+        status="FILLED",
+        reason="none",
+        mode=mode,
+        now_ms=now_ms,
+    )
+    expected = position.to_json() if position is not None else ""
+    if plan.kind == "open":
+        new = Position(
+            symbol=intent.symbol,
+            side=intent.side,
+            qty=fill.qty,
+            entry_price=fill.price,
+            stop_loss=intent.stop_loss,
+            take_profit=intent.take_profit,
+            opened_ts=now_ms,
+            order_id=fill.order_id,
+            intent_id=intent.intent_id,
+            entry_fee_usd=fill.fee_usd,
+            leverage=intent.leverage,
+        )
+        event = PositionEvent(
+            event="OPENED",
+            symbol=intent.symbol,
+            side=intent.side,
+            qty=fill.qty,
+            entry_price=fill.price,
+            exit_price=0.0,
+            pnl_usd=0.0,
+            close_reason="none",
+            order_id=fill.order_id,
+            ts=now_ms,
+        )
+        return Transition(
+            symbol=intent.symbol,
+            expected=expected,
+            op="set",
+            new_position=new,
+            result=result,
+            event=event,
+            venue_error=False,
+            ledger_intent=intent.intent_id,
+            ledger_value=fill.order_id,
+        )
+    if position is None:  # reduce planned against a position that vanished: shell re-plans
+        return reject_transition(
+            intent, decision_id=decision_id, reason=REJECT_NO_POSITION, mode=mode, now_ms=now_ms
+        )
+    closed_qty = min(fill.qty, position.qty)
+    closing = close_position(
+        position,
+        qty=closed_qty,
+        exit_price=fill.price,
+        exit_fee=fill.fee_usd,
+        reason="signal",
+        cooldown_ms=cooldown_ms,
+        now_ms=now_ms,
+        close_all=plan.close_all or closed_qty >= position.qty - _EPS,
+    )
+    return replace(
+        closing,
+        result=result,
+        venue_error=False,
+        ledger_intent=intent.intent_id,
+        ledger_value=fill.order_id,
+    )
+
+
+def close_position(
+    position: Position,
+    *,
+    qty: float,
+    exit_price: float,
+    exit_fee: float,
+    reason: CloseReason,
+    cooldown_ms: int,
+    now_ms: int,
+    close_all: bool = True,
+) -> Transition:
+    """Close (or reduce by ``qty``) a position: event CLOSED with realised PnL, cooldown set."""
+    pnl = close_pnl(position, qty=qty, exit_price=exit_price, exit_fee=exit_fee)
+    event = PositionEvent(
+        event="CLOSED",
+        symbol=position.symbol,
+        side=position.side,
+        qty=qty,
+        entry_price=position.entry_price,
+        exit_price=exit_price,
+        pnl_usd=round(pnl, 8),
+        close_reason=reason,
+        order_id=position.order_id,
+        ts=now_ms,
+    )
+    if close_all:
+        op: Literal["set", "del"] = "del"
+        new: Position | None = None
+    else:
+        rest = position.qty - qty
+        share = rest / position.qty if position.qty > 0 else 0.0
+        op = "set"
+        new = replace(position, qty=rest, entry_fee_usd=position.entry_fee_usd * share)
+    return Transition(
+        symbol=position.symbol,
+        expected=position.to_json(),
+        op=op,
+        new_position=new,
+        event=event,
+        realized_pnl=pnl,
+        cooldown_until_ms=now_ms + cooldown_ms,
+    )
+
+
+# -- monitor -------------------------------------------------------------------------------------
+
+
+def exit_reason(position: Position, mark_price: float) -> CloseReason | None:
+    """``stop_loss`` / ``take_profit`` when the mark crossed a level (0 = level unset)."""
+    if mark_price <= 0:
+        return None
+    if position.side == "BUY":
+        if position.stop_loss > 0 and mark_price <= position.stop_loss:
+            return "stop_loss"
+        if position.take_profit > 0 and mark_price >= position.take_profit:
+            return "take_profit"
+    else:
+        if position.stop_loss > 0 and mark_price >= position.stop_loss:
+            return "stop_loss"
+        if position.take_profit > 0 and mark_price <= position.take_profit:
+            return "take_profit"
+    return None
+
+
+def unrealized_pnl(positions: Mapping[str, Position], marks: Mapping[str, float]) -> float:
+    return sum(
+        (marks[s] - p.entry_price) * p.qty * p.direction for s, p in positions.items() if marks.get(s, 0.0) > 0
+    )

@@ -1,0 +1,473 @@
+"""The executor's async shell (venue-agnostic): EXECUTE decisions → venue → one atomic transition.
+
+Per batch of ``gate.decision`` entries (BLOCKED ones are just acked):
+ 1. one script call reads the executed ledger and ``state:pending_intents`` for the
+    batch, ``state:positions``, ``control:no_new_positions`` and each symbol's snapshot;
+ 2. for each EXECUTE not yet executed: plan (pure) → ``venue.submit`` → transition (pure),
+    updating a local view of positions so later intents of the batch see earlier fills;
+ 3. one ``APPLY_LUA`` call applies every transition in order (ledger, positions, open_orders,
+    execution.result, position.event, risk, cooldown — atomically).
+A guard failure (-1: the position changed under us, e.g. the monitor closed it)
+raises, so the bus retries the batch entry by entry against fresh state.
+
+The SL/TP monitor runs beside the consumer every ``executor.monitorInterval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import replace
+from typing import Any, Final
+
+from quantum_trader.core import metrics
+from quantum_trader.core.bus import Parsed
+from quantum_trader.core.keys import GROUP_EXECUTOR, Keys
+from quantum_trader.core.logs import EventLog
+from quantum_trader.core.messages import ExecMode, GateDecision, MessageError, TradeIntent
+from quantum_trader.core.profile import ExecutorSettings, GateSettings
+from quantum_trader.core.service import WorkerContext
+from quantum_trader.executor.core import (
+    Filters,
+    Transition,
+    apply_fill,
+    close_position,
+    exit_reason,
+    filters_by_symbol,
+    plan_execution,
+    reject_transition,
+    unrealized_pnl,
+)
+from quantum_trader.executor.scripts import (
+    ALREADY_EXECUTED,
+    APPLIED,
+    GUARD_FAILED,
+    MULTI_READ_LUA,
+    RESYNC_NOTIONAL_LUA,
+    Applier,
+    MultiRead,
+)
+from quantum_trader.executor.state import Position, RiskState, parse_positions, utc_day
+from quantum_trader.executor.venue import Venue, VenueOrder
+from quantum_trader.gate.core import intent_notional
+from quantum_trader.gate.worker import flight_field, parse_intent_json, parse_snapshot
+from quantum_trader.market.base import Exchange, ExchangeError
+
+REJECT_INTENT_UNKNOWN: Final = "intent_unknown"
+REJECT_EXECUTOR_ERROR: Final = "executor_error"
+MAX_DELIVERIES: Final = 5
+BATCH: Final = 250  # entries per read (amortises the 2 round trips per batch under backlog)
+MARKETS_REFRESH_S: Final = 60.0
+
+
+def _str(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class GuardFailed(RuntimeError):
+    """A position changed between read and write; the batch is retried on fresh state."""
+
+
+def exit_client_order_id(position: Position) -> str:
+    """Deterministic client id of the SL/TP exit of one position (a retried close is idempotent)."""
+    return f"X-{position.order_id}"[:36]
+
+
+class Executor:
+    """State of one executor process (testable without a WorkerContext)."""
+
+    def __init__(
+        self,
+        *,
+        redis: Any,
+        keys: Keys,
+        settings: ExecutorSettings,
+        gate_settings: GateSettings,
+        venue: Venue,
+        filters: dict[str, Filters],
+        log: EventLog,
+        exchange: Exchange | None = None,
+        maxlen: int = 100_000,
+        markets_loaded_at_s: float = 0.0,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self.gate_settings = gate_settings
+        self.venue = venue
+        self.filters = filters
+        self.log = log
+        self.exchange = exchange
+        self.profile = keys.profile
+        self.mode: ExecMode = venue.mode
+        self.applier = Applier(redis, keys=keys, maxlen=maxlen)
+        self._read = redis.register_script(MULTI_READ_LUA)
+        self._resync = redis.register_script(RESYNC_NOTIONAL_LUA)
+        self._markets_loaded_at = markets_loaded_at_s
+
+    # -- start-up ---------------------------------------------------------------------------------
+    async def init_open_orders(self) -> None:
+        """Create ``state:open_orders`` from ``state:positions`` if missing (router is fail-closed without it)."""
+        await self.resync_open_notional()
+        n = int(await self.redis.hlen(self.keys.positions))
+        if await self.redis.set(self.keys.open_orders, n, nx=True):
+            self.log.event("OPEN_ORDERS_INITIALISED", open_orders=n, source="state:positions")
+        metrics.EXEC_OPEN_POSITIONS.labels(self.profile).set(n)
+
+    async def refresh_filters(self, *, now_s: float) -> None:
+        if self.exchange is None or now_s - self._markets_loaded_at < MARKETS_REFRESH_S:
+            return
+        self._markets_loaded_at = now_s
+        try:
+            self.filters.update(filters_by_symbol(await self.exchange.markets()))
+        except Exception as exc:
+            self.log.warn("MARKETS_UNAVAILABLE", error=f"{type(exc).__name__}: {exc}")
+
+    # -- decisions --------------------------------------------------------------------------------
+    async def handle(self, decisions: list[GateDecision], *, now_ms: int) -> None:
+        execs = [d for d in decisions if d.decision == "EXECUTE"]
+        if not execs:
+            return
+        k = self.keys
+        ids = [d.intent_id for d in execs]
+        symbols = sorted({d.symbol for d in execs})
+        if any(s not in self.filters for s in symbols):
+            await self.refresh_filters(now_s=now_ms / 1000.0)
+        mr = MultiRead()
+        mr.add("HMGET", k.executed_intents, *ids)
+        mr.add("HMGET", k.pending_intents, *ids)
+        mr.add("HMGET", k.positions, *symbols)
+        mr.add("EXISTS", k.control_no_new_positions)
+        for s in symbols:
+            mr.add("HMGET", k.position_snapshot(s), "mark_price", "ts")
+        res = await mr.run(self._read)
+        executed, pending, no_new = res[0], res[1], bool(res[3])
+        pos_raw = {s: _str(v) for s, v in zip(symbols, res[2], strict=True) if v is not None}
+        stored = dict(pos_raw)  # symbol → the exact stored record (compare-and-set guard)
+        snaps = {s: parse_snapshot(r) for s, r in zip(symbols, res[4:], strict=True)}
+        positions, bad = parse_positions(pos_raw)
+        if bad:
+            self.log.warn("POSITION_UNREADABLE", symbols=bad)
+        max_age_ms = self.gate_settings.max_snapshot_age * 1000.0
+        cooldown_ms = int(self.gate_settings.cooldown * 1000)
+        transitions: list[Transition] = []
+        seen: set[str] = set()
+        for d, done, raw in zip(execs, executed, pending, strict=True):
+            if done is not None or d.intent_id in seen:
+                continue  # exactly once: already executed (redelivery)
+            seen.add(d.intent_id)
+            intent: TradeIntent | None = None
+            if raw is not None:
+                try:
+                    intent = parse_intent_json(raw)
+                except (MessageError, ValueError):
+                    intent = None
+            if intent is None or intent.symbol != d.symbol or intent.side != d.side:
+                transitions.append(self._reject_unknown(d, now_ms=now_ms))
+                continue
+            snap = snaps.get(intent.symbol)
+            position = positions.get(intent.symbol)
+            plan = plan_execution(
+                intent,
+                position=position,
+                mark_price=snap.mark_price if snap else None,
+                mark_ts_ms=snap.ts_ms if snap else None,
+                filters=self.filters.get(intent.symbol),
+                no_new_positions=no_new,
+                max_price_age_ms=max_age_ms,
+                now_ms=now_ms,
+            )
+            if plan.order is None:
+                t = reject_transition(
+                    intent, decision_id=d.decision_id, reason=plan.reason, mode=self.mode, now_ms=now_ms
+                )
+            else:
+                try:
+                    fill = await self.venue.submit(plan.order)
+                except ExchangeError as exc:
+                    t = reject_transition(
+                        intent, decision_id=d.decision_id, reason=exc.reason, mode=self.mode, now_ms=now_ms,
+                        venue_error=True,
+                    )
+                else:
+                    t = apply_fill(
+                        intent, plan=plan, fill=fill, position=position, decision_id=d.decision_id,
+                        mode=self.mode, cooldown_ms=cooldown_ms, now_ms=now_ms,
+                    )
+            if not intent.reduce_only:
+                t = replace(
+                    t,
+                    in_flight_field=flight_field(intent.symbol, intent.side),
+                    in_flight_notional=intent_notional(intent),
+                )
+            if t.expected is not None:
+                t = replace(t, expected=stored.get(t.symbol, ""))
+            if t.op == "set" and t.new_position is not None:
+                positions[t.symbol] = t.new_position
+                stored[t.symbol] = t.new_position.to_json()
+            elif t.op == "del":
+                positions.pop(t.symbol, None)
+                stored.pop(t.symbol, None)
+            transitions.append(t)
+        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        self._report(transitions, outcomes, positions=-1)  # gauges: the monitor, every interval
+        if GUARD_FAILED in outcomes:
+            raise GuardFailed("a position changed during the batch; retrying on fresh state")
+
+    async def reject_failed(self, d: GateDecision, *, error: str, now_ms: int) -> None:
+        """Answer a decision whose execution keeps failing with REJECTED ``executor_error`` (once)."""
+        raw = await self.redis.hget(self.keys.pending_intents, d.intent_id)
+        t = self._reject_unknown(d, now_ms=now_ms, reason=REJECT_EXECUTOR_ERROR)
+        try:
+            intent = parse_intent_json(raw) if raw is not None else None
+        except ValueError:
+            intent = None
+        if intent is not None and not intent.reduce_only:
+            t = replace(t, in_flight_field=flight_field(intent.symbol, intent.side),
+                        in_flight_notional=intent_notional(intent))
+        t = replace(t, venue_error=True)
+        self.log.error("EXECUTION_FAILED", intent_id=d.intent_id, symbol=d.symbol, error=error,
+                       note="answered REJECTED executor_error")
+        self._report([t], await self.applier.apply_many([t], now_ms=now_ms), positions=-1)
+
+    def _reject_unknown(self, d: GateDecision, *, now_ms: int, reason: str = REJECT_INTENT_UNKNOWN) -> Transition:
+        stub = TradeIntent(
+            intent_id=d.intent_id, signal_id="", symbol=d.symbol, side=d.side, position_size_usd=1.0,
+            leverage=1.0, entry_price=1.0, stop_loss=0.0, take_profit=0.0, confidence=0.0, score=0.0,
+            rank=0, size_boost=1.0, ts=now_ms,
+        )
+        return reject_transition(stub, decision_id=d.decision_id, reason=reason, mode=self.mode, now_ms=now_ms)
+
+    def _report(self, transitions: list[Transition], outcomes: list[int], *, positions: int) -> None:
+        """One log line per applied event; metrics counted per batch (label lookups are not free)."""
+        p = self.profile
+        results: Counter[tuple[str, str]] = Counter()
+        rejections: Counter[str] = Counter()
+        closes: Counter[str] = Counter()
+        events = 0
+        fees = 0.0
+        slippage = metrics.EXEC_SLIPPAGE_BPS.labels(p)
+        for t, outcome in zip(transitions, outcomes, strict=True):
+            if outcome != APPLIED:
+                if outcome == ALREADY_EXECUTED:
+                    self.log.debug("ALREADY_EXECUTED", intent_id=t.ledger_intent, symbol=t.symbol)
+                continue
+            r = t.result
+            if r is not None:
+                results[(r.status, r.mode)] += 1
+                if r.status == "FILLED":
+                    slippage.observe(abs(r.slippage_bps))
+                    fees += r.fee_usd
+                    self.log.event(
+                        "FILLED", intent_id=r.intent_id, order_id=r.order_id, symbol=r.symbol, side=r.side,
+                        qty=r.qty, price=r.price, notional_usd=round(r.notional_usd, 4),
+                        slippage_bps=round(r.slippage_bps, 3), fee_usd=round(r.fee_usd, 6), mode=r.mode,
+                    )
+                else:
+                    rejections[metrics.reason_code(r.reason)] += 1
+                    self.log.event(
+                        "REJECTED", intent_id=r.intent_id, symbol=r.symbol, side=r.side, reason=r.reason,
+                        mode=r.mode,
+                    )
+            e = t.event
+            if e is not None:
+                events += 1
+                if e.event == "OPENED":
+                    self.log.event(
+                        "POSITION_OPENED", symbol=e.symbol, side=e.side, qty=e.qty, entry_price=e.entry_price,
+                        order_id=e.order_id,
+                    )
+                else:
+                    closes[e.close_reason] += 1
+                    self.log.event(
+                        "POSITION_CLOSED", symbol=e.symbol, side=e.side, qty=e.qty, entry_price=e.entry_price,
+                        exit_price=e.exit_price, pnl_usd=round(e.pnl_usd, 6), close_reason=e.close_reason,
+                        order_id=e.order_id,
+                    )
+        for (status, mode), n in results.items():
+            metrics.EXEC_RESULTS.labels(p, status, mode).inc(n)
+        if results:
+            metrics.BUS_PUBLISHED.labels(p, "execution.result").inc(sum(results.values()))
+        for code, n in rejections.items():
+            metrics.EXEC_REJECTIONS.labels(p, code).inc(n)
+        for reason, n in closes.items():
+            metrics.EXEC_CLOSED.labels(p, reason).inc(n)
+        if events:
+            metrics.BUS_PUBLISHED.labels(p, "position.event").inc(events)
+        if fees:
+            metrics.EXEC_FEES_USD.labels(p).inc(fees)
+        if positions >= 0:
+            metrics.EXEC_OPEN_POSITIONS.labels(p).set(positions)
+            metrics.EXEC_OPEN_ORDERS.labels(p).set(positions)
+
+    # -- SL/TP monitor ----------------------------------------------------------------------------
+    async def marks(self, symbols: list[str], *, now_ms: int) -> dict[str, float]:
+        """Mark prices from fresh snapshots, else from the exchange (when there is one)."""
+        if not symbols:
+            return {}
+        mr = MultiRead()
+        for s in symbols:
+            mr.add("HMGET", self.keys.position_snapshot(s), "mark_price", "ts")
+        out: dict[str, float] = {}
+        max_age_ms = self.gate_settings.max_snapshot_age * 1000.0
+        for s, raw in zip(symbols, await mr.run(self._read), strict=True):
+            snap = parse_snapshot(raw)
+            if snap is not None and snap.mark_price > 0 and now_ms - snap.ts_ms <= max_age_ms:
+                out[s] = snap.mark_price
+        missing = [s for s in symbols if s not in out]
+        if missing and self.exchange is not None:
+            try:
+                out.update({s: p for s, p in (await self.exchange.mark_prices(missing)).items() if p > 0})
+            except Exception as exc:
+                self.log.warn("MARK_PRICES_UNAVAILABLE", symbols=len(missing), error=type(exc).__name__)
+        return out
+
+    async def resync_open_notional(self) -> float:
+        """Recompute ``state:risk open_notional_usd`` from ``state:positions`` (atomic)."""
+        return float(await self._resync(keys=[self.keys.positions, self.keys.risk_state]))
+
+    async def monitor_once(self, *, now_ms: int) -> int:
+        """Check every open position against SL/TP; close the crossed ones. Returns closes applied."""
+        await self.resync_open_notional()
+        stored = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.positions)).items()}
+        positions, _ = parse_positions(stored)
+        marks = await self.marks(sorted(positions), now_ms=now_ms)
+        metrics.EXEC_UNREALIZED_PNL.labels(self.profile).set(unrealized_pnl(positions, marks))
+        cooldown_ms = int(self.gate_settings.cooldown * 1000)
+        transitions: list[Transition] = []
+        for sym, pos in positions.items():
+            mark = marks.get(sym)
+            reason = exit_reason(pos, mark) if mark is not None else None
+            if reason is None or mark is None:
+                continue
+            order = VenueOrder(
+                intent_id=exit_client_order_id(pos),
+                client_order_id=exit_client_order_id(pos),
+                symbol=sym,
+                side="SELL" if pos.side == "BUY" else "BUY",
+                qty=pos.qty,
+                reference_price=mark,
+                reduce_only=True,
+            )
+            try:
+                fill = await self.venue.submit(order)
+            except ExchangeError as exc:
+                self.log.warn("EXIT_FAILED", symbol=sym, reason=exc.reason, close_reason=reason)
+                continue
+            if fill.status != "FILLED":
+                self.log.warn("EXIT_REJECTED", symbol=sym, reason=fill.reason, close_reason=reason)
+                continue
+            close = close_position(
+                pos, qty=pos.qty, exit_price=fill.price, exit_fee=fill.fee_usd, reason=reason,
+                cooldown_ms=cooldown_ms, now_ms=now_ms,
+            )
+            transitions.append(replace(close, expected=stored[sym]))
+        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        self._report(transitions, outcomes, positions=len(positions) - outcomes.count(APPLIED))
+        risk_raw = await self.redis.hgetall(self.keys.risk_state)
+        with contextlib.suppress(ValueError):
+            metrics.EXEC_REALIZED_PNL.labels(self.profile).set(
+                RiskState.from_hash(risk_raw).pnl_today(utc_day(now_ms))
+            )
+        return outcomes.count(APPLIED)
+
+
+def build_venue(ctx: WorkerContext, *, filters: dict[str, Filters]) -> Venue | None:
+    """PaperVenue for paper; the exchange venue (imported lazily) for testnet/live; None if unavailable."""
+    spec = ctx.profile.spec
+    if spec.mode == "paper":
+        from quantum_trader.executor.paper import PaperVenue
+
+        return PaperVenue(settings=spec.executor, filters=filters)
+    try:
+        from quantum_trader.executor.venue_exchange import ExchangeVenue
+    except ImportError as exc:
+        ctx.log.error("VENUE_UNAVAILABLE", mode=spec.mode, error=f"executor.venue_exchange: {exc}")
+        return None
+    venue: Venue = ExchangeVenue(
+        exchange=ctx.exchange, settings=spec.executor, mode=spec.mode, clock=ctx.clock, log=ctx.log
+    )
+    return venue
+
+
+async def _load_filters(ctx: WorkerContext) -> dict[str, Filters] | None:
+    """Market filters from the exchange, retried with backoff until they load or the worker stops."""
+    delay = 1.0
+    while not ctx.stop.is_set():
+        try:
+            return filters_by_symbol(await ctx.exchange.markets())
+        except Exception as exc:
+            ctx.log.warn("MARKETS_UNAVAILABLE", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            if await ctx.sleep(delay):
+                return None
+            delay = min(delay * 2, 30.0)
+    return None
+
+
+async def main(ctx: WorkerContext) -> None:
+    spec = ctx.profile.spec
+    filters = await _load_filters(ctx)
+    if filters is None:
+        return
+    venue = build_venue(ctx, filters=filters)
+    if venue is None:
+        ctx.log.error("EXECUTOR_REFUSED", mode=spec.mode, note="no venue for this mode; not starting")
+        await ctx.stop.wait()
+        return
+    executor = Executor(
+        redis=ctx.redis, keys=ctx.keys, settings=spec.executor, gate_settings=spec.gate, venue=venue,
+        filters=filters, log=ctx.log, exchange=ctx.exchange, markets_loaded_at_s=ctx.clock.now(),
+    )
+    await executor.init_open_orders()
+    ctx.log.event("EXECUTOR_READY", mode=venue.mode, markets=len(filters), fee_bps=spec.executor.fee_bps,
+                  max_slippage_bps=spec.executor.max_slippage_bps)
+
+    async def handler(batch: list[Parsed[GateDecision]]) -> None:
+        try:
+            await executor.handle([p.message for p in batch], now_ms=ctx.clock.now_ms())
+        except Exception as exc:
+            # The bus retries a failing entry alone; on its last delivery answer it with a
+            # REJECTED result instead of letting it be dead-lettered without one.
+            if len(batch) != 1 or batch[0].deliveries < MAX_DELIVERIES:
+                raise
+            await executor.reject_failed(
+                batch[0].message, error=f"{type(exc).__name__}: {exc}", now_ms=ctx.clock.now_ms()
+            )
+
+    async def monitor() -> None:
+        while not ctx.stop.is_set():
+            try:
+                await executor.monitor_once(now_ms=ctx.clock.now_ms())
+            except Exception as exc:
+                ctx.error("monitor")
+                ctx.log.error("MONITOR_FAILED", error=f"{type(exc).__name__}: {exc}")
+            if await ctx.sleep(spec.executor.monitor_interval):
+                return
+
+    async def reconcile() -> None:
+        from quantum_trader.executor.reconcile import reconcile_once
+
+        while not await ctx.sleep(spec.executor.reconcile_interval):
+            try:
+                await reconcile_once(venue, redis=ctx.redis, keys=ctx.keys, bus=ctx.bus, clock=ctx.clock,
+                                     log=ctx.log)
+            except Exception as exc:
+                ctx.error("reconcile")
+                ctx.log.error("RECONCILE_FAILED", error=f"{type(exc).__name__}: {exc}")
+
+    ctx.mark_ready()
+    tasks = [asyncio.create_task(monitor(), name="executor-monitor")]
+    if venue.mode != "paper":  # the exchange's positions are the truth: follow them
+        tasks.append(asyncio.create_task(reconcile(), name="executor-reconcile"))
+    try:
+        await ctx.consume(
+            stream=ctx.keys.gate_decision, message_type=GateDecision, handler=handler, group=GROUP_EXECUTOR,
+            max_deliveries=MAX_DELIVERIES, count=BATCH,
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

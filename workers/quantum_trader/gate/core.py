@@ -1,0 +1,317 @@
+"""The gate's pure decision core: one verdict per intent, rules in a fixed order.
+
+No I/O and no clock reads: the shell reads Redis into a :class:`GateView`,
+passes ``now_ms`` and gets verdicts back. Rule order (DESIGN §3), first match
+wins; reason strings are DESIGN §2's exactly:
+
+ 1. paused            — ``control:paused`` present or ``spec.paused``            → ``paused``
+ 2. duplicate         — intent already decided, or (not reduce-only) an open or
+                        in-flight EXECUTE position on the same symbol and side   → ``duplicate``
+ 3. allowlist         — symbol not in the resolved allowlist                     → ``symbol_not_in_allowlist:<SYM>``
+                        (a reduce-only intent on a symbol with an open position
+                        passes: an exit is never trapped by a universe change)
+ 4. snapshot          — no snapshot hash / no mark price                          → ``no_exchange_snapshot``
+                        older than ``gate.maxSnapshotAge``                        → ``stale_snapshot``
+ 5. kill score        — ≥ critical (not reduce-only)                              → ``kill_score_critical``
+                        ≥ warning (risk-increasing = not reduce-only)             → ``kill_score_warning_risk_increase``
+ 6. cooldown          — ``state:cooldowns[SYM]`` in the future (not reduce-only)  → ``cooldown:<SYM>``
+ 7. exposure          — open + in-flight gross notional + intent notional > max   → ``exposure_limit``
+                        (also when a stored position is unreadable: fail closed)
+ 8. leverage          — intent leverage > ``gate.maxLeverage``                    → ``leverage_limit``
+ 9. daily loss        — realised PnL today ≤ −``gate.dailyLossLimitUsd``          → ``daily_loss_limit``
+
+Reduce-only intents only lower risk, so rules 5–9 never block them.
+Intent notional = ``position_size_usd × leverage`` (what the executor buys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final, Literal
+
+from quantum_trader.core.messages import SCHEMA_VERSION, Decision, GateDecision, TradeIntent
+from quantum_trader.core.profile import GateSettings
+from quantum_trader.executor.state import Position, RiskState, utc_day
+
+REASON_NONE: Final = "none"
+REASON_PAUSED: Final = "paused"
+REASON_DUPLICATE: Final = "duplicate"
+REASON_NO_SNAPSHOT: Final = "no_exchange_snapshot"
+REASON_STALE_SNAPSHOT: Final = "stale_snapshot"
+REASON_KILL_CRITICAL: Final = "kill_score_critical"
+REASON_KILL_WARNING: Final = "kill_score_warning_risk_increase"
+REASON_EXPOSURE: Final = "exposure_limit"
+REASON_LEVERAGE: Final = "leverage_limit"
+REASON_DAILY_LOSS: Final = "daily_loss_limit"
+
+AllowlistTier = Literal["active", "last_ok", "profile", "env"]
+
+
+def reason_not_in_allowlist(symbol: str) -> str:
+    return f"symbol_not_in_allowlist:{symbol}"
+
+
+def reason_cooldown(symbol: str) -> str:
+    return f"cooldown:{symbol}"
+
+
+def decision_id_for(intent_id: str) -> str:
+    """Deterministic decision id: ``GD-`` + first 16 hex of sha256(intent_id)."""
+    return "GD-" + hashlib.sha256(intent_id.encode("utf-8")).hexdigest()[:16]
+
+
+# -- allowlist ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _parse_universe(raw: str | bytes) -> tuple[frozenset[str], int] | None:
+    """(symbols, valid_until) of a ``cfg:universe:*`` JSON, None when malformed (cached: same text, same answer)."""
+    try:
+        doc = json.loads(raw)
+        return frozenset(str(s["symbol"]) for s in doc.get("symbols", [])), int(doc.get("valid_until", 0))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _universe_symbols(raw: str | bytes | None, *, now_ms: int) -> frozenset[str] | None:
+    """Symbols of a ``cfg:universe:*`` JSON if it parses, is still valid and is non-empty."""
+    parsed = _parse_universe(raw) if raw is not None else None
+    if parsed is None or parsed[1] <= now_ms or not parsed[0]:
+        return None
+    return parsed[0]
+
+
+def resolve_allowlist(
+    *,
+    source: Literal["universe", "env"],
+    active: str | bytes | None,
+    last_ok: str | bytes | None,
+    profile_allowlist: Iterable[str],
+    now_ms: int,
+) -> tuple[frozenset[str], AllowlistTier]:
+    """The gate's allowlist and the tier that served it.
+
+    ``env``: the profile list only. ``universe``: ``cfg:universe:active`` if it
+    parses, ``valid_until`` is in the future and it lists symbols; else
+    ``cfg:universe:last_ok`` under the same conditions; else the profile list
+    (possibly empty: then every intent is blocked — fail closed).
+    """
+    if source == "universe":
+        for tier, raw in (("active", active), ("last_ok", last_ok)):
+            symbols = _universe_symbols(raw, now_ms=now_ms)
+            if symbols is not None:
+                return symbols, tier  # type: ignore[return-value]
+        return frozenset(profile_allowlist), "profile"
+    return frozenset(profile_allowlist), "env"
+
+
+# -- kill score --------------------------------------------------------------------------------
+
+
+def kill_score(risk: RiskState, *, settings: GateSettings, now_ms: int) -> float:
+    """Kill score in [0, 1]: the worst (max) of three normalised components.
+
+    drawdown = (equity peak − realised PnL total) / ``killDrawdownUsd`` (persists until reset);
+    streak = consecutive losing closes today (UTC) / ``killLossStreak``;
+    errors = execution error-rate EWMA, decayed with a 10-minute half-life since its last
+    update, / ``killErrorRate`` (0 → any error gives 1).
+    Each component is clipped to [0, 1]; max is used so any one alone can stop trading.
+    """
+    drawdown = risk.drawdown_usd / settings.kill_drawdown_usd
+    streak = risk.loss_streak_on(utc_day(now_ms)) / settings.kill_loss_streak
+    rate = risk.error_rate_at(now_ms)
+    if settings.kill_error_rate > 0:
+        errors = rate / settings.kill_error_rate
+    else:
+        errors = 1.0 if rate > 0 else 0.0
+    return min(1.0, max(0.0, drawdown, streak, errors))
+
+
+# -- decisions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    mark_price: float
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GateView:
+    """Everything the rules read, gathered by the shell in one round trip."""
+
+    paused: bool
+    allowlist: frozenset[str]
+    positions: Mapping[str, Position]  # at least every symbol of the batch
+    snapshots: Mapping[str, SnapshotInfo]
+    cooldowns: Mapping[str, int]  # symbol → epoch ms until which new risk is blocked
+    risk: RiskState
+    kill_score: float
+    decided: frozenset[str] = frozenset()  # intent ids already in the decision ledger
+    # opening EXECUTEs not yet executed: their (symbol, side) and summed notional (USD)
+    in_flight: frozenset[tuple[str, str]] = frozenset()
+    in_flight_notional: float = 0.0
+    exposure_unknown: bool = False  # a malformed position: exposure cannot be known → fail closed
+    # gross notional of ALL open positions (executor-maintained); None → sum of ``positions``
+    open_notional_usd: float | None = None
+
+    def open_notional(self) -> float:
+        if self.open_notional_usd is not None:
+            return max(0.0, self.open_notional_usd)
+        return sum(p.notional_usd for p in self.positions.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    intent_id: str
+    decision: Decision
+    reason: str
+    kill_score: float
+
+    @property
+    def execute(self) -> bool:
+        return self.decision == "EXECUTE"
+
+
+def intent_notional(intent: TradeIntent) -> float:
+    return intent.position_size_usd * intent.leverage
+
+
+def _blocked_reason(
+    intent: TradeIntent,
+    view: GateView,
+    *,
+    settings: GateSettings,
+    now_ms: int,
+    today: str,
+    decided: frozenset[str] | set[str],
+    in_flight: frozenset[tuple[str, str]] | set[tuple[str, str]],
+    in_flight_notional: float,
+    open_notional: float,
+) -> str:
+    sym = intent.symbol
+    reduce_only = intent.reduce_only
+    if view.paused:
+        return REASON_PAUSED
+    if intent.intent_id in decided:
+        return REASON_DUPLICATE
+    if not reduce_only:
+        pos = view.positions.get(sym)
+        if pos is not None and pos.side == intent.side:
+            return REASON_DUPLICATE
+        if (sym, intent.side) in in_flight:
+            return REASON_DUPLICATE
+    if sym not in view.allowlist and not (reduce_only and sym in view.positions):
+        return reason_not_in_allowlist(sym)
+    snap = view.snapshots.get(sym)
+    if snap is None or snap.mark_price <= 0:
+        return REASON_NO_SNAPSHOT
+    if now_ms - snap.ts_ms > settings.max_snapshot_age * 1000.0:
+        return REASON_STALE_SNAPSHOT
+    if reduce_only:
+        return REASON_NONE
+    if view.kill_score >= settings.kill_score_critical:
+        return REASON_KILL_CRITICAL
+    if view.kill_score >= settings.kill_score_warning:
+        return REASON_KILL_WARNING
+    if view.cooldowns.get(sym, 0) > now_ms:
+        return reason_cooldown(sym)
+    gross = open_notional + max(0.0, in_flight_notional)
+    if view.exposure_unknown or gross + intent_notional(intent) > settings.max_exposure_usd:
+        return REASON_EXPOSURE
+    if intent.leverage > settings.max_leverage:
+        return REASON_LEVERAGE
+    if view.risk.pnl_today(today) <= -settings.daily_loss_limit_usd:
+        return REASON_DAILY_LOSS
+    return REASON_NONE
+
+
+def _verdict(intent: TradeIntent, reason: str, view: GateView) -> Verdict:
+    return Verdict(
+        intent_id=intent.intent_id,
+        decision="EXECUTE" if reason == REASON_NONE else "BLOCKED",
+        reason=reason,
+        kill_score=view.kill_score,
+    )
+
+
+def decide(intent: TradeIntent, view: GateView, *, settings: GateSettings, now_ms: int) -> Verdict:
+    """The verdict for one intent against one view."""
+    reason = _blocked_reason(
+        intent,
+        view,
+        settings=settings,
+        now_ms=now_ms,
+        today=utc_day(now_ms),
+        decided=view.decided,
+        in_flight=view.in_flight,
+        in_flight_notional=view.in_flight_notional,
+        open_notional=view.open_notional(),
+    )
+    return _verdict(intent, reason, view)
+
+
+def decide_batch(
+    intents: Sequence[TradeIntent], view: GateView, *, settings: GateSettings, now_ms: int
+) -> list[Verdict]:
+    """Verdicts in order, exactly as :func:`decide` one by one, except that each intent joins
+    the decided set and each opening EXECUTE the in-flight set (and notional) before the next
+    intent is judged: two intents of one batch cannot both open the same symbol/side or
+    jointly exceed the exposure limit."""
+    today = utc_day(now_ms)
+    open_notional = view.open_notional()
+    decided = set(view.decided)
+    in_flight = set(view.in_flight)
+    flight_notional = view.in_flight_notional
+    out: list[Verdict] = []
+    for intent in intents:
+        reason = _blocked_reason(
+            intent,
+            view,
+            settings=settings,
+            now_ms=now_ms,
+            today=today,
+            decided=decided,
+            in_flight=in_flight,
+            in_flight_notional=flight_notional,
+            open_notional=open_notional,
+        )
+        verdict = _verdict(intent, reason, view)
+        out.append(verdict)
+        decided.add(intent.intent_id)
+        if verdict.execute and not intent.reduce_only:
+            in_flight.add((intent.symbol, intent.side))
+            flight_notional += intent_notional(intent)
+    return out
+
+
+def decision_fields(intent: TradeIntent, verdict: Verdict, *, now_ms: int) -> dict[str, str]:
+    """``to_decision(...).to_fields()`` without building the model (hot path; a test keeps them equal)."""
+    return {
+        "v": SCHEMA_VERSION,
+        "ts": str(now_ms),
+        "decision_id": decision_id_for(intent.intent_id),
+        "intent_id": intent.intent_id,
+        "symbol": intent.symbol,
+        "side": intent.side,
+        "decision": verdict.decision,
+        "reason": verdict.reason,
+        "kill_score": repr(round(verdict.kill_score, 6)),
+    }
+
+
+def to_decision(intent: TradeIntent, verdict: Verdict, *, now_ms: int) -> GateDecision:
+    return GateDecision(
+        decision_id=decision_id_for(intent.intent_id),
+        intent_id=intent.intent_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        decision=verdict.decision,
+        reason=verdict.reason,
+        kill_score=round(verdict.kill_score, 6),
+        ts=now_ms,
+    )

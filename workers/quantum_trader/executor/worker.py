@@ -50,7 +50,7 @@ from quantum_trader.executor.scripts import (
 )
 from quantum_trader.executor.state import Position, RiskState, parse_positions, utc_day
 from quantum_trader.executor.venue import Venue, VenueOrder
-from quantum_trader.gate.core import intent_notional
+from quantum_trader.gate.core import decision_id_for, intent_notional
 from quantum_trader.gate.worker import flight_field, parse_intent_json, parse_snapshot
 from quantum_trader.market.base import Exchange, ExchangeError
 
@@ -59,6 +59,9 @@ REJECT_EXECUTOR_ERROR: Final = "executor_error"
 MAX_DELIVERIES: Final = 5
 BATCH: Final = 250  # entries per read (amortises the 2 round trips per batch under backlog)
 MARKETS_REFRESH_S: Final = 60.0
+REJECT_DECISION_LOST: Final = "decision_lost"
+LOST_SWEEP_INTERVAL_S: Final = 60.0
+LOST_MIN_AGE_MS: Final = 600_000
 
 
 def _str(v: str | bytes) -> str:
@@ -105,6 +108,7 @@ class Executor:
         self._read = redis.register_script(MULTI_READ_LUA)
         self._resync = redis.register_script(RESYNC_NOTIONAL_LUA)
         self._markets_loaded_at = markets_loaded_at_s
+        self._lost_candidates: set[str] = set()
 
     # -- start-up ---------------------------------------------------------------------------------
     async def init_open_orders(self) -> None:
@@ -214,6 +218,61 @@ class Executor:
         self._report(transitions, outcomes, positions=-1)  # gauges: the monitor, every interval
         if GUARD_FAILED in outcomes:
             raise GuardFailed("a position changed during the batch; retrying on fresh state")
+
+    async def sweep_lost(self, *, now_ms: int) -> int:
+        """Answer pending intents whose decision can no longer arrive with REJECTED ``decision_lost``.
+
+        A pending intent normally lives milliseconds. One that is older than 10 minutes, and still
+        there one sweep later while the executor's group had nothing unread or unacked both times,
+        lost its decision (trimmed unread, or dead-lettered as malformed); left alone it would
+        hold its in-flight slot (duplicate/exposure at the gate) forever. Returns how many.
+        """
+        idle = await self._group_idle()
+        pending = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.pending_intents)).items()}
+        old: dict[str, TradeIntent | None] = {}
+        for iid, raw in pending.items():
+            try:
+                intent: TradeIntent | None = parse_intent_json(raw)
+            except ValueError:
+                intent = None
+            if intent is None or now_ms - intent.ts > LOST_MIN_AGE_MS:
+                old[iid] = intent
+        lost = [iid for iid in old if idle and iid in self._lost_candidates]
+        self._lost_candidates = set(old) if idle else set()
+        transitions: list[Transition] = []
+        for iid in lost:
+            intent = old[iid]
+            d = GateDecision(decision_id=decision_id_for(iid), intent_id=iid,
+                             symbol=intent.symbol if intent else "?", side=intent.side if intent else "BUY",
+                             decision="EXECUTE", reason="none", kill_score=0.0, ts=now_ms)
+            t = self._reject_unknown(d, now_ms=now_ms, reason=REJECT_DECISION_LOST)
+            if intent is not None and not intent.reduce_only:
+                t = replace(t, in_flight_field=flight_field(intent.symbol, intent.side),
+                            in_flight_notional=intent_notional(intent))
+            self.log.warn("DECISION_LOST", intent_id=iid, symbol=d.symbol, note="answered REJECTED decision_lost")
+            transitions.append(t)
+        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        self._report(transitions, outcomes, positions=-1)
+        return outcomes.count(APPLIED)
+
+    async def _group_idle(self) -> bool:
+        """True when the executor group has no unread and no unacked decisions."""
+        try:
+            groups = await self.redis.xinfo_groups(self.keys.gate_decision)
+        except Exception:
+            return False
+        for g in groups:
+            if _str(g["name"]) != GROUP_EXECUTOR:
+                continue
+            if int(g.get("pending") or 0):
+                return False
+            lag = g.get("lag")
+            if lag is not None:
+                return int(lag) == 0
+            # lag unknown (entries were trimmed/deleted): idle when everything up to the last id was read
+            info = await self.redis.xinfo_stream(self.keys.gate_decision)
+            return _str(g["last-delivered-id"]) == _str(info["last-generated-id"])
+        return False
 
     async def reject_failed(self, d: GateDecision, *, error: str, now_ms: int) -> None:
         """Answer a decision whose execution keeps failing with REJECTED ``executor_error`` (once)."""
@@ -436,9 +495,13 @@ async def main(ctx: WorkerContext) -> None:
             )
 
     async def monitor() -> None:
+        last_sweep = ctx.clock.now()
         while not ctx.stop.is_set():
             try:
                 await executor.monitor_once(now_ms=ctx.clock.now_ms())
+                if ctx.clock.now() - last_sweep >= LOST_SWEEP_INTERVAL_S:
+                    last_sweep = ctx.clock.now()
+                    await executor.sweep_lost(now_ms=ctx.clock.now_ms())
             except Exception as exc:
                 ctx.error("monitor")
                 ctx.log.error("MONITOR_FAILED", error=f"{type(exc).__name__}: {exc}")

@@ -282,7 +282,7 @@ class DayState:
 class SimModel:
     """The market as a pure function of (seed, symbol, time), with bounded caches. Synchronous."""
 
-    def __init__(self, seed: int, *, params: ModelParams | None = None, cache_days: int = 16_384) -> None:
+    def __init__(self, seed: int, *, params: ModelParams | None = None, cache_days: int = 2_048) -> None:
         self.seed = seed
         self.params = params or ModelParams()
         self._mx = _intraday(self.params)

@@ -19,6 +19,7 @@ from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import HealthSettings, TradingProfile
 from quantum_trader.market.base import Exchange
 from quantum_trader.universe import publication as pub
+from quantum_trader.core.service import release_free_memory
 from quantum_trader.universe.cycle import CycleResult, Published, publish, run_cycle
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ async def main(ctx: WorkerContext) -> None:
                 redis=ctx.redis,
             )
             ctx.processed(1)
+            release_free_memory()  # the cycle's arrays are garbage now; keep the idle RSS small
         except Exception as exc:  # exchange unavailable, Redis gone: nothing published, retry next cycle
             ctx.error("cycle")
             metrics.UNIVERSE_CYCLES.labels(ctx.profile.name, "fail_closed").inc()

@@ -69,10 +69,11 @@ def _top(counts: Mapping[str, int], n: int) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def render(f: Funnel) -> str:
+def render(f: Funnel, *, log_file: str = "") -> str:
     """The funnel as a screenful of text (pure)."""
     lines = [
         f"Quantum Trader — profile {f.profile} — {f.elapsed_s:,.0f}s   (Ctrl-C drains and stops)",
+        *([f"logs: {log_file}   ·   in another terminal: qt check, qt why SYMBOL"] if log_file else []),
         "",
         f"  universe   {f.universe_size:>7}   hash {f.universe_hash or '-'}",
         f"  signals    {f.signals:>7}   {'(' + str(f.fallback_signals) + ' from a FALLBACK model)' if f.fallback_signals else ''}",
@@ -189,7 +190,7 @@ class FunnelCollector:
 
 async def _pipeline(
     profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None, http_port: int | None,
-    view: bool, log: EventLog,
+    view: bool, log: EventLog, log_file: str = "",
 ) -> Funnel:
     from quantum_trader.core.service import run_workers
 
@@ -214,7 +215,7 @@ async def _pipeline(
             with contextlib.suppress(Exception):
                 funnel = await collector.collect()
             if view:
-                sys.stdout.write("\x1b[H\x1b[2J" + render(funnel) + "\n")
+                sys.stdout.write("\x1b[H\x1b[2J" + render(funnel, log_file=log_file) + "\n")
                 sys.stdout.flush()
             elif time.time() - last_line >= 10:
                 last_line = time.time()
@@ -265,7 +266,7 @@ def run_pipeline(
                   hint="REDIS_URL is found by qt check / qt why while this runs")
         funnel = asyncio.run(_pipeline(
             profile, redis_url=redis_url, clock=clock, duration_s=duration_s, http_port=http_port, view=view,
-            log=log,
+            log=log, log_file=str(log_file or ""),
         ))
         log.event("RUN_STOPPED", **summary_fields(funnel))
         print(render(funnel))

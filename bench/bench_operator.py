@@ -47,8 +47,9 @@ def child(url: str) -> None:
     from quantum_trader.core import logs
 
     logs.configure("text", level=int(os.environ.get("QT_BENCH_LOG_LEVEL", "20")))
-    op = build_operator(OperatorConfig(worker_image="bench:1", redis_secret="qt-redis", reconcile_interval=5.0),
-                        login=False)
+    op = build_operator(
+        OperatorConfig(worker_image="bench:1", redis_secret="qt-redis", reconcile_interval=5.0), login=False
+    )
     op.settings.scanning.disabled = True
 
     @kopf.on.login(registry=op.registry)
@@ -62,7 +63,9 @@ def child(url: str) -> None:
         print("READY", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
-    kopf.run(registry=op.registry, settings=op.settings, standalone=True, namespaces=["default"], ready_flag=ready)
+    kopf.run(
+        registry=op.registry, settings=op.settings, standalone=True, namespaces=["default"], ready_flag=ready
+    )
 
 
 async def parent(n: int, as_json: bool) -> dict[str, Any]:
@@ -85,7 +88,11 @@ async def parent(n: int, as_json: bool) -> dict[str, Any]:
     redis_server = EmbeddedRedis().start()
     figures: dict[str, Any] = {}
     try:
-        async with Emulator() as emulator, kmock.Server(emulator) as server, aiohttp.ClientSession() as session:
+        async with (
+            Emulator() as emulator,
+            kmock.Server(emulator) as server,
+            aiohttp.ClientSession() as session,
+        ):
             url = str(server.url).rstrip("/")
             add_secret(emulator, "qt-redis", {"url": redis_server.url})
             api = Api(url, session)
@@ -100,8 +107,14 @@ async def parent(n: int, as_json: bool) -> dict[str, Any]:
             figures["kmock_get_rtt_ms"] = round(statistics.median(rtts) * 1000, 2)
 
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--child", url, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env={**os.environ}, cwd=str(ROOT),
+                sys.executable,
+                __file__,
+                "--child",
+                url,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ},
+                cwd=str(ROOT),
             )
             first_reconcile_ms: list[float] = []
 
@@ -124,14 +137,22 @@ async def parent(n: int, as_json: bool) -> dict[str, Any]:
                 figures["operator_rss_idle_mib"] = round(rss_mib(proc.pid), 1)
 
                 def applied(name: str) -> bool:
-                    keys = [(CONFIGMAPS, f"{name}-profile"), (SERVICES, f"{name}-metrics"), (CRONJOBS, f"{name}-train")]
-                    keys += [(DEPLOYMENTS, f"{name}-{w}") for w in ("universe", "ai", "router", "snapshot", "gate",
-                                                                     "executor")]
+                    keys = [
+                        (CONFIGMAPS, f"{name}-profile"),
+                        (SERVICES, f"{name}-metrics"),
+                        (CRONJOBS, f"{name}-train"),
+                    ]
+                    keys += [
+                        (DEPLOYMENTS, f"{name}-{w}")
+                        for w in ("universe", "ai", "router", "snapshot", "gate", "executor")
+                    ]
                     return all((k, "default", nm) in emulator.objects for k, nm in keys)
 
                 def has_status(name: str) -> bool:
                     key = (TP, "default", name)
-                    return key in emulator.objects and bool(emulator.objects[key].raw.get("status", {}).get("phase"))
+                    return key in emulator.objects and bool(
+                        emulator.objects[key].raw.get("status", {}).get("phase")
+                    )
 
                 async def until(pred: Any, *args: Any, timeout: float = 30.0) -> float:
                     start = time.perf_counter()
@@ -159,9 +180,12 @@ async def parent(n: int, as_json: bool) -> dict[str, Any]:
                 figures["create_to_applied_ms_p90"] = pct(applied_s, 0.9)
                 figures["create_to_applied_ms_max"] = round(max(applied_s) * 1000, 1)
                 figures["create_to_status_ms_p50"] = pct(status_s, 0.5)
-                figures["operator_first_reconcile_ms_p50"] = round(statistics.median(first_reconcile_ms[:n]), 1)
+                figures["operator_first_reconcile_ms_p50"] = round(
+                    statistics.median(first_reconcile_ms[:n]), 1
+                )
                 figures["applied_latency_in_kmock_rtts"] = round(
-                    statistics.median(applied_s) * 1000 / figures["kmock_get_rtt_ms"], 1)
+                    statistics.median(applied_s) * 1000 / figures["kmock_get_rtt_ms"], 1
+                )
 
                 t0 = time.perf_counter()
                 await asyncio.gather(*(api.create_profile(profile_body(f"burst-{i}")) for i in range(n)))

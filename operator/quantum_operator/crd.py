@@ -38,7 +38,13 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 CRD_PATH: Final = REPO_ROOT / "crds" / "tradingprofile.yaml"
 
 PHASES: Final = ("Pending", "Running", "Degraded", "Paused", "Failed")
-CONDITION_TYPES: Final = ("ConfigApplied", "WorkersAvailable", "HeartbeatsFresh", "UniverseFresh", "TradingFlowing")
+CONDITION_TYPES: Final = (
+    "ConfigApplied",
+    "WorkersAvailable",
+    "HeartbeatsFresh",
+    "UniverseFresh",
+    "TradingFlowing",
+)
 
 _DROP_KEYS: Final = frozenset({"title", "default", "examples"})
 _HEADER: Final = (
@@ -309,7 +315,9 @@ def render_yaml() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m quantum_operator.crd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m quantum_operator.crd", description=__doc__.splitlines()[0]
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true", help=f"write {CRD_PATH.relative_to(REPO_ROOT)}")
     group.add_argument("--check", action="store_true", help="exit 1 when the committed CRD drifted")
@@ -323,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = CRD_PATH.read_text(encoding="utf-8") if CRD_PATH.exists() else ""
         if current != text:
-            print(f"{CRD_PATH} drifted from the profile model: run python -m quantum_operator.crd --write",
-                  file=sys.stderr)
+            print(
+                f"{CRD_PATH} drifted from the profile model: run python -m quantum_operator.crd --write",
+                file=sys.stderr,
+            )
             return 1
         return 0
     sys.stdout.write(text)

@@ -100,8 +100,12 @@ def build_operator(
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         kube_slot["kube"] = KopfKube(settings=settings)
-        _log.event("OPERATOR_START", image=config.worker_image, redis_secret=config.redis_secret,
-                   interval=config.reconcile_interval)
+        _log.event(
+            "OPERATOR_START",
+            image=config.worker_image,
+            redis_secret=config.redis_secret,
+            interval=config.reconcile_interval,
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -123,8 +127,13 @@ def build_operator(
     async def on_change(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         await reconcile(body, patch)
 
-    @kopf.timer(*RESOURCE, registry=registry, id="refresh", interval=config.reconcile_interval,
-                initial_delay=config.reconcile_interval)
+    @kopf.timer(
+        *RESOURCE,
+        registry=registry,
+        id="refresh",
+        interval=config.reconcile_interval,
+        initial_delay=config.reconcile_interval,
+    )
     async def on_timer(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
         """Abandoned when the operator stops (a level-triggered reconcile loses nothing)."""
         stopped: kopf.DaemonStopped = kwargs["stopped"]
@@ -152,6 +161,7 @@ def build_operator(
             kopf.info(body, reason="StopNewPositions", message="control:no_new_positions set before deletion")
 
     if admission:
+
         @kopf.on.validate(*RESOURCE, registry=registry, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"])
         def validate(spec: kopf.Spec, body: kopf.Body, **kwargs: Any) -> None:
             """Same rules and messages as `qt validate` (one line per issue). An UPDATE that leaves the

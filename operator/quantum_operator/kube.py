@@ -43,7 +43,9 @@ class KubeApi(Protocol):
 class KopfKube:
     """:class:`KubeApi` over kopf's authenticated client; call only inside the running operator."""
 
-    def __init__(self, *, settings: configuration.OperatorSettings, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, *, settings: configuration.OperatorSettings, logger: logging.Logger | None = None
+    ) -> None:
         self._settings = settings
         self._logger = logger or logging.getLogger("quantum_operator.kube")
         self._timeout = aiohttp.ClientTimeout(total=15, sock_connect=5)
@@ -96,7 +98,11 @@ def is_subset(desired: Any, current: Any) -> bool:
         if not isinstance(current, list) or len(desired) != len(current):
             return False
         return all(is_subset(d, c) for d, c in zip(desired, current, strict=True))
-    if isinstance(desired, (int, float)) and not isinstance(desired, bool) and isinstance(current, (int, float)):
+    if (
+        isinstance(desired, (int, float))
+        and not isinstance(desired, bool)
+        and isinstance(current, (int, float))
+    ):
         return float(desired) == float(current)
     return bool(desired == current)
 

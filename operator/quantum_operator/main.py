@@ -5,7 +5,7 @@
     qt operator --all-namespaces        # cluster-wide (needs the ClusterRole variant of the RBAC)
     qt operator --dev-webhook 127.0.0.1:9443   # plain-HTTP admission server for local testing
     qt operator --webhook 0.0.0.0:9443 --webhook-cert tls.crt --webhook-key tls.key \
-                --webhook-managed quantumtrader.io   # in cluster: kopf keeps the ValidatingWebhookConfiguration
+                --webhook-managed quantumtrader.io   # kopf keeps the ValidatingWebhookConfiguration
 
 Configuration from the environment: QT_WORKER_IMAGE, QT_REDIS_SECRET, REDIS_URL,
 QT_RECONCILE_INTERVAL, QT_HEARTBEAT_STALE_AFTER, QT_STARTUP_GRACE (see docs/operator.md).
@@ -36,20 +36,34 @@ def _addr(value: str) -> tuple[str, int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qt operator", description="Reconcile TradingProfiles into workers.")
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[], help="namespace to watch (repeatable)")
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="namespace to watch (repeatable)"
+    )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     p.add_argument("--standalone", action="store_true", help="no peering (one operator replica)")
-    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)")
+    p.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)"
+    )
     hook = p.add_mutually_exclusive_group()
-    hook.add_argument("--dev-webhook", type=_addr, metavar="HOST:PORT", help="plain-HTTP admission server (dev only)")
+    hook.add_argument(
+        "--dev-webhook", type=_addr, metavar="HOST:PORT", help="plain-HTTP admission server (dev only)"
+    )
     hook.add_argument("--webhook", type=_addr, metavar="HOST:PORT", help="HTTPS admission server")
     p.add_argument("--webhook-cert", default="", help="TLS certificate for --webhook (else self-signed)")
     p.add_argument("--webhook-key", default="", help="TLS key for --webhook")
     p.add_argument("--webhook-host", default=None, help="hostname the API server uses to reach the webhook")
-    p.add_argument("--webhook-managed", default="", metavar="NAME",
-                   help="let kopf create/patch the ValidatingWebhookConfiguration NAME (cluster RBAC)")
-    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("QT_OPERATOR_METRICS_PORT", "9090")),
-                   help="Prometheus /metrics of the operator (qt_operator_*); 0 disables")
+    p.add_argument(
+        "--webhook-managed",
+        default="",
+        metavar="NAME",
+        help="let kopf create/patch the ValidatingWebhookConfiguration NAME (cluster RBAC)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("QT_OPERATOR_METRICS_PORT", "9090")),
+        help="Prometheus /metrics of the operator (qt_operator_*); 0 disables",
+    )
     p.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("QT_LOG_FORMAT", "text"))
     p.add_argument("-v", "--verbose", action="store_true")
     return p

@@ -95,7 +95,9 @@ async def observe(client: aredis.Redis, *, keys: Keys, now_ms: int, source: str)
             replies = await pipe.execute()
     except (RedisError, OSError) as exc:
         return RedisObs(reachable=False, error=_error(exc), source=source)
-    heartbeats = {w: _int(ts) for w, ts in zip(WORKERS, replies[: len(WORKERS)], strict=True) if ts is not None}
+    heartbeats = {
+        w: _int(ts) for w, ts in zip(WORKERS, replies[: len(WORKERS)], strict=True) if ts is not None
+    }
     universe = parse_universe(replies[len(WORKERS)])
     counts = {stage: len(r or []) for stage, r in zip(stages, replies[len(WORKERS) + 1 :], strict=True)}
     return RedisObs(reachable=True, heartbeats_ms=heartbeats, universe=universe, funnel=counts, source=source)

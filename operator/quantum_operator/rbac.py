@@ -28,7 +28,13 @@ def rules(*, peering: bool = False) -> list[Rule]:
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
     if peering:  # only without --standalone (several operator replicas)
-        out.append({"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]})
+        out.append(
+            {
+                "apiGroups": ["kopf.dev"],
+                "resources": ["kopfpeerings"],
+                "verbs": ["get", "list", "watch", "patch"],
+            }
+        )
     return out
 
 
@@ -52,26 +58,43 @@ def cluster_rules(*, webhook_managed: bool = False) -> list[Rule]:
     return out
 
 
-def manifests(*, namespace: str, service_account: str = "quantum-operator",
-              webhook_managed: bool = False) -> list[dict[str, Any]]:
+def manifests(
+    *, namespace: str, service_account: str = "quantum-operator", webhook_managed: bool = False
+) -> list[dict[str, Any]]:
     """ServiceAccount, Role + RoleBinding (namespace), ClusterRole + ClusterRoleBinding (scanning)."""
     labels = {names.LABEL_NAME: names.APP_NAME, names.LABEL_COMPONENT: "operator"}
     subject = [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}]
     cluster_name = f"{service_account}-{namespace}"
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": service_account, "namespace": namespace, "labels": labels}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": service_account, "namespace": namespace, "labels": labels}, "rules": rules()},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": service_account, "namespace": namespace, "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account},
-         "subjects": subject},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": cluster_name, "labels": labels},
-         "rules": cluster_rules(webhook_managed=webhook_managed)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": cluster_name, "labels": labels},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
-         "subjects": subject},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": service_account, "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": service_account, "namespace": namespace, "labels": labels},
+            "rules": rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": service_account, "namespace": namespace, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account},
+            "subjects": subject,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": cluster_name, "labels": labels},
+            "rules": cluster_rules(webhook_managed=webhook_managed),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": cluster_name, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+            "subjects": subject,
+        },
     ]

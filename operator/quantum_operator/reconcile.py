@@ -45,7 +45,7 @@ FLAG_OWNER: Final = "operator"  # flags the operator set carry {"by": "operator"
 _log = EventLog(component="operator")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
     type: EventType
     reason: str
@@ -159,7 +159,13 @@ class Reconciler:
         metrics.OPERATOR_RECONCILE_SECONDS.labels(namespace).observe(elapsed)
         if phase != previous.get("phase") or result.status.get("message") != previous.get("message"):
             etype: EventType = "Warning" if phase in ("Degraded", "Failed") else "Normal"
-            result.events.append(Event(etype, phase or "Unknown", str(result.status.get("message", ""))[:1000]))
+            result.events.append(
+                Event(
+                    type=etype,
+                    reason=phase or "Unknown",
+                    message=str(result.status.get("message", ""))[:1000],
+                )
+            )
         changed = [a for a in result.applied if a.outcome != "unchanged"]
         log.event(
             "RECONCILE",
@@ -211,15 +217,21 @@ class Reconciler:
         for obj, outcome in zip(objects, outcomes, strict=True):
             if isinstance(outcome, KubeError):
                 errors.append(f"{obj['kind']} {obj['metadata']['name']}: {outcome}")
-                log.error("APPLY_FAILED", kind=obj["kind"], object=obj["metadata"]["name"], error=str(outcome))
+                log.error(
+                    "APPLY_FAILED", kind=obj["kind"], object=obj["metadata"]["name"], error=str(outcome)
+                )
                 continue
             result.applied.append(outcome)
             if outcome.outcome != "unchanged":
                 verb = "Created" if outcome.outcome == "created" else "Updated"
                 log.event("APPLIED", kind=outcome.kind, object=outcome.name, outcome=outcome.outcome)
-                result.events.append(Event("Normal", verb, f"{verb} {outcome.kind} {outcome.name}"))
+                result.events.append(
+                    Event(type="Normal", reason=verb, message=f"{verb} {outcome.kind} {outcome.name}")
+                )
         if errors:
-            result.events.append(Event("Warning", "ApplyFailed", "; ".join(errors)[:1000]))
+            result.events.append(
+                Event(type="Warning", reason="ApplyFailed", message="; ".join(errors)[:1000])
+            )
 
         # Secrets: existence (workers cannot start without them) and the Redis URL.
         secrets: dict[str, Any] = {}
@@ -284,19 +296,25 @@ class Reconciler:
         """spec.paused ⇒ control:paused set; unpaused ⇒ cleared if the operator set it. Also clears an
         operator-set control:no_new_positions left by an earlier deletion of a same-named profile."""
         try:
-            current_paused, current_nnp = await client.mget(keys.control_paused, keys.control_no_new_positions)
+            current_paused, current_nnp = await client.mget(
+                keys.control_paused, keys.control_no_new_positions
+            )
         except Exception as exc:  # any Redis/transport failure is reported, never raised
             return str(exc)[:200]
         error = ""
         if paused and not current_paused:
-            error = await set_flag(client, key=keys.control_paused, reason=flag_value("spec.paused", now_ms=now_ms), on=True)
+            error = await set_flag(
+                client, key=keys.control_paused, reason=flag_value("spec.paused", now_ms=now_ms), on=True
+            )
         elif not paused and current_paused and _set_by_operator(current_paused):
             error = await set_flag(client, key=keys.control_paused, reason="", on=False)
         if current_nnp and _set_by_operator(current_nnp):
             error = error or await set_flag(client, key=keys.control_no_new_positions, reason="", on=False)
         return error
 
-    async def stop_new_positions(self, body: Mapping[str, Any], *, kube: KubeApi, now_ms: int | None = None) -> str:
+    async def stop_new_positions(
+        self, body: Mapping[str, Any], *, kube: KubeApi, now_ms: int | None = None
+    ) -> str:
         """Before a live profile is deleted: set control:no_new_positions. Returns '' or why it failed."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         meta = body.get("metadata", {})

@@ -309,7 +309,10 @@ def build_deployment(spec: TradingProfileSpec, ctx: RenderContext, *, worker: st
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(
-            ctx, name=names.deployment_name(ctx.profile, worker), component=names.COMPONENT_WORKER, worker=worker
+            ctx,
+            name=names.deployment_name(ctx.profile, worker),
+            component=names.COMPONENT_WORKER,
+            worker=worker,
         ),
         "spec": {
             "replicas": desired_replicas(spec, worker),
@@ -348,7 +351,12 @@ def build_service(ctx: RenderContext) -> Manifest:
             "type": "ClusterIP",
             "selector": {names.LABEL_PROFILE: ctx.profile, names.LABEL_COMPONENT: names.COMPONENT_WORKER},
             "ports": [
-                {"name": names.PORT_NAME, "port": names.HTTP_PORT, "targetPort": names.PORT_NAME, "protocol": "TCP"}
+                {
+                    "name": names.PORT_NAME,
+                    "port": names.HTTP_PORT,
+                    "targetPort": names.PORT_NAME,
+                    "protocol": "TCP",
+                }
             ],
         },
     }
@@ -368,7 +376,7 @@ def cron_schedule(seconds: float) -> str:
     minutes = max(1, int(-(-seconds // 60)))  # ceil to whole minutes
     if minutes >= 7 * 24 * 60:
         return f"0 {TRAIN_HOUR} * * 0"
-    if minutes > 24 * 60 or minutes == 24 * 60:
+    if minutes >= 24 * 60:
         days = -(-minutes // (24 * 60))
         return f"0 {TRAIN_HOUR} * * *" if days == 1 else f"0 {TRAIN_HOUR} */{days} * *"
     if minutes >= 60:

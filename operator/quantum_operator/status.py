@@ -70,7 +70,7 @@ class Observations:
     redis: RedisObs | None = None  # None: Redis not configured for the operator
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Condition:
     type: str
     status: CondStatus
@@ -86,7 +86,9 @@ def _join(items: Sequence[str]) -> str:
     return ", ".join(items)
 
 
-def _conditions(obs: Observations, *, stale_after_s: float, grace_s: float) -> tuple[list[Condition], list[str], list[str]]:
+def _conditions(
+    obs: Observations, *, stale_after_s: float, grace_s: float
+) -> tuple[list[Condition], list[str], list[str]]:
     """Conditions, plus the problems (→ Degraded) and the things still starting (→ Pending)."""
     problems: list[str] = []
     starting: list[str] = []
@@ -95,38 +97,64 @@ def _conditions(obs: Observations, *, stale_after_s: float, grace_s: float) -> t
 
     # ConfigApplied
     if obs.spec_error:
-        conds.append(Condition("ConfigApplied", "False", "InvalidSpec", obs.spec_error))
+        conds.append(
+            Condition(type="ConfigApplied", status="False", reason="InvalidSpec", message=obs.spec_error)
+        )
     elif not obs.applied:
-        conds.append(Condition("ConfigApplied", "False", "ApplyFailed", obs.apply_error))
+        conds.append(
+            Condition(type="ConfigApplied", status="False", reason="ApplyFailed", message=obs.apply_error)
+        )
         problems.append(f"apply failed: {obs.apply_error}")
     elif obs.missing_secrets:
         msg = f"Secret {_join(obs.missing_secrets)} not found: workers cannot start"
-        conds.append(Condition("ConfigApplied", "False", "SecretMissing", msg))
+        conds.append(Condition(type="ConfigApplied", status="False", reason="SecretMissing", message=msg))
         problems.append(msg)
     else:
-        conds.append(Condition("ConfigApplied", "True", "Applied", f"config-hash {obs.config_hash[:12]}"))
+        conds.append(
+            Condition(
+                type="ConfigApplied",
+                status="True",
+                reason="Applied",
+                message=f"config-hash {obs.config_hash[:12]}",
+            )
+        )
 
     # WorkersAvailable
     wanted = [w for w in obs.workers if w.desired > 0]
     unavailable = [w.name for w in wanted if w.available < w.desired]
     if obs.spec_error and not obs.workers:
-        conds.append(Condition("WorkersAvailable", "Unknown", "InvalidSpec", "spec rejected"))
+        conds.append(
+            Condition(
+                type="WorkersAvailable", status="Unknown", reason="InvalidSpec", message="spec rejected"
+            )
+        )
     elif unavailable:
         msg = f"not available: {_join(unavailable)}"
-        conds.append(Condition("WorkersAvailable", "False", "Unavailable", msg))
+        conds.append(Condition(type="WorkersAvailable", status="False", reason="Unavailable", message=msg))
         (starting if in_grace else problems).append(msg)
     else:
         zero = [w.name for w in obs.workers if w.desired == 0]
-        msg = f"{len(wanted)}/{len(obs.workers)} running" + (f"; scaled to zero: {_join(zero)}" if zero else "")
-        conds.append(Condition("WorkersAvailable", "True", "Available", msg))
+        msg = f"{len(wanted)}/{len(obs.workers)} running" + (
+            f"; scaled to zero: {_join(zero)}" if zero else ""
+        )
+        conds.append(Condition(type="WorkersAvailable", status="True", reason="Available", message=msg))
 
     # HeartbeatsFresh (design vs reality)
     redis = obs.redis
     if redis is None:
-        conds.append(Condition("HeartbeatsFresh", "Unknown", "RedisNotConfigured", "operator has no REDIS_URL"))
+        conds.append(
+            Condition(
+                type="HeartbeatsFresh",
+                status="Unknown",
+                reason="RedisNotConfigured",
+                message="operator has no REDIS_URL",
+            )
+        )
     elif not redis.reachable:
         msg = f"Redis unreachable ({redis.source}): {redis.error}"
-        conds.append(Condition("HeartbeatsFresh", "Unknown", "RedisUnreachable", msg))
+        conds.append(
+            Condition(type="HeartbeatsFresh", status="Unknown", reason="RedisUnreachable", message=msg)
+        )
         problems.append(msg)
     else:
         stale: list[str] = []
@@ -143,46 +171,85 @@ def _conditions(obs: Observations, *, stale_after_s: float, grace_s: float) -> t
         ]
         if lying:
             msg = f"Deployment available but heartbeat stale: {_join(lying)}"
-            conds.append(Condition("HeartbeatsFresh", "False", "StaleHeartbeat", msg))
+            conds.append(
+                Condition(type="HeartbeatsFresh", status="False", reason="StaleHeartbeat", message=msg)
+            )
             problems.append(msg)
         elif stale or missing:
             waiting = stale + [f"{m} (never)" for m in missing]
             msg = f"waiting for heartbeats: {_join(waiting)}"
-            conds.append(Condition("HeartbeatsFresh", "False", "WaitingForHeartbeats", msg))
+            conds.append(
+                Condition(type="HeartbeatsFresh", status="False", reason="WaitingForHeartbeats", message=msg)
+            )
             starting.append(msg)
         else:
-            conds.append(Condition("HeartbeatsFresh", "True", "Fresh", f"{len(wanted)} workers beating"))
+            conds.append(
+                Condition(
+                    type="HeartbeatsFresh",
+                    status="True",
+                    reason="Fresh",
+                    message=f"{len(wanted)} workers beating",
+                )
+            )
 
     # UniverseFresh
     if redis is None or not redis.reachable:
-        conds.append(Condition("UniverseFresh", "Unknown", "RedisUnavailable", "cannot read the universe"))
+        conds.append(
+            Condition(
+                type="UniverseFresh",
+                status="Unknown",
+                reason="RedisUnavailable",
+                message="cannot read the universe",
+            )
+        )
     elif redis.universe is None:
         msg = "no universe published yet"
-        conds.append(Condition("UniverseFresh", "False", "NoUniverse", msg))
+        conds.append(Condition(type="UniverseFresh", status="False", reason="NoUniverse", message=msg))
         (starting if in_grace else problems).append(msg)
     elif redis.universe.valid_until_ms and redis.universe.valid_until_ms < obs.now_ms:
-        msg = f"universe {redis.universe.hash} expired at {iso(redis.universe.valid_until_ms)} (fail-closed: empty)"
-        conds.append(Condition("UniverseFresh", "False", "Expired", msg))
+        until = iso(redis.universe.valid_until_ms)
+        msg = f"universe {redis.universe.hash} expired at {until} (fail-closed: empty)"
+        conds.append(Condition(type="UniverseFresh", status="False", reason="Expired", message=msg))
         problems.append(msg)
     else:
         u = redis.universe
         msg = f"{u.count} symbols, hash {u.hash}, generated {iso(u.generated_at_ms)}"
-        conds.append(Condition("UniverseFresh", "True", "Fresh", msg))
+        conds.append(Condition(type="UniverseFresh", status="True", reason="Fresh", message=msg))
 
     # TradingFlowing (informational: a quiet market is not a fault)
     if obs.paused:
-        conds.append(Condition("TradingFlowing", "False", "Paused", "spec.paused: trading workers scaled to zero"))
+        conds.append(
+            Condition(
+                type="TradingFlowing",
+                status="False",
+                reason="Paused",
+                message="spec.paused: trading workers scaled to zero",
+            )
+        )
     elif redis is None or not redis.reachable:
-        conds.append(Condition("TradingFlowing", "Unknown", "RedisUnavailable", "cannot read the streams"))
+        conds.append(
+            Condition(
+                type="TradingFlowing",
+                status="Unknown",
+                reason="RedisUnavailable",
+                message="cannot read the streams",
+            )
+        )
     else:
         counts = {s: int(redis.funnel.get(s, 0)) for s in FUNNEL_STAGES}
         summary = " → ".join(f"{s} {counts[s]}" for s in FUNNEL_STAGES)
         if counts["executions"] > 0:
-            conds.append(Condition("TradingFlowing", "True", "Executing", f"last 5m: {summary}"))
+            conds.append(
+                Condition(
+                    type="TradingFlowing", status="True", reason="Executing", message=f"last 5m: {summary}"
+                )
+            )
         else:
             first_empty = next(s for s in FUNNEL_STAGES if counts[s] == 0)
             reason = "No" + first_empty.capitalize()
-            conds.append(Condition("TradingFlowing", "False", reason, f"last 5m: {summary}"))
+            conds.append(
+                Condition(type="TradingFlowing", status="False", reason=reason, message=f"last 5m: {summary}")
+            )
 
     if [c.type for c in conds] != list(CONDITION_TYPES):  # a programming error, not bad input
         raise RuntimeError(f"condition order drifted: {[c.type for c in conds]}")
@@ -209,7 +276,9 @@ def build_status(
     else:
         phase, message = "Running", "all workers available and beating"
 
-    prev_conds = {c.get("type"): c for c in (previous or {}).get("conditions", []) or [] if isinstance(c, Mapping)}
+    prev_conds = {
+        c.get("type"): c for c in (previous or {}).get("conditions", []) or [] if isinstance(c, Mapping)
+    }
     now = iso(obs.now_ms)
     conditions = []
     for c in conds:

@@ -29,7 +29,9 @@ async def api(k8s: tuple[Emulator, str]) -> AsyncIterator[Api]:
 async def run_operator(k8s: tuple[Emulator, str]) -> AsyncIterator[Callable[..., Any]]:
     started: list[OperatorThread] = []
 
-    async def start(config: OperatorConfig | None = None, *, webhook_port: int | None = None) -> OperatorThread:
+    async def start(
+        config: OperatorConfig | None = None, *, webhook_port: int | None = None
+    ) -> OperatorThread:
         op = OperatorThread(k8s[1], config or make_config(), webhook_port=webhook_port)
         await op.start()
         started.append(op)
@@ -38,4 +40,3 @@ async def run_operator(k8s: tuple[Emulator, str]) -> AsyncIterator[Callable[...,
     yield start
     for op in started:
         await op.stop()
-

@@ -69,7 +69,9 @@ class Emulator(kmock.KubernetesEmulator):
                 if not meta.get("name") and meta.get("generateName"):
                     meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
                 meta.setdefault("uid", str(uuid.uuid4()))
-                meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                meta.setdefault(
+                    "creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
                 meta.setdefault("generation", 1)
                 if request.namespace and not meta.get("namespace"):
                     meta["namespace"] = request.namespace
@@ -131,7 +133,9 @@ class OperatorThread:
         settings.queueing.exit_timeout = 0.5
         settings.persistence.consistency_timeout = 0.5
         if self.webhook_port is not None:
-            settings.admission.server = kopf.WebhookServer(addr="127.0.0.1", port=self.webhook_port, insecure=True)
+            settings.admission.server = kopf.WebhookServer(
+                addr="127.0.0.1", port=self.webhook_port, insecure=True
+            )
         url = self.server_url
 
         @kopf.on.login(registry=self.operator.registry)
@@ -142,14 +146,16 @@ class OperatorThread:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        self._task = loop.create_task(kopf.operator(
-            registry=self.operator.registry,
-            settings=self.operator.settings,
-            standalone=True,
-            namespaces=list(self.namespaces),
-            stop_flag=self._stop,
-            ready_flag=self._ready,
-        ))
+        self._task = loop.create_task(
+            kopf.operator(
+                registry=self.operator.registry,
+                settings=self.operator.settings,
+                standalone=True,
+                namespaces=list(self.namespaces),
+                stop_flag=self._stop,
+                ready_flag=self._ready,
+            )
+        )
         try:
             loop.run_until_complete(self._task)
         except asyncio.CancelledError:
@@ -191,8 +197,9 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition",
-                   interval: float = 0.05) -> Any:
+async def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned) or fail after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -208,7 +215,9 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, what:
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
 
 
-def profile_body(name: str, spec: dict[str, Any] | None = None, *, namespace: str = "default") -> dict[str, Any]:
+def profile_body(
+    name: str, spec: dict[str, Any] | None = None, *, namespace: str = "default"
+) -> dict[str, Any]:
     return {
         "apiVersion": names.API_VERSION,
         "kind": names.KIND,

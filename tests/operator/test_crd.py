@@ -46,8 +46,13 @@ def test_crd_names_scope_status_subresource_and_printer_columns() -> None:
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     cols = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert cols == {"Phase": ".status.phase", "Environment": ".spec.environment", "Universe": ".status.universe.hash",
-                    "Exec5m": ".status.funnel.executions", "Age": ".metadata.creationTimestamp"}
+    assert cols == {
+        "Phase": ".status.phase",
+        "Environment": ".spec.environment",
+        "Universe": ".status.universe.hash",
+        "Exec5m": ".status.funnel.executions",
+        "Age": ".metadata.creationTimestamp",
+    }
 
 
 def test_crd_manifest_passes_kubernetes_validate_strict() -> None:
@@ -60,8 +65,10 @@ def test_schema_is_structural_no_refs_titles_defaults_or_false_additional_proper
         assert forbidden not in text
     spec = schema()["properties"]["spec"]["properties"]
     assert spec["router"]["properties"]["candidateWindow"] == {
-        "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$",
-        "description": "Batch window; also candidate staleness. Default 3s."}
+        "type": "string",
+        "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$",
+        "description": "Batch window; also candidate staleness. Default 3s.",
+    }
     assert spec["gate"]["properties"]["maxExposureUsd"]["exclusiveMinimum"] is True
 
 
@@ -70,14 +77,17 @@ def test_examples_validate_against_the_crd_schema(example: Path) -> None:
     validator().validate(yaml.safe_load(example.read_text()))
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("environment",), "live"),
-    (("router", "minConfidence"), 1.5),
-    (("router", "candidateWindow"), "3 seconds"),
-    (("universe", "size"), 0),
-    (("exchange", "name"), "kraken"),
-    (("gate", "maxExposureUsd"), 0),
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("environment",), "live"),
+        (("router", "minConfidence"), 1.5),
+        (("router", "candidateWindow"), "3 seconds"),
+        (("universe", "size"), 0),
+        (("exchange", "name"), "kraken"),
+        (("gate", "maxExposureUsd"), 0),
+    ],
+)
 def test_schema_rejects_out_of_range_enum_and_duration_errors(path: tuple[str, ...], value: Any) -> None:
     doc = yaml.safe_load((ROOT / "examples" / "paper.yaml").read_text())
     target = doc["spec"]
@@ -105,12 +115,134 @@ def test_status_schema_declares_phase_conditions_workers_universe_and_funnel() -
     status = schema()["properties"]["status"]
     assert status["properties"]["phase"]["enum"] == ["Pending", "Running", "Degraded", "Paused", "Failed"]
     cond_types = status["properties"]["conditions"]["items"]["properties"]["type"]["enum"]
-    assert cond_types == ["ConfigApplied", "WorkersAvailable", "HeartbeatsFresh", "UniverseFresh", "TradingFlowing"]
+    assert cond_types == [
+        "ConfigApplied",
+        "WorkersAvailable",
+        "HeartbeatsFresh",
+        "UniverseFresh",
+        "TradingFlowing",
+    ]
     assert {"workers", "universe", "funnel", "observedGeneration"} <= set(status["properties"])
     ok = copy.deepcopy(yaml.safe_load((ROOT / "examples" / "paper.yaml").read_text()))
-    ok["status"] = {"phase": "Running", "observedGeneration": 2, "conditions": [
-        {"type": "HeartbeatsFresh", "status": "False", "reason": "StaleHeartbeat", "message": "gate"}],
+    ok["status"] = {
+        "phase": "Running",
+        "observedGeneration": 2,
+        "conditions": [
+            {"type": "HeartbeatsFresh", "status": "False", "reason": "StaleHeartbeat", "message": "gate"}
+        ],
         "workers": {"gate": {"desired": 1, "available": 1, "fresh": False}},
         "universe": {"hash": "abcd", "count": 10, "generatedAt": "2026-01-01T00:00:00Z"},
-        "funnel": {"windowSeconds": 300, "executions": 3}}
+        "funnel": {"windowSeconds": 300, "executions": 3},
+    }
     validator().validate(ok)
+
+
+# -- the CEL rules, evaluated by a tiny translator (enough for the rule shapes crd.py emits) ----------
+
+
+def _cel_to_python(rule: str) -> str:
+    import re
+
+    py = re.sub(r"has\(self\.([\w.]+)\)", r'_has(self, "\1")', rule)
+    py = re.sub(r"self\.([\w.]+)\.size\(\)", r'len(_get(self, "\1"))', py)
+    py = re.sub(r"(?<!_get\()self\.([\w.]+)", r'_get(self, "\1")', py)
+    py = py.replace("||", " or ").replace("&&", " and ").replace("!(", "not (").replace("!_has", "not _has")
+    py = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", py))
+    operand = r"""(\((?:[^()]|\([^()]*\))*\)|_get\(self, "[^"]+"\)|'[^']*'|[0-9.]+|True|False)"""
+    ternary = re.compile(r'\((_has\(self, "[^"]+"\)) \? ' + operand + " : " + operand + r"\)")
+    while True:
+        new = ternary.sub(r"(\2 if \1 else \3)", py)
+        if new == py:
+            return py
+        py = new
+
+
+def _cel_eval(rule: str, obj: dict[str, Any]) -> bool:
+    def _has(o: Any, path: str) -> bool:
+        for part in path.split("."):
+            if not isinstance(o, dict) or part not in o:
+                return False
+            o = o[part]
+        return True
+
+    def _get(o: Any, path: str) -> Any:
+        for part in path.split("."):
+            o = o[part]
+        return o
+
+    return bool(eval(_cel_to_python(rule), {"_has": _has, "_get": _get, "self": obj}))
+
+
+def _all_rules() -> list[tuple[tuple[str, ...], dict[str, str]]]:
+    out: list[tuple[tuple[str, ...], dict[str, str]]] = []
+
+    def walk(node: dict[str, Any], path: tuple[str, ...]) -> None:
+        for rule in node.get("x-kubernetes-validations", []):
+            out.append((path, rule))
+        for key, child in node.get("properties", {}).items():
+            walk(child, (*path, key))
+
+    walk(schema(), ())
+    return out
+
+
+def _violations(doc: dict[str, Any]) -> list[str]:
+    bad = []
+    for path, rule in _all_rules():
+        target: Any = doc
+        for p in path:
+            if not isinstance(target, dict) or p not in target:
+                break
+            target = target[p]
+        else:
+            if not _cel_eval(rule["rule"], target):
+                bad.append(rule["message"])
+    return bad
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_cel_rules_accept_the_examples(example: Path) -> None:
+    assert _violations(yaml.safe_load(example.read_text())) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"environment": "production", "exchange": {"name": "binanceusdm"}, "health": {"strict": False}},
+            "production requires health.strict",
+        ),
+        ({"environment": "testnet"}, "need exchange.name: binanceusdm"),
+        ({"environment": "production", "exchange": {"name": "sim"}}, "need exchange.name: binanceusdm"),
+        ({"router": {"targetOpenOrders": 11}}, "must be <= maxOpenOrders"),
+        ({"router": {"maxOpenOrders": 2}}, "must be <= maxOpenOrders"),
+        ({"router": {"minConfidence": 0.95}}, "must be <= superConfidence"),
+        ({"gate": {"killScoreWarning": 0.9}}, "must be <= killScoreCritical"),
+        ({"exchange": {"name": "replay"}}, "replay needs a folder"),
+    ],
+)
+def test_cel_rules_refuse_what_the_model_refuses_using_the_model_defaults(
+    spec: dict[str, Any], message: str
+) -> None:
+    from quantum_trader.core.profile import ProfileError, parse_spec
+
+    with pytest.raises(ProfileError):
+        parse_spec(spec)
+    doc = {
+        "apiVersion": "quantumtrader.io/v1alpha1",
+        "kind": "TradingProfile",
+        "metadata": {"name": "x"},
+        "spec": spec,
+    }
+    violations = _violations(doc)
+    assert len(violations) == 1 and message in violations[0]
+
+
+def test_cel_rule_limits_the_profile_name_length() -> None:
+    doc = {"metadata": {"name": "x" * 41}, "spec": {}}
+    assert _violations(doc) == [
+        crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"][0][
+            "message"
+        ]
+    ]
+    assert _violations({"metadata": {"name": "x" * 40}, "spec": {}}) == []

@@ -14,8 +14,9 @@ def test_operator_options_parse_namespaces_and_webhook_addresses() -> None:
         main.parser().parse_args(["--webhook", "nowhere"])
 
 
-def test_bad_operator_environment_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_operator_environment_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("QT_RECONCILE_INTERVAL", "soon")
     assert main.run(["--standalone"]) == 2
     err = capsys.readouterr().err.strip()
@@ -23,7 +24,18 @@ def test_bad_operator_environment_is_one_line_and_exit_2(monkeypatch: pytest.Mon
 
 
 def test_config_from_env_defaults_and_overrides() -> None:
-    cfg = config_from_env({"QT_WORKER_IMAGE": "w:2", "QT_REDIS_SECRET": "r", "REDIS_URL": "redis://x",
-                           "QT_HEARTBEAT_STALE_AFTER": "90"})
-    assert (cfg.worker_image, cfg.redis_secret, cfg.redis_url, cfg.heartbeat_stale_after) == ("w:2", "r", "redis://x", 90)
+    cfg = config_from_env(
+        {
+            "QT_WORKER_IMAGE": "w:2",
+            "QT_REDIS_SECRET": "r",
+            "REDIS_URL": "redis://x",
+            "QT_HEARTBEAT_STALE_AFTER": "90",
+        }
+    )
+    assert (cfg.worker_image, cfg.redis_secret, cfg.redis_url, cfg.heartbeat_stale_after) == (
+        "w:2",
+        "r",
+        "redis://x",
+        90,
+    )
     assert config_from_env({}).reconcile_interval == 30.0

@@ -1,4 +1,4 @@
-"""Pure builders: every object, labels, owner refs, probes, security, config hash (changes with the spec, only then)."""
+"""Pure builders: every object, labels, owner refs, probes, security, config hash (spec change only)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ K8S_VERSION = "1.30"
 
 
 def ctx(profile: str = "paper", **kw: Any) -> RenderContext:
-    return RenderContext(profile=profile, namespace="trading", worker_image="img:1", redis_secret="qt-redis",
-                         owner=Owner(name=profile, uid="uid-123"), **kw)
+    return RenderContext(
+        profile=profile,
+        namespace="trading",
+        worker_image="img:1",
+        redis_secret="qt-redis",
+        owner=Owner(name=profile, uid="uid-123"),
+        **kw,
+    )
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -33,7 +39,9 @@ def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def deployment(objs: list[dict[str, Any]], worker: str) -> dict[str, Any]:
-    return next(o for o in by_kind(objs, "Deployment") if o["metadata"]["labels"][names.LABEL_WORKER] == worker)
+    return next(
+        o for o in by_kind(objs, "Deployment") if o["metadata"]["labels"][names.LABEL_WORKER] == worker
+    )
 
 
 def container(dep: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +76,16 @@ def test_every_object_has_standard_labels_profile_label_and_controller_owner_ref
         assert labels[names.LABEL_MANAGED_BY] == "quantum-operator"
         assert labels[names.LABEL_PART_OF] == "quantum-trader"
         assert labels[names.LABEL_PROFILE] == "paper"
-        assert obj["metadata"]["ownerReferences"] == [{
-            "apiVersion": "quantumtrader.io/v1alpha1", "kind": "TradingProfile", "name": "paper",
-            "uid": "uid-123", "controller": True, "blockOwnerDeletion": True,
-        }]
+        assert obj["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "quantumtrader.io/v1alpha1",
+                "kind": "TradingProfile",
+                "name": "paper",
+                "uid": "uid-123",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
 
 
 def test_deployment_selector_matches_pod_labels_and_service_selects_the_profiles_workers() -> None:
@@ -81,13 +95,17 @@ def test_deployment_selector_matches_pod_labels_and_service_selects_the_profiles
         assert sel.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     svc = by_kind(objs, "Service")[0]
     assert svc["spec"]["selector"][names.LABEL_PROFILE] == "paper"
-    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}]
+    assert svc["spec"]["ports"] == [
+        {"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     for dep in by_kind(objs, "Deployment"):
         assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
 @pytest.mark.parametrize("worker", names.ALL_WORKERS)
-def test_worker_container_runs_qt_worker_with_profile_probes_port_and_locked_down_security(worker: str) -> None:
+def test_worker_container_runs_qt_worker_with_profile_probes_port_and_locked_down_security(
+    worker: str,
+) -> None:
     dep = deployment(build_all(TradingProfileSpec(), ctx()), worker)
     c = container(dep)
     assert c["image"] == "img:1"
@@ -120,8 +138,13 @@ def test_router_runs_one_replica_with_recreate_strategy_others_roll() -> None:
 
 
 def test_exchange_credentials_and_redis_url_come_only_from_secret_refs() -> None:
-    spec = parse_spec({"environment": "testnet", "exchange": {"name": "binanceusdm", "credentialsSecret": "binance-tn"},
-                       "redis": {"urlSecret": "my-redis"}})
+    spec = parse_spec(
+        {
+            "environment": "testnet",
+            "exchange": {"name": "binanceusdm", "credentialsSecret": "binance-tn"},
+            "redis": {"urlSecret": "my-redis"},
+        }
+    )
     objs = build_all(spec, ctx("testnet"))
     for dep in by_kind(objs, "Deployment"):
         env = env_map(container(dep))
@@ -132,7 +155,8 @@ def test_exchange_credentials_and_redis_url_come_only_from_secret_refs() -> None
         mounts = {m["mountPath"]: m for m in container(dep)["volumeMounts"]}
         if worker in ("snapshot", "executor"):
             assert [(v["secretName"], [i["key"] for i in v["items"]]) for v in secret_vols] == [
-                ("binance-tn", ["apiKey", "secret"])]
+                ("binance-tn", ["apiKey", "secret"])
+            ]
             assert mounts["/var/run/secrets/quantum/exchange"]["readOnly"] is True
             assert env["QT_EXCHANGE_CREDENTIALS_DIR"] == "/var/run/secrets/quantum/exchange"
         else:
@@ -170,8 +194,12 @@ def test_config_hash_changes_with_a_spec_change_and_only_then() -> None:
 
 
 def test_configmap_holds_a_loadable_profile_manifest_and_flat_keys_for_humans(tmp_path: Path) -> None:
-    spec = parse_spec({"snapshot": {"allowlistSource": "env", "allowlist": ["BTCUSDT"], "ranking": "volume"},
-                       "router": {"maxOpenOrders": 7, "targetOpenOrders": 2}})
+    spec = parse_spec(
+        {
+            "snapshot": {"allowlistSource": "env", "allowlist": ["BTCUSDT"], "ranking": "volume"},
+            "router": {"maxOpenOrders": 7, "targetOpenOrders": 2},
+        }
+    )
     cm = build_all(spec, ctx())[0]
     for key in ("allowlistSource", "ranking", "maxOpenOrders", "targetOpenOrders", "environment"):
         assert key in cm["data"]
@@ -184,11 +212,22 @@ def test_configmap_holds_a_loadable_profile_manifest_and_flat_keys_for_humans(tm
     assert loaded.spec == spec
 
 
-@pytest.mark.parametrize(("interval", "schedule"), [
-    (86400, "0 3 * * *"), (2 * 86400, "0 3 */2 * *"), (7 * 86400, "0 3 * * 0"), (6 * 3600, "0 */6 * * *"),
-    (5 * 3600, "0 */6 * * *"), (3600, "0 * * * *"), (13 * 3600, "0 3 * * *"), (30 * 60, "*/30 * * * *"),
-    (45 * 60, "0 * * * *"), (60, "* * * * *"), (7 * 60, "*/10 * * * *"),
-])
+@pytest.mark.parametrize(
+    ("interval", "schedule"),
+    [
+        (86400, "0 3 * * *"),
+        (2 * 86400, "0 3 */2 * *"),
+        (7 * 86400, "0 3 * * 0"),
+        (6 * 3600, "0 */6 * * *"),
+        (5 * 3600, "0 */6 * * *"),
+        (3600, "0 * * * *"),
+        (13 * 3600, "0 3 * * *"),
+        (30 * 60, "*/30 * * * *"),
+        (45 * 60, "0 * * * *"),
+        (60, "* * * * *"),
+        (7 * 60, "*/10 * * * *"),
+    ],
+)
 def test_retrain_interval_maps_to_a_cron_schedule_rounding_up(interval: float, schedule: str) -> None:
     assert cron_schedule(interval) == schedule
 

@@ -13,7 +13,11 @@ TRADING = ("ai", "router", "snapshot", "gate", "executor")
 
 def workers(available: int = 1, *, paused: bool = False) -> tuple[WorkerObs, ...]:
     return tuple(
-        WorkerObs(name=w, desired=0 if paused and w in TRADING else 1, available=0 if paused and w in TRADING else available)
+        WorkerObs(
+            name=w,
+            desired=0 if paused and w in TRADING else 1,
+            available=0 if paused and w in TRADING else available,
+        )
         for w in WORKERS
     )
 
@@ -22,8 +26,9 @@ def fresh_redis(**kw: Any) -> RedisObs:
     base: dict[str, Any] = {
         "reachable": True,
         "heartbeats_ms": {w: NOW - 5_000 for w in WORKERS},
-        "universe": UniverseObs(hash="0123456789abcdef", count=10, generated_at_ms=NOW - 60_000,
-                                valid_until_ms=NOW + 3_600_000),
+        "universe": UniverseObs(
+            hash="0123456789abcdef", count=10, generated_at_ms=NOW - 60_000, valid_until_ms=NOW + 3_600_000
+        ),
         "funnel": {"signals": 40, "intents": 6, "decisions": 6, "executions": 4},
         "source": "env REDIS_URL",
     }
@@ -32,8 +37,14 @@ def fresh_redis(**kw: Any) -> RedisObs:
 
 
 def obs(**kw: Any) -> Observations:
-    base: dict[str, Any] = {"generation": 3, "now_ms": NOW, "created_ms": NOW - 600_000, "config_hash": "ab" * 32,
-                            "workers": workers(), "redis": fresh_redis()}
+    base: dict[str, Any] = {
+        "generation": 3,
+        "now_ms": NOW,
+        "created_ms": NOW - 600_000,
+        "config_hash": "ab" * 32,
+        "workers": workers(),
+        "redis": fresh_redis(),
+    }
     base.update(kw)
     return Observations(**base)
 
@@ -51,11 +62,20 @@ def test_everything_available_and_beating_is_running_with_universe_and_funnel() 
     assert s["phase"] == "Running"
     assert s["observedGeneration"] == 3
     assert [c["status"] for c in s["conditions"]] == ["True"] * 5
-    assert s["universe"] == {"hash": "0123456789abcdef", "count": 10, "generatedAt": "2027-01-15T07:59:00Z",
-                             "validUntil": "2027-01-15T09:00:00Z"}
+    assert s["universe"] == {
+        "hash": "0123456789abcdef",
+        "count": 10,
+        "generatedAt": "2027-01-15T07:59:00Z",
+        "validUntil": "2027-01-15T09:00:00Z",
+    }
     assert s["funnel"] == {"windowSeconds": 300, "signals": 40, "intents": 6, "decisions": 6, "executions": 4}
-    assert s["workers"]["gate"] == {"desired": 1, "available": 1, "lastHeartbeat": "2027-01-15T07:59:55Z",
-                                    "heartbeatAgeSeconds": 5, "fresh": True}
+    assert s["workers"]["gate"] == {
+        "desired": 1,
+        "available": 1,
+        "lastHeartbeat": "2027-01-15T07:59:55Z",
+        "heartbeatAgeSeconds": 5,
+        "fresh": True,
+    }
 
 
 def test_available_deployment_with_stale_heartbeat_is_degraded_naming_the_worker() -> None:
@@ -79,7 +99,9 @@ def test_available_deployment_that_never_beat_is_degraded_after_the_grace_and_pe
 
 
 def test_unavailable_workers_are_pending_within_the_grace_then_degraded() -> None:
-    young = status(obs(created_ms=NOW - 10_000, workers=workers(available=0), redis=fresh_redis(heartbeats_ms={})))
+    young = status(
+        obs(created_ms=NOW - 10_000, workers=workers(available=0), redis=fresh_redis(heartbeats_ms={}))
+    )
     assert young["phase"] == "Pending"
     assert cond(young, "WorkersAvailable")["status"] == "False"
     old = status(obs(workers=workers(available=0), redis=fresh_redis(heartbeats_ms={})))
@@ -103,7 +125,9 @@ def test_missing_secret_is_degraded_naming_the_secret() -> None:
 
 def test_paused_profile_ignores_heartbeats_of_scaled_down_workers() -> None:
     beats = {"universe": NOW - 1_000}
-    s = status(obs(paused=True, workers=workers(paused=True), redis=fresh_redis(heartbeats_ms=beats, funnel={})))
+    s = status(
+        obs(paused=True, workers=workers(paused=True), redis=fresh_redis(heartbeats_ms=beats, funnel={}))
+    )
     assert s["phase"] == "Paused"
     assert cond(s, "TradingFlowing")["reason"] == "Paused"
     assert cond(s, "HeartbeatsFresh")["status"] == "True"
@@ -128,26 +152,40 @@ def test_expired_universe_is_degraded_and_no_executions_names_the_first_empty_st
 def test_last_transition_time_is_kept_while_a_condition_keeps_its_status() -> None:
     first = status(obs(now_ms=NOW - 30_000))
     again = status(obs(), previous=first)
-    assert cond(again, "WorkersAvailable")["lastTransitionTime"] == cond(first, "WorkersAvailable")["lastTransitionTime"]
+    assert (
+        cond(again, "WorkersAvailable")["lastTransitionTime"]
+        == cond(first, "WorkersAvailable")["lastTransitionTime"]
+    )
     flipped = status(obs(workers=workers(available=0)), previous=first)
-    assert cond(flipped, "WorkersAvailable")["lastTransitionTime"] != cond(first, "WorkersAvailable")["lastTransitionTime"]
+    assert (
+        cond(flipped, "WorkersAvailable")["lastTransitionTime"]
+        != cond(first, "WorkersAvailable")["lastTransitionTime"]
+    )
 
 
 def test_status_patch_nulls_vanished_map_keys_so_merge_patches_converge() -> None:
     from quantum_operator.handlers import status_patch
 
-    old = {"phase": "Running", "universe": {"hash": "a", "count": 1}, "workers": {"gate": {"lastHeartbeat": "t",
-           "fresh": True}}, "kopf": {"progress": {}}}
+    old = {
+        "phase": "Running",
+        "universe": {"hash": "a", "count": 1},
+        "workers": {"gate": {"lastHeartbeat": "t", "fresh": True}},
+        "kopf": {"progress": {}},
+    }
     new = {"phase": "Degraded", "workers": {"gate": {"fresh": False}}}
-    assert status_patch(new, old) == {"phase": "Degraded", "universe": None,
-                                      "workers": {"gate": {"fresh": False, "lastHeartbeat": None}}}
+    assert status_patch(new, old) == {
+        "phase": "Degraded",
+        "universe": None,
+        "workers": {"gate": {"fresh": False, "lastHeartbeat": None}},
+    }
 
 
 def test_admission_rules_are_qt_validate_lines_plus_the_child_name_length() -> None:
     from quantum_operator.reconcile import spec_issues
 
-    spec, error = spec_issues({"router": {"maxOpenOrders": 1, "targetOpenOrders": 2}, "gate": {"bogus": 1}},
-                              name="x" * 41)
+    spec, error = spec_issues(
+        {"router": {"maxOpenOrders": 1, "targetOpenOrders": 2}, "gate": {"bogus": 1}}, name="x" * 41
+    )
     assert spec is None
     assert error.splitlines() == [
         "spec.router.targetOpenOrders: must be <= maxOpenOrders (2 > 1)",

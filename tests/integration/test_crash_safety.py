@@ -28,6 +28,7 @@ import redis
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import ExecutionResult, GateDecision, PositionEvent
 from quantum_trader.core.profile import spec_to_json
+from quantum_trader.gate.core import decision_id_for
 
 from tests.executor.fixtures import SYMBOLS, make_intent, profile, seed_snapshots_sync
 
@@ -137,6 +138,9 @@ def test_kill_9_gate_and_executor_mid_stream_keeps_exactly_once_and_open_orders_
     per_result = collections.Counter(r.intent_id for r in results)
     assert set(per_result) == executes and set(per_result.values()) == {1}
     assert client.hlen(KEYS.executed_intents) == len(executes)
+    assert all(r.decision_id == decision_id_for(r.intent_id) for r in results)
+    ledger = client.hgetall(KEYS.executed_intents)
+    assert all(ledger[r.intent_id] == r.order_id for r in results if r.status == "FILLED")
 
     open_now: dict[str, str] = {}
     for _, f in client.xrange(KEYS.position_event):

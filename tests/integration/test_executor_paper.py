@@ -261,3 +261,44 @@ async def test_monitor_close_planned_on_a_record_reduced_meanwhile_is_refused(ar
     assert await ex.applier.apply_many([replace(stale, expected=seen_raw)], now_ms=now_ms()) == [GUARD_FAILED]
     left = Position.from_json(await aredis_client.hget(KEYS.positions, "T000USDT") or b"")
     assert left.qty == pytest.approx(0.5) and left.order_id == seen.order_id  # untouched by the stale close
+
+
+async def test_pending_intent_whose_decision_was_lost_is_answered_after_two_idle_sweeps(
+    aredis_client: aredis.Redis,
+) -> None:
+    ex = executor(aredis_client)
+    await aredis_client.xgroup_create(KEYS.gate_decision, "executor", id="$", mkstream=True)
+    old = make_intent("lost", ts=now_ms() - 900_000)  # decided 15 min ago, decision never arrived
+    fresh = make_intent("fresh", "T001USDT", ts=now_ms())
+    for i in (old, fresh):
+        await aredis_client.hset(KEYS.pending_intents, i.intent_id, intent_json(i))
+    await aredis_client.hset(KEYS.pending_summary, mapping={"T000USDT:BUY": "1", "T001USDT:BUY": "1",
+                                                            "_notional": "40.0"})
+    assert await ex.sweep_lost(now_ms=now_ms()) == 0  # first sight: only a candidate
+    assert await ex.sweep_lost(now_ms=now_ms()) == 1
+    assert [(r.intent_id, r.status, r.reason) for r in await results(aredis_client)] == [
+        ("lost", "REJECTED", "decision_lost")]
+    assert await aredis_client.hkeys(KEYS.pending_intents) == [b"fresh"]
+    summary = await aredis_client.hgetall(KEYS.pending_summary)
+    assert b"T000USDT:BUY" not in summary and float(summary[b"_notional"]) == pytest.approx(20.0)
+
+
+async def test_lost_decision_sweep_waits_while_decisions_are_unread(aredis_client: aredis.Redis) -> None:
+    ex = executor(aredis_client)
+    await aredis_client.xgroup_create(KEYS.gate_decision, "executor", id="$", mkstream=True)
+    old = make_intent("slow", ts=now_ms() - 900_000)
+    await aredis_client.hset(KEYS.pending_intents, old.intent_id, intent_json(old))
+    d = await decide(aredis_client, old)
+    await aredis_client.xadd(KEYS.gate_decision, d.to_fields())  # its decision is still unread
+    assert await ex.sweep_lost(now_ms=now_ms()) == 0
+    assert await ex.sweep_lost(now_ms=now_ms()) == 0
+    assert await aredis_client.hlen(KEYS.pending_intents) == 1
+
+
+async def test_paper_monitor_corrects_a_wrong_open_orders_count(aredis_client: aredis.Redis) -> None:
+    ex = executor(aredis_client)
+    await seed(aredis_client, "T000USDT", 100.0)
+    await ex.handle([await decide(aredis_client, make_intent("one"))], now_ms=now_ms())
+    await aredis_client.set(KEYS.open_orders, "7")  # e.g. edited by hand
+    await ex.monitor_once(now_ms=now_ms())
+    assert await aredis_client.get(KEYS.open_orders) == b"1"

@@ -137,6 +137,14 @@ redis.call('HSET', KEYS[2], 'open_notional_usd', value)
 return value
 """
 
+# Paper: state:open_orders = HLEN state:positions (no working orders); returns the previous value.
+SYNC_OPEN_ORDERS_LUA: Final = r"""
+local before = redis.call('GET', KEYS[2])
+local n = redis.call('HLEN', KEYS[1])
+if before ~= tostring(n) then redis.call('SET', KEYS[2], n) end
+return {before, n}
+"""
+
 # Many reads in one round trip, from one consistent moment. ARGV[1]: JSON [[command, key index, args...], ...]
 # with command in GET, EXISTS, HGETALL, HMGET → one reply per op.
 MULTI_READ_LUA: Final = r"""

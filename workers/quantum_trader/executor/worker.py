@@ -45,6 +45,7 @@ from quantum_trader.executor.scripts import (
     GUARD_FAILED,
     MULTI_READ_LUA,
     RESYNC_NOTIONAL_LUA,
+    SYNC_OPEN_ORDERS_LUA,
     Applier,
     MultiRead,
 )
@@ -107,6 +108,7 @@ class Executor:
         self.applier = Applier(redis, keys=keys, maxlen=maxlen)
         self._read = redis.register_script(MULTI_READ_LUA)
         self._resync = redis.register_script(RESYNC_NOTIONAL_LUA)
+        self._sync_open_orders = redis.register_script(SYNC_OPEN_ORDERS_LUA)
         self._markets_loaded_at = markets_loaded_at_s
         self._lost_candidates: set[str] = set()
 
@@ -386,9 +388,18 @@ class Executor:
         """Recompute ``state:risk open_notional_usd`` from ``state:positions`` (atomic)."""
         return float(await self._resync(keys=[self.keys.positions, self.keys.risk_state]))
 
+    async def sync_open_orders(self) -> None:
+        """Paper only (Redis is the truth, no working orders): ``state:open_orders`` = open positions."""
+        before, n = await self._sync_open_orders(keys=[self.keys.positions, self.keys.open_orders])
+        if before is None or _str(before) != str(n):
+            self.log.warn("OPEN_ORDERS_CORRECTED", before=_str(before) if before is not None else "missing",
+                          open_orders=int(n))
+
     async def monitor_once(self, *, now_ms: int) -> int:
         """Check every open position against SL/TP; close the crossed ones. Returns closes applied."""
         await self.resync_open_notional()
+        if self.mode == "paper":
+            await self.sync_open_orders()
         stored = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.positions)).items()}
         positions, _ = parse_positions(stored)
         marks = await self.marks(sorted(positions), now_ms=now_ms)

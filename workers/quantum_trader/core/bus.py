@@ -233,13 +233,22 @@ class Bus:
 
     async def read(
         self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000,
-        pending: bool = False,
+        pending: bool = False, ack_first: Sequence[str] = (),
     ) -> list[Entry]:
-        """New entries (``>``), or with ``pending=True`` this consumer's own pending entries."""
-        resp = await self._redis.xreadgroup(
-            group, consumer, {stream: "0" if pending else ">"}, count=count,
-            block=None if pending else block_ms,
-        )
+        """New entries (``>``), or with ``pending=True`` this consumer's own pending entries.
+
+        ``ack_first``: ids to XACK in the same round trip, before the read (the previous
+        batch's acks ride along with the next read instead of costing a round trip of their own).
+        """
+        block = None if pending else block_ms
+        ids = {stream: "0" if pending else ">"}
+        if ack_first:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xack(stream, group, *ack_first)
+            pipe.xreadgroup(group, consumer, ids, count=count, block=block)  # type: ignore[arg-type]
+            resp = (await pipe.execute())[1]
+        else:
+            resp = await self._redis.xreadgroup(group, consumer, ids, count=count, block=block)  # type: ignore[arg-type]
         if not resp:
             return []
         rows = resp[stream] if isinstance(resp, dict) else resp[0][1]  # RESP3 dict or RESP2 list
@@ -343,10 +352,19 @@ class _ConsumeLoop(Generic[M]):
         self.last_reclaim = 0.0
         self.last_lag = 0.0
         self.labels = (bus.keys.profile, _short(stream), group)
+        self.unacked: list[str] = []  # handled, acked with the next read (or on stop)
 
     async def run(self) -> None:
         await self.bus.retry(lambda: self.bus.ensure_group(self.stream, self.group), what="xgroup_create",
                              stop=self.stop)
+        try:
+            await self._loop()
+        finally:
+            if self.unacked:
+                done, self.unacked = self.unacked, []
+                await self.bus.ack(self.stream, self.group, done)
+
+    async def _loop(self) -> None:
         while not self.stop.is_set():
             try:
                 entries = await self.bus.retry(self._next_batch, what="xreadgroup", stop=self.stop)
@@ -387,13 +405,21 @@ class _ConsumeLoop(Generic[M]):
             entries = await self.bus.reclaim(
                 self.stream, self.group, self.consumer, min_idle_ms=self.min_idle_ms, count=self.count
             )
+        acks = self.unacked
         if not entries and self.backlog:
-            entries = await self.bus.read(self.stream, self.group, self.consumer, count=self.count, pending=True)
+            entries = await self.bus.read(
+                self.stream, self.group, self.consumer, count=self.count, pending=True, ack_first=acks
+            )
+            acks = []
             self.backlog = bool(entries)
         if not entries:
             entries = await self.bus.read(
-                self.stream, self.group, self.consumer, count=self.count, block_ms=self.block_ms
+                self.stream, self.group, self.consumer, count=self.count, block_ms=self.block_ms, ack_first=acks
             )
+            acks = []
+        if acks:
+            await self.bus.ack(self.stream, self.group, acks)
+        self.unacked = []
         return entries
 
     async def _dispatch(self, entries: list[Entry]) -> None:
@@ -429,7 +455,7 @@ class _ConsumeLoop(Generic[M]):
                 time.perf_counter() - started
             )
             done.extend(ok)
-        await self.bus.ack(self.stream, self.group, done)
+        self.unacked.extend(done)  # acked with the next read: the handler's effects are already durable
         if done:
             metrics.WORKER_PROCESSED.labels(*self.labels[:1], self.bus.worker, self.labels[1]).inc(len(done))
             if self.on_processed is not None:

@@ -46,7 +46,11 @@ def _text(value: bytes | str) -> str:
 
 
 def decode_raw(fields: RawFields) -> dict[str, str]:
-    """Bytes-or-str stream fields as a plain ``dict[str, str]``."""
+    """Bytes-or-str stream fields as a plain ``dict[str, str]`` (a plain copy when already str)."""
+    for k, v in fields.items():
+        if type(k) is str and type(v) is str:
+            return dict(fields)  # type: ignore[arg-type]
+        break
     return {_text(k): _text(v) for k, v in fields.items()}
 
 

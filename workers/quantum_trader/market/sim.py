@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import NormalDist
-from typing import ClassVar, Final
+from collections.abc import Callable
+from typing import ClassVar, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +56,7 @@ from quantum_trader.market.symbols import (
     unit_hash,
 )
 
+_T = TypeVar("_T")
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -295,6 +298,8 @@ class SimModel:
         self._minutes: OrderedDict[tuple[str, int], F64] = OrderedDict()
         self._cache_days = cache_days
         self._marks: dict[tuple[str, int], float] = {}
+        # the caches are not thread-safe; SimExchange generates bars in worker threads under this lock
+        self.lock = threading.RLock()
 
     _shared: ClassVar[dict[int, SimModel]] = {}
 
@@ -1019,7 +1024,8 @@ class SimExchange:
                 "ticker discovery failed (fault injection)", reason="discovery_failed", endpoint="tickers"
             )
         now = self.clock.now_ms()
-        return {s: self.model.ticker(s, now) for s, m in self._markets.items() if m.status == "TRADING"}
+        symbols = [s for s, m in self._markets.items() if m.status == "TRADING"]
+        return await self._off_loop(lambda: {s: self.model.ticker(s, now) for s in symbols})
 
     def is_stale(self, symbol: str, timeframe: str) -> bool:
         """Whether fault injection currently holds this symbol's klines back."""
@@ -1041,7 +1047,17 @@ class SimExchange:
         end = now if end_ms is None else min(end_ms, now)
         if self.is_stale(symbol, timeframe):
             end = min(end, now - self._faults.stale_bars * tf)
-        return self.model.last_closed(symbol, timeframe, end_ms=end, limit=limit)
+        return await self._off_loop(lambda: self.model.last_closed(symbol, timeframe, end_ms=end, limit=limit))
+
+    async def _off_loop(self, work: Callable[[], _T]) -> _T:
+        """Generate in a worker thread (under the model's lock) so the event loop stays responsive:
+        in `qt run` a universe cycle would otherwise stall the other five workers for seconds."""
+
+        def locked() -> _T:
+            with self.model.lock:
+                return work()
+
+        return await asyncio.to_thread(locked)
 
     def history(self, symbol: str, timeframe: str, *, start_ms: int, end_ms: int) -> Klines:
         """Synchronous bulk history (training, backtests): closed bars opening in [start_ms, end_ms)."""
@@ -1049,7 +1065,8 @@ class SimExchange:
         self._market(symbol)
         end = min(end_ms, self.clock.now_ms())
         last = (end - EPOCH_MS) // tf * tf + EPOCH_MS - tf
-        return self.model.bars(symbol, timeframe, first_ts=start_ms, last_ts=last)
+        with self.model.lock:
+            return self.model.bars(symbol, timeframe, first_ts=start_ms, last_ts=last)
 
     async def backfill(self, symbol: str, timeframe: str) -> None:
         await self._latency()
@@ -1061,16 +1078,15 @@ class SimExchange:
     async def mark_prices(self, symbols: list[str]) -> dict[str, float]:
         await self._latency()
         now = self.clock.now_ms()
-        out: dict[str, float] = {}
         for s in symbols:
             self._market(s)
-            out[s] = self.model.mark(s, now)
-        return out
+        return await self._off_loop(lambda: {s: self.model.mark(s, now) for s in symbols})
 
     async def positions(self) -> list[Position]:
         await self._latency()
         now = self.clock.now_ms()
-        marks = {s: self.model.mark(s, now) for s in self._book.open_symbols()}
+        with self.model.lock:
+            marks = {s: self.model.mark(s, now) for s in self._book.open_symbols()}
         return self._book.positions(marks)
 
     async def place_order(self, order: OrderRequest) -> OrderResult:
@@ -1079,7 +1095,8 @@ class SimExchange:
         if seen is not None:
             return seen
         market = self._market(order.symbol)
-        mark = self.model.mark(order.symbol, self.clock.now_ms())
+        with self.model.lock:
+            mark = self.model.mark(order.symbol, self.clock.now_ms())
         return self._book.place(
             order, market=market, mark=mark, half_spread=self.model.half_spread(order.symbol, mark)
         )
@@ -1102,4 +1119,5 @@ class SimExchange:
     def oracle_probability(self, symbol: str, timeframe: str, ts: npt.ArrayLike, horizon_bars: int) -> F64:
         """See :meth:`SimModel.oracle_probability`."""
         self._market(symbol)
-        return self.model.oracle_probability(symbol, timeframe, ts, horizon_bars)
+        with self.model.lock:
+            return self.model.oracle_probability(symbol, timeframe, ts, horizon_bars)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 import redis.asyncio as aredis
-
 from quantum_trader.core.embedded import EmbeddedRedis
 
 

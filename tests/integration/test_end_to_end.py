@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import redis
-
 from quantum_trader.core.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-from scipy.stats import chi2
-
 from quantum_trader.universe.features import chi2_sf
+from scipy.stats import chi2
 
 
 @pytest.mark.parametrize("dof", [2, 4, 10, 20, 3])

@@ -27,10 +27,10 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import NormalDist
-from collections.abc import Callable
 from typing import ClassVar, Final, TypeVar
 
 import numpy as np

@@ -17,9 +17,9 @@ from quantum_trader.core.clock import Clock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import HealthSettings, TradingProfile
+from quantum_trader.core.service import release_free_memory
 from quantum_trader.market.base import Exchange
 from quantum_trader.universe import publication as pub
-from quantum_trader.core.service import release_free_memory
 from quantum_trader.universe.cycle import CycleResult, Published, publish, run_cycle
 
 if TYPE_CHECKING:

@@ -23,6 +23,7 @@ class OperatorConfig:
     heartbeat_stale_after: float = 60.0  # a heartbeat older than this is stale (s)
     startup_grace: float = 120.0  # missing heartbeats / universe / availability tolerated this long (s)
     redis_timeout: float = 1.0  # connect/read timeout of the operator's Redis calls (s)
+    log_format: str = "text"  # workers' log format when spec.workers.logFormat is '' (QT_LOG_FORMAT)
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
@@ -44,4 +45,5 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         reconcile_interval=_float(e, names.ENV_RECONCILE_INTERVAL, 30.0),
         heartbeat_stale_after=_float(e, names.ENV_HEARTBEAT_STALE, 60.0),
         startup_grace=_float(e, names.ENV_STARTUP_GRACE, 120.0),
+        log_format="json" if e.get(names.ENV_LOG_FORMAT) == "json" else "text",
     )

@@ -204,6 +204,7 @@ class Reconciler:
             namespace=namespace,
             worker_image=self.config.worker_image,
             redis_secret=self.config.redis_secret,
+            log_format=self.config.log_format,
             owner=Owner(name=name, uid=str(meta.get("uid", ""))),
         )
         objects = build_all(spec, ctx)

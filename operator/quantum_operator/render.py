@@ -54,6 +54,7 @@ class RenderContext:
     namespace: str
     worker_image: str = names.DEFAULT_WORKER_IMAGE
     redis_secret: str = names.DEFAULT_REDIS_SECRET  # used when spec.redis.urlSecret is ''
+    log_format: str = "text"  # used when spec.workers.logFormat is ''
     owner: Owner | None = None
     extra_labels: dict[str, str] = field(default_factory=dict)
 
@@ -188,7 +189,7 @@ def container_env(spec: TradingProfileSpec, ctx: RenderContext, *, worker: str |
     env: list[Manifest] = [
         _secret_env(names.ENV_REDIS_URL, secret=redis_secret_name(spec, ctx), key=names.SECRET_KEY_REDIS_URL),
         {"name": names.ENV_HTTP_PORT, "value": str(names.HTTP_PORT)},
-        {"name": names.ENV_LOG_FORMAT, "value": spec.workers.log_format},
+        {"name": names.ENV_LOG_FORMAT, "value": spec.workers.log_format or ctx.log_format},
         {"name": names.ENV_PROFILE_NAME, "value": ctx.profile},
         {"name": names.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]

@@ -259,3 +259,17 @@ def test_rbac_manifests_pass_kubernetes_validate_strict_and_never_delete() -> No
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     for rule in [*rbac.rules(peering=True), *rbac.cluster_rules(webhook_managed=True)]:
         assert "delete" not in rule["verbs"] and "*" not in rule["verbs"]
+
+
+def test_workers_log_in_the_operator_default_unless_the_profile_chooses() -> None:
+    from quantum_operator.render import RenderContext, container_env
+    from quantum_trader.core.profile import parse_spec
+
+    def fmt(spec: dict[str, object], default: str) -> str:
+        env = container_env(parse_spec(spec), RenderContext(profile="p", namespace="n", log_format=default),
+                            worker="gate")
+        return next(str(e["value"]) for e in env if e["name"] == "QT_LOG_FORMAT")
+
+    assert fmt({}, "json") == "json"
+    assert fmt({}, "text") == "text"
+    assert fmt({"workers": {"logFormat": "text"}}, "json") == "text"

@@ -313,7 +313,9 @@ class WorkersSettings(Settings):
     resources: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Kubernetes resources for every worker container."
     )
-    log_format: Literal["text", "json"] = Field("text", description="Worker log format. Default text.")
+    log_format: Literal["", "text", "json"] = Field(
+        "", description="Worker log format; '' = the operator's default (its QT_LOG_FORMAT, else text)."
+    )
 
 
 class TradingProfileSpec(Settings):

@@ -67,3 +67,29 @@ def test_unknown_worker_is_a_usage_error() -> None:
     result = qt("worker", "nope", env={"REDIS_URL": "redis://127.0.0.1:1"})
     assert result.returncode == 2
     assert "unknown worker 'nope'" in result.stderr
+
+
+def test_worker_drains_on_sigterm_and_exits_zero(redis_url: str) -> None:
+    import signal
+    import time
+
+    import redis as sync_redis
+    from quantum_trader.core.keys import Keys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantum_trader.cli", "worker", "gate", "--profile", "examples/paper.yaml",
+         "--http-port", "0"],
+        cwd=ROOT, env={**os.environ, "REDIS_URL": redis_url}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    key = Keys("paper").heartbeat("gate")
+    deadline = time.time() + 30
+    while time.time() < deadline and client.hget(key, "ready") != "1":
+        time.sleep(0.1)
+    assert client.hget(key, "ready") == "1", proc.stderr.read() if proc.poll() is not None else "not ready"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err[-2000:]
+    assert "WORKER_STOPPED worker=gate profile=paper" in err
+    assert "Traceback" not in err

@@ -82,6 +82,8 @@ async def test_redelivered_and_republished_intents_get_exactly_one_decision(
     executes = {d.intent_id for d in got if d.decision == "EXECUTE"}
     assert {k.decode() for k in pending} == executes
     assert json.loads(pending[next(iter(pending))])["intent_id"] in executes
+    aged = {k.decode() for k in await aredis_client.zrange(keys.ledger_age, 0, -1)}
+    assert aged == {i.intent_id for i in intents}  # every ledger entry can be pruned later
 
 
 async def test_control_paused_blocks_every_intent_with_reason_paused(

@@ -180,6 +180,15 @@ class Keys:
         return f"{self.prefix}state:pending_summary"
 
     @property
+    def ledger_age(self) -> str:
+        """Sorted set intent_id → epoch ms of its first ledger write (decided or executed).
+
+        The executor prunes ``decided_intents``/``executed_intents`` entries older than
+        ``executor.ledgerRetention`` with it, so the ledgers stay bounded.
+        """
+        return f"{self.prefix}state:ledger_age"
+
+    @property
     def published_signals(self) -> str:
         """Hash signal_id → intent_id: signals the router already turned into intents (dedup ledger)."""
         return f"{self.prefix}state:routed_signals"

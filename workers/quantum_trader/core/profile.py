@@ -302,6 +302,10 @@ class ExecutorSettings(Settings):
     max_slippage_bps: float = Field(10.0, ge=0, le=1000, description="Paper slippage bound (bps). Default 10.")
     monitor_interval: Duration = Field(1.0, description="SL/TP price check interval. Default 1s.")
     reconcile_interval: Duration = Field(60.0, description="Exchange reconciliation interval. Default 60s.")
+    ledger_retention: Duration = Field(
+        604800.0,
+        description="Keep exactly-once ledger entries this long (redelivery happens within minutes). Default 7d.",
+    )
 
 
 class RedisSettings(Settings):

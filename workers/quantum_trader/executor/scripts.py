@@ -54,6 +54,7 @@ local function apply(t)
   end
   if ledger_id ~= '' then
     redis.call('HSET', KEYS[1], ledger_id, t[2])
+    redis.call('ZADD', KEYS[10], 'NX', now_ms, ledger_id)
     if redis.call('HDEL', KEYS[8], ledger_id) == 1 and t[13] ~= '' then
       flights[t[13]] = (flights[t[13]] or 0) + 1
       flight_notional = flight_notional + tonumber(t[14])
@@ -215,6 +216,7 @@ def transition_keys(keys: Keys) -> list[str]:
         keys.cooldowns,
         keys.pending_intents,
         keys.pending_summary,
+        keys.ledger_age,
     ]
 
 
@@ -252,3 +254,32 @@ class Applier:
         items = json.dumps([transition_item(t) for t in transitions], separators=(",", ":"))
         args = [items, str(self._maxlen), utc_day(now_ms), repr(ERROR_RATE_ALPHA), str(now_ms), str(ERROR_RATE_HALF_LIFE_MS)]
         return [int(r) for r in await self._script(keys=self._keys, args=args)]
+
+
+# Drop ledger entries first written before ARGV[1] (ms), at most ARGV[2] per call:
+# KEYS = ledger_age, decided_intents, executed_intents. Returns how many were pruned.
+PRUNE_LEDGERS_LUA: Final = r"""
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #old == 0 then return 0 end
+redis.call('HDEL', KEYS[2], unpack(old))
+redis.call('HDEL', KEYS[3], unpack(old))
+redis.call('ZREM', KEYS[1], unpack(old))
+return #old
+"""
+PRUNE_CHUNK: Final = 2000
+
+
+async def prune_ledgers(redis: Any, *, keys: Keys, older_than_ms: int) -> int:
+    """Remove exactly-once ledger entries first written before ``older_than_ms``; return the count.
+
+    Safe because a message is redelivered only while it is pending (reclaimed within
+    minutes), so an intent decided and executed days ago can never come back.
+    """
+    script = redis.register_script(PRUNE_LEDGERS_LUA)
+    total = 0
+    while True:
+        n = int(await script(keys=[keys.ledger_age, keys.decided_intents, keys.executed_intents],
+                             args=[str(older_than_ms), str(PRUNE_CHUNK)]))
+        total += n
+        if n < PRUNE_CHUNK:
+            return total

@@ -48,6 +48,7 @@ from quantum_trader.executor.scripts import (
     SYNC_OPEN_ORDERS_LUA,
     Applier,
     MultiRead,
+    prune_ledgers,
 )
 from quantum_trader.executor.state import Position, RiskState, parse_positions, utc_day
 from quantum_trader.executor.venue import Venue, VenueOrder
@@ -513,6 +514,10 @@ async def main(ctx: WorkerContext) -> None:
                 if ctx.clock.now() - last_sweep >= LOST_SWEEP_INTERVAL_S:
                     last_sweep = ctx.clock.now()
                     await executor.sweep_lost(now_ms=ctx.clock.now_ms())
+                    cutoff = ctx.clock.now_ms() - int(spec.executor.ledger_retention * 1000)
+                    pruned = await prune_ledgers(ctx.redis, keys=ctx.keys, older_than_ms=cutoff)
+                    if pruned:
+                        ctx.log.event("LEDGERS_PRUNED", entries=pruned, older_than_ms=cutoff)
             except Exception as exc:
                 ctx.error("monitor")
                 ctx.log.error("MONITOR_FAILED", error=f"{type(exc).__name__}: {exc}")

@@ -46,7 +46,8 @@ from quantum_trader.gate.core import (
 )
 
 # One call per batch. ARGV[1]: JSON array of [intent_id, decision_id, [decision fields...],
-# pending intent JSON or "", in-flight summary field or "", notional or ""]; ARGV[2]: stream MAXLEN.
+# pending intent JSON or "", in-flight summary field or "", notional or ""]; ARGV[2]: stream MAXLEN;
+# ARGV[3]: now (ms), the ledger entry's age for pruning (KEYS[5] = state:ledger_age).
 # Per item, atomically: HSETNX ledger → XADD decision → (EXECUTE) HSET pending (+ summary). → 1/0 each.
 DECIDE_LUA: Final = """
 local items = cjson.decode(ARGV[1])
@@ -56,6 +57,7 @@ for n, it in ipairs(items) do
   if redis.call('HSETNX', KEYS[1], it[1], it[2]) == 0 then
     out[n] = 0
   else
+    redis.call('ZADD', KEYS[5], 'NX', ARGV[3], it[1])
     local args = {KEYS[2], 'MAXLEN', '~', ARGV[2], '*'}
     for _, v in ipairs(it[3]) do args[#args + 1] = v end
     redis.call('XADD', unpack(args))
@@ -273,8 +275,8 @@ class Gate:
         if not todo:
             return 0
         results = await self._decide(
-            keys=[k.decided_intents, k.gate_decision, k.pending_intents, k.pending_summary],
-            args=[json.dumps(items, separators=(",", ":")), str(self.maxlen)],
+            keys=[k.decided_intents, k.gate_decision, k.pending_intents, k.pending_summary, k.ledger_age],
+            args=[json.dumps(items, separators=(",", ":")), str(self.maxlen), str(now_ms)],
         )
         published = 0
         counts: dict[tuple[str, str], int] = {}

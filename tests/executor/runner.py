@@ -15,7 +15,7 @@ import signal
 from quantum_trader.core import logs
 from quantum_trader.core.clock import WallClock
 from quantum_trader.core.profile import parse_profile
-from quantum_trader.core.service import WorkerContext, load_entrypoint, redis_client
+from quantum_trader.core.service import WorkerContext, freeze_startup_heap, load_entrypoint, redis_client
 
 from tests.executor.fixtures import StaticExchange
 
@@ -29,6 +29,7 @@ async def amain(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     ctx = WorkerContext(name=args.worker, profile=prof, redis=client, clock=WallClock(), stop=stop,
                         exchange_factory=StaticExchange, consumer=args.consumer)
+    freeze_startup_heap()  # as run_workers does
     try:
         await load_entrypoint(args.worker)(ctx)
     finally:

@@ -19,8 +19,9 @@ async def test_old_ledger_entries_are_pruned_and_recent_ones_still_deduplicate(
     t0 = now_ms()
     await ex.handle([await decide(aredis_client, old)], now_ms=t0 - 8 * 86_400_000)  # executed 8 days ago
     await ex.handle([await decide(aredis_client, new)], now_ms=t0)
-    assert await aredis_client.zcard(KEYS.ledger_age) == 2
+    # what the gate wrote with its decisions (tests/integration/test_gate_worker.py checks it does)
     await aredis_client.hset(KEYS.decided_intents, mapping={"old-1": "d-old", "new-1": "d-new"})
+    await aredis_client.zadd(KEYS.ledger_age, {"old-1": t0 - 8 * 86_400_000, "new-1": t0})
 
     pruned = await prune_ledgers(aredis_client, keys=KEYS, older_than_ms=t0 - 7 * 86_400_000)
 

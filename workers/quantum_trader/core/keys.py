@@ -181,10 +181,10 @@ class Keys:
 
     @property
     def ledger_age(self) -> str:
-        """Sorted set intent_id → epoch ms of its first ledger write (decided or executed).
+        """Sorted set intent_id → epoch ms of its decision (written by the gate with the ledger).
 
-        The executor prunes ``decided_intents``/``executed_intents`` entries older than
-        ``executor.ledgerRetention`` with it, so the ledgers stay bounded.
+        Every executed intent was decided first, so the executor prunes ``decided_intents``
+        and ``executed_intents`` entries older than ``executor.ledgerRetention`` with it.
         """
         return f"{self.prefix}state:ledger_age"
 

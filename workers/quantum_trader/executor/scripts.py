@@ -54,7 +54,6 @@ local function apply(t)
   end
   if ledger_id ~= '' then
     redis.call('HSET', KEYS[1], ledger_id, t[2])
-    redis.call('ZADD', KEYS[10], 'NX', now_ms, ledger_id)
     if redis.call('HDEL', KEYS[8], ledger_id) == 1 and t[13] ~= '' then
       flights[t[13]] = (flights[t[13]] or 0) + 1
       flight_notional = flight_notional + tonumber(t[14])
@@ -216,7 +215,6 @@ def transition_keys(keys: Keys) -> list[str]:
         keys.cooldowns,
         keys.pending_intents,
         keys.pending_summary,
-        keys.ledger_age,
     ]
 
 

@@ -148,12 +148,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     profile = _profile(args.profile)
     speed = args.speed if args.speed is not None else profile.spec.exchange.speed
+    port: int | None = args.http_port or None
+    if port is not None and not _port_free(port):
+        print(f"qt run: port {port} is in use; serving no /metrics (use --http-port N)", file=sys.stderr)
+        port = None
     return run_pipeline(
         profile,
         redis_url=os.environ.get("REDIS_URL"),
         clock=_clock(speed),
         duration_s=args.duration,
-        http_port=args.http_port if args.http_port and _port_free(args.http_port) else None,
+        http_port=port,
         view=not args.no_view and sys.stdout.isatty(),
         url_file=run_url_file(profile.name),
         log_format=args.log_format,

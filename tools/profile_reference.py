@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-
 from quantum_trader.core.profile import Settings, TradingProfileSpec, format_duration
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -93,3 +93,9 @@ def test_worker_drains_on_sigterm_and_exits_zero(redis_url: str) -> None:
     assert proc.returncode == 0, err[-2000:]
     assert "WORKER_STOPPED worker=gate profile=paper" in err
     assert "Traceback" not in err
+
+
+def test_operator_help_is_the_operators_own() -> None:
+    result = qt("operator", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--standalone" in result.stdout and "--namespace" in result.stdout

@@ -256,8 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["operator"]:  # every option (even --help) belongs to the operator's own parser
+        from quantum_operator.main import run as run_operator
+
+        return run_operator(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     logs.configure(args.log_format)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

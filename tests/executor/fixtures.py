@@ -9,6 +9,7 @@ from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import TradeIntent
 from quantum_trader.core.profile import TradingProfile, parse_profile
 from quantum_trader.market.base import Klines, Market, OrderRequest, OrderResult, Position, Ticker
+from quantum_trader.universe.publication import universe_hash
 
 SYMBOLS = tuple(f"T{n:03d}USDT" for n in range(200))
 PRICE = 100.0
@@ -65,7 +66,7 @@ def seed_snapshots_sync(client: Any, keys: Keys, symbols: tuple[str, ...] | list
 
 def universe_json(symbols: list[str], *, valid_until: int) -> str:
     return json.dumps({"version": "1", "symbols": [{"symbol": s, "rank": i + 1} for i, s in enumerate(symbols)],
-                       "valid_until": valid_until})
+                       "valid_until": valid_until, "universe_hash": universe_hash(symbols)})
 
 
 def market(symbol: str) -> Market:

@@ -20,6 +20,7 @@ from quantum_trader.gate.core import (
     resolve_allowlist,
     to_decision,
 )
+from quantum_trader.universe.publication import universe_hash
 
 NOW = 1_700_000_000_000
 S = GateSettings()  # maxExposure 1000, maxLeverage 10, dailyLoss 200, maxSnapshotAge 30s, warn 0.6, crit 0.8
@@ -233,7 +234,8 @@ def test_kill_score_with_zero_error_rate_threshold_trips_on_any_error() -> None:
 
 
 def universe(symbols: list[str], valid_until: int) -> str:
-    return json.dumps({"symbols": [{"symbol": s, "rank": n} for n, s in enumerate(symbols)], "valid_until": valid_until})
+    return json.dumps({"symbols": [{"symbol": s, "rank": n} for n, s in enumerate(symbols)], "valid_until": valid_until,
+                       "universe_hash": universe_hash(symbols)})
 
 
 def test_allowlist_tiers_active_then_last_ok_then_profile() -> None:

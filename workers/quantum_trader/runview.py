@@ -27,6 +27,7 @@ from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import TradingProfile
+from quantum_trader.universe import publication
 
 _CHUNK: Final = 2000
 
@@ -161,16 +162,12 @@ class FunnelCollector:
             else:
                 self._n["opened"] += 1
         self._n["dead"] += len(await self._new(k.deadletter))
-        universe_size, universe_hash = 0, ""
-        raw = await self._redis.get(k.universe_active)
-        if raw:
-            with contextlib.suppress(ValueError, TypeError):
-                doc = json.loads(raw)
-                universe_hash = str(doc.get("universe_hash", ""))
-                if int(doc.get("valid_until", 0)) > time.time() * 1000:
-                    universe_size = len(doc.get("symbols", []))
-                else:
-                    universe_hash += " (expired: trading nothing)"
+        doc = publication.parse_document(await self._redis.get(k.universe_active))
+        symbols = publication.active_symbols(doc, now_ms=int(time.time() * 1000))
+        universe_size = len(symbols)
+        universe_hash = str(doc.get("universe_hash", "")) if doc else ""
+        if doc and not symbols:
+            universe_hash += " (expired or invalid: trading nothing)"
         positions: list[OpenPosition] = []
         for sym, payload in (await self._redis.hgetall(k.positions)).items():
             with contextlib.suppress(ValueError, TypeError, KeyError):

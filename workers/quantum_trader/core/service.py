@@ -30,7 +30,6 @@ from quantum_trader.core.bus import Bus, Handler
 from quantum_trader.core.clock import Clock
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.logs import EventLog
-from quantum_trader.core.messages import Message
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.market.base import Exchange
 
@@ -184,14 +183,6 @@ class WorkerContext:
             handler=handler, stop=self.stop, count=count, block_ms=block_ms, min_idle_ms=min_idle_ms,
             max_deliveries=max_deliveries, on_processed=self.processed,
         )
-
-    async def publish(self, stream: str, message: Message) -> str:
-        return await self.bus.publish(stream, message)
-
-    async def close(self) -> None:
-        if self._exchange is not None:
-            with contextlib.suppress(Exception):
-                await self._exchange.close()
 
 
 # -- heartbeat and HTTP -----------------------------------------------------------------------

@@ -27,7 +27,6 @@ Intent notional = ``position_size_usd × leverage`` (what the executor buys).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +35,7 @@ from typing import Final, Literal
 from quantum_trader.core.messages import SCHEMA_VERSION, Decision, GateDecision, TradeIntent
 from quantum_trader.core.profile import GateSettings
 from quantum_trader.executor.state import Position, RiskState, utc_day
+from quantum_trader.universe import publication
 
 REASON_NONE: Final = "none"
 REASON_PAUSED: Final = "paused"
@@ -69,18 +69,23 @@ def decision_id_for(intent_id: str) -> str:
 
 @lru_cache(maxsize=16)
 def _parse_universe(raw: str | bytes) -> tuple[frozenset[str], int] | None:
-    """(symbols, valid_until) of a ``cfg:universe:*`` JSON, None when malformed (cached: same text, same answer)."""
-    try:
-        doc = json.loads(raw)
-        return frozenset(str(s["symbol"]) for s in doc.get("symbols", [])), int(doc.get("valid_until", 0))
-    except (ValueError, TypeError, KeyError, AttributeError):
+    """(symbols, valid_until) of a consistent ``cfg:universe:*`` document, else None.
+
+    Consistency (shape, unique symbols, ``universe_hash``) is the universe module's own
+    reader's verdict, so the gate and the snapshot worker always agree on what is valid;
+    cached because the same text arrives with every batch.
+    """
+    doc = publication.parse_document(raw)
+    names = publication.active_symbols(doc, now_ms=0)  # consistency only; expiry checked per call
+    if doc is None or not names:
         return None
+    return frozenset(names), int(doc["valid_until"])
 
 
 def _universe_symbols(raw: str | bytes | None, *, now_ms: int) -> frozenset[str] | None:
-    """Symbols of a ``cfg:universe:*`` JSON if it parses, is still valid and is non-empty."""
+    """Symbols of a ``cfg:universe:*`` JSON if it is consistent, still valid and non-empty."""
     parsed = _parse_universe(raw) if raw is not None else None
-    if parsed is None or parsed[1] <= now_ms or not parsed[0]:
+    if parsed is None or parsed[1] <= now_ms:
         return None
     return parsed[0]
 

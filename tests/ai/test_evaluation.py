@@ -51,3 +51,18 @@ def test_logistic_fit_recovers_known_coefficients() -> None:
     coef, icpt = fit_logistic(x, y, l2=0.0)
     np.testing.assert_allclose(coef, [1.5, -0.5], atol=0.08)
     assert abs(icpt - 0.3) < 0.06
+
+
+def test_logistic_penalty_shrinks_coefficients_but_not_the_intercept() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2_000, 1))
+    y = (rng.random(2_000) < sigmoid(2.0 * x[:, 0] + 1.0)).astype(float)
+    free, _ = fit_logistic(x, y, l2=0.0)
+    shrunk, icpt = fit_logistic(x, y, l2=1.0)
+    assert 0 < shrunk[0] < 0.5 * free[0]
+    assert icpt > 0.5  # the base rate (~0.7) is still fitted
+
+
+def test_log_loss_clips_certain_mistakes_to_a_finite_value() -> None:
+    y = np.array([1.0, 0.0])
+    assert abs(log_loss(y, np.array([0.0, 1.0])) + np.log(1e-6)) < 1e-9

@@ -1,4 +1,11 @@
-"""Out-of-sample metrics (pure numpy): AUC, log loss, Brier, ECE, hit rate per confidence bucket."""
+"""Out-of-sample metrics: AUC, log loss, Brier, ECE, hit rate per confidence bucket.
+
+The statistics come from scikit-learn (``roc_auc_score``, ``log_loss``, ``brier_score_loss``,
+``calibration_curve``, ``LogisticRegression``); this module only fixes the conventions the
+report relies on (AUC 0.5 when one class is absent, probabilities clipped to ``[1e-6, 1 − 1e-6]``
+before a log loss, ECE over 10 equal-count bins). scikit-learn is imported inside the functions
+so that the ai worker, which only needs :func:`sigmoid`, never loads it.
+"""
 
 from __future__ import annotations
 
@@ -15,54 +22,57 @@ CONFIDENCE_BUCKETS: Final = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 _CLIP: Final = 1e-6
 
 
-def _average_ranks(x: F64) -> F64:
-    """1-based ranks with ties averaged."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(x.shape[0], dtype=np.float64)
-    # boundaries of runs of equal values
-    starts = np.r_[0, np.flatnonzero(np.diff(xs)) + 1]
-    ends = np.r_[starts[1:], xs.shape[0]]
-    avg = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1 .. end
-    ranks[order] = np.repeat(avg, ends - starts)
-    return ranks
+def _clip(p: F64) -> F64:
+    out: F64 = np.clip(p, _CLIP, 1.0 - _CLIP)
+    return out
 
 
 def auc(y: F64, p: F64) -> float:
-    """Area under the ROC curve (Mann–Whitney); 0.5 when one class is absent."""
-    pos = y > 0.5
-    n_pos = int(pos.sum())
-    n_neg = int(y.shape[0] - n_pos)
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``); 0.5 when one class is absent."""
+    from sklearn.metrics import roc_auc_score
+
+    pos = int(np.count_nonzero(y > 0.5))
+    if pos == 0 or pos == y.shape[0]:
         return 0.5
-    r = _average_ranks(p)
-    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y > 0.5, p))
 
 
 def log_loss(y: F64, p: F64) -> float:
-    q = np.clip(p, _CLIP, 1.0 - _CLIP)
-    return float(-np.mean(y * np.log(q) + (1.0 - y) * np.log(1.0 - q)))
+    """Mean binary cross-entropy (``sklearn.metrics.log_loss``) of P(y = 1) clipped to [1e-6, 1 − 1e-6]."""
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    return float(sk_log_loss(y > 0.5, _clip(p), labels=[False, True]))
 
 
 def brier(y: F64, p: F64) -> float:
-    return float(np.mean((p - y) ** 2))
+    """Mean squared error of P(y = 1) (``sklearn.metrics.brier_score_loss``)."""
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(y > 0.5, p, labels=[False, True]))
 
 
 def ece(y: F64, p: F64, *, bins: int = ECE_BINS) -> float:
     """Expected calibration error of P(up) over ``bins`` equal-count bins of the prediction.
 
-    Equal-count (quantile) bins, because predictions of a weak-signal model crowd
-    around 0.5 and equal-width bins would put almost everything in two bins.
+    The per-bin observed frequency and mean prediction come from
+    ``sklearn.calibration.calibration_curve(strategy="quantile")``; scikit-learn does not return
+    the bin sizes, so the weights are the counts in the same quantile bins (its edges, its
+    ``searchsorted`` rule, empty bins dropped as it drops them). Equal-count bins, because a
+    weak-signal model's predictions crowd around 0.5 and equal-width bins would put almost
+    everything in two bins.
     """
+    from sklearn.calibration import calibration_curve
+
     n = y.shape[0]
     if n == 0:
         return 0.0
-    order = np.argsort(p, kind="mergesort")
-    total = 0.0
-    for chunk in np.array_split(order, min(bins, n)):
-        if chunk.shape[0]:
-            total += chunk.shape[0] * abs(float(p[chunk].mean()) - float(y[chunk].mean()))
-    return float(total / n)
+    if np.all(y > 0.5) or np.all(y <= 0.5):  # calibration_curve needs both classes
+        return float(abs(float(np.mean(p)) - float(np.mean(y > 0.5))))
+    prob_true, prob_pred = calibration_curve(y > 0.5, p, n_bins=bins, strategy="quantile")
+    edges = np.percentile(p, np.linspace(0.0, 1.0, bins + 1) * 100)
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=bins)
+    counts = counts[counts > 0]
+    return float(np.sum(counts * np.abs(prob_true - prob_pred)) / n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,23 +117,20 @@ def sigmoid(z: F64) -> F64:
     return out
 
 
-def fit_logistic(x: F64, y: F64, *, l2: float = 1e-3, iters: int = 50) -> tuple[F64, float]:
-    """L2-regularised logistic regression by Newton's method: returns (coef, intercept).
+def fit_logistic(x: F64, y: F64, *, l2: float = 1e-3) -> tuple[F64, float]:
+    """L2-regularised logistic regression (``sklearn.linear_model.LogisticRegression``): (coef, intercept).
 
-    Used for the stacked meta model (a multivariate Platt scaling of the base models'
-    out-of-fold logits); ``l2`` does not apply to the intercept.
+    The penalty is ``l2 · n / 2 · |coef|²`` (scikit-learn's ``C = 1 / (l2 · n)``; the intercept is
+    not penalised); ``l2 = 0`` fits without a penalty. Used for the stacked meta model (a
+    multivariate Platt scaling of the base models' out-of-fold logits) and the linear baseline.
     """
-    n, d = x.shape
-    xa = np.hstack([x, np.ones((n, 1))])
-    w = np.zeros(d + 1)
-    reg = np.full(d + 1, l2 * n)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = sigmoid(xa @ w)
-        g = xa.T @ (p - y) + reg * w
-        hess = (xa * (p * (1.0 - p))[:, None]).T @ xa + np.diag(reg) + 1e-9 * np.eye(d + 1)
-        step = np.linalg.solve(hess, g)
-        w -= step
-        if float(np.max(np.abs(step))) < 1e-10:
-            break
-    return w[:-1].copy(), float(w[-1])
+    from sklearn.linear_model import LogisticRegression
+
+    n = x.shape[0]
+    model = (
+        LogisticRegression(C=1.0 / (l2 * n), max_iter=500, tol=1e-10)
+        if l2 > 0
+        else LogisticRegression(C=np.inf, max_iter=500, tol=1e-10)
+    )
+    model.fit(x, y > 0.5)
+    return np.asarray(model.coef_[0], dtype=np.float64).copy(), float(model.intercept_[0])

@@ -29,13 +29,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final, Literal
 
 from quantum_trader.core.messages import SCHEMA_VERSION, Decision, GateDecision, TradeIntent
 from quantum_trader.core.profile import GateSettings
 from quantum_trader.executor.state import Position, RiskState, utc_day
-from quantum_trader.universe import publication
+from quantum_trader.ledger import allowlist as shared_allowlist
+from quantum_trader.ledger import universe as shared_universe
+from quantum_trader.ledger.allowlist import AllowlistConfig
 
 REASON_NONE: Final = "none"
 REASON_PAUSED: Final = "paused"
@@ -48,7 +49,7 @@ REASON_EXPOSURE: Final = "exposure_limit"
 REASON_LEVERAGE: Final = "leverage_limit"
 REASON_DAILY_LOSS: Final = "daily_loss_limit"
 
-AllowlistTier = Literal["active", "last_ok", "profile", "env"]
+AllowlistTier = shared_allowlist.Tier
 
 
 def reason_not_in_allowlist(symbol: str) -> str:
@@ -67,29 +68,6 @@ def decision_id_for(intent_id: str) -> str:
 # -- allowlist ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=16)
-def _parse_universe(raw: str | bytes) -> tuple[frozenset[str], int] | None:
-    """(symbols, valid_until) of a consistent ``cfg:universe:*`` document, else None.
-
-    Consistency (shape, unique symbols, ``universe_hash``) is the universe module's own
-    reader's verdict, so the gate and the snapshot worker always agree on what is valid;
-    cached because the same text arrives with every batch.
-    """
-    doc = publication.parse_document(raw)
-    names = publication.active_symbols(doc, now_ms=0)  # consistency only; expiry checked per call
-    if doc is None or not names:
-        return None
-    return frozenset(names), int(doc["valid_until"])
-
-
-def _universe_symbols(raw: str | bytes | None, *, now_ms: int) -> frozenset[str] | None:
-    """Symbols of a ``cfg:universe:*`` JSON if it is consistent, still valid and non-empty."""
-    parsed = _parse_universe(raw) if raw is not None else None
-    if parsed is None or parsed[1] <= now_ms:
-        return None
-    return parsed[0]
-
-
 def resolve_allowlist(
     *,
     source: Literal["universe", "env"],
@@ -98,20 +76,21 @@ def resolve_allowlist(
     profile_allowlist: Iterable[str],
     now_ms: int,
 ) -> tuple[frozenset[str], AllowlistTier]:
-    """The gate's allowlist and the tier that served it.
+    """The gate's allowlist and the tier that served it — the shared resolver
+    (:mod:`quantum_trader.ledger.allowlist`) the snapshot worker uses too, on the stored texts.
 
     ``env``: the profile list only. ``universe``: ``cfg:universe:active`` if it
-    parses, ``valid_until`` is in the future and it lists symbols; else
+    is consistent, ``valid_until`` is in the future and it lists symbols; else
     ``cfg:universe:last_ok`` under the same conditions; else the profile list
     (possibly empty: then every intent is blocked — fail closed).
     """
-    if source == "universe":
-        for tier, raw in (("active", active), ("last_ok", last_ok)):
-            symbols = _universe_symbols(raw, now_ms=now_ms)
-            if symbols is not None:
-                return symbols, tier  # type: ignore[return-value]
-        return frozenset(profile_allowlist), "profile"
-    return frozenset(profile_allowlist), "env"
+    resolved = shared_allowlist.resolve(
+        AllowlistConfig(source=source, symbols=tuple(profile_allowlist)),
+        active=shared_universe.read_raw(active),
+        last_ok=shared_universe.read_raw(last_ok),
+        now_ms=now_ms,
+    )
+    return resolved.as_set, resolved.source
 
 
 # -- kill score --------------------------------------------------------------------------------

@@ -25,9 +25,13 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from quantum_trader.core.profile import SnapshotSettings
-from quantum_trader.universe import publication
+from quantum_trader.ledger import allowlist as shared_allowlist
+from quantum_trader.ledger import universe as shared_universe
+from quantum_trader.ledger.allowlist import Allowlist, AllowlistConfig
+from quantum_trader.ledger.allowlist import Tier as AllowlistTier
 
-AllowlistTier = Literal["active", "last_ok", "profile", "env"]
+__all__ = ["Allowlist", "AllowlistTier"]
+
 Tier = Literal["intent", "demand", "position", "backfill"]
 
 EWMA_ALPHA: Final = 0.3
@@ -97,37 +101,27 @@ def active_symbols(view: UniverseView | None, *, now_ms: int) -> tuple[str, ...]
     """The symbols of a valid universe (the universe worker's own reader: expiry, shape and hash checked)."""
     if view is None:
         return ()
-    return tuple(publication.active_symbols(view.document, now_ms=now_ms))
+    return tuple(shared_universe.active_symbols(view.document, now_ms=now_ms))
 
 
 # -- 1. allowlist -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Allowlist:
-    source: AllowlistTier
-    symbols: tuple[str, ...]
-    volumes: Mapping[str, float] = field(default_factory=dict)
-
-    @property
-    def as_set(self) -> frozenset[str]:
-        return frozenset(self.symbols)
+def allowlist_config(settings: SnapshotSettings) -> AllowlistConfig:
+    """The profile's allowlist settings as the shared resolver takes them."""
+    return AllowlistConfig(source=settings.allowlist_source, symbols=settings.allowlist)
 
 
 def resolve_allowlist(
     settings: SnapshotSettings, *, active: UniverseView | None, last_ok: UniverseView | None, now_ms: int
 ) -> Allowlist:
-    """The allowlist and the tier that served it (seed 000's 3-tier fallback, or ``env``)."""
-    profile_list = tuple(dict.fromkeys(s.strip().upper() for s in settings.allowlist if s.strip()))
-    known = active if active is not None else last_ok
-    volumes: Mapping[str, float] = dict(known.volumes) if known is not None else {}
-    if settings.allowlist_source == "env":
-        return Allowlist("env", profile_list, volumes)
-    if active is not None and active_symbols(active, now_ms=now_ms):
-        return Allowlist("active", active.symbols, dict(active.volumes))
-    if last_ok is not None and active_symbols(last_ok, now_ms=now_ms):
-        return Allowlist("last_ok", last_ok.symbols, dict(last_ok.volumes))
-    return Allowlist("profile", profile_list, volumes)
+    """The allowlist and the tier that served it (the shared resolver, :mod:`quantum_trader.ledger.allowlist`)."""
+    return shared_allowlist.resolve(
+        allowlist_config(settings),
+        active=shared_universe.from_document(active.document) if active is not None else None,
+        last_ok=shared_universe.from_document(last_ok.document) if last_ok is not None else None,
+        now_ms=now_ms,
+    )
 
 
 # -- 2. intent window -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The published universe document, its hash, and how other workers read it (fail closed).
 
-Light on purpose (json + hashlib only, no numpy): the ai, snapshot and router
-workers import :func:`active_symbols` / :func:`read_active_symbols`.
+The writer's side. Readers (snapshot, gate, ai, ``qt run``) use
+:mod:`quantum_trader.ledger.universe`, which this module re-exports.
 
 ``cfg:universe:active`` / ``cfg:universe:last_ok`` hold one JSON object (DESIGN §2)::
 
@@ -16,25 +16,36 @@ is the empty universe. There is no fallback list.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
-from quantum_trader.core.keys import Keys
+# The reader side lives in the shared-state layer; re-exported here for the universe worker's callers.
+from quantum_trader.ledger.universe import (
+    active_symbols,
+    parse_document,
+    read_active_symbols,
+    read_document,
+    universe_hash,
+)
+
+__all__ = [
+    "GENERATOR",
+    "UNIVERSE_VERSION",
+    "active_symbols",
+    "age_seconds",
+    "build_document",
+    "features_window",
+    "is_stuck",
+    "next_hash_since",
+    "parse_document",
+    "read_active_symbols",
+    "read_document",
+    "universe_hash",
+]
 
 UNIVERSE_VERSION: Final = "1.0.0"
 GENERATOR: Final = "qt_universe_v1"
-
-
-class _Getter(Protocol):
-    def get(self, name: str) -> Awaitable[Any]: ...
-
-
-def universe_hash(symbols: Iterable[str]) -> str:
-    """First 16 hex characters of sha256 of the sorted symbols joined by ',' (UTF-8)."""
-    return hashlib.sha256(",".join(sorted(symbols)).encode("utf-8")).hexdigest()[:16]
 
 
 def features_window(timeframes: Iterable[str]) -> str:
@@ -99,49 +110,3 @@ def age_seconds(doc: Mapping[str, Any] | None, *, now_ms: int) -> float | None:
     if not isinstance(generated, int) or isinstance(generated, bool):
         return None
     return max(0.0, (now_ms - generated) / 1000.0)
-
-
-def parse_document(raw: str | bytes | None) -> dict[str, Any] | None:
-    """A stored universe document, or None when absent or not a JSON object."""
-    if raw is None:
-        return None
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def active_symbols(doc: Mapping[str, Any] | None, *, now_ms: int) -> list[str]:
-    """The tradable universe in rank order, or [] when absent, expired, malformed or inconsistent."""
-    if not isinstance(doc, Mapping):
-        return []
-    valid_until = doc.get("valid_until")
-    if not isinstance(valid_until, int) or isinstance(valid_until, bool) or now_ms >= valid_until:
-        return []
-    rows = doc.get("symbols")
-    if not isinstance(rows, list):
-        return []
-    ranked: list[tuple[int, str]] = []
-    for position, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            return []
-        symbol = row.get("symbol")
-        if not isinstance(symbol, str) or not symbol:
-            return []
-        rank = row.get("rank", position + 1)
-        ranked.append((rank if isinstance(rank, int) else position + 1, symbol))
-    names = [s for _, s in sorted(ranked)]
-    if len(set(names)) != len(names) or doc.get("universe_hash") != universe_hash(names):
-        return []
-    return names
-
-
-async def read_document(redis: _Getter, key: str) -> dict[str, Any] | None:
-    """Read and parse one universe document (``keys.universe_active`` or ``keys.universe_last_ok``)."""
-    return parse_document(await redis.get(key))
-
-
-async def read_active_symbols(redis: _Getter, keys: Keys, *, now_ms: int) -> list[str]:
-    """The active universe as other workers should see it (empty when expired or missing)."""
-    return active_symbols(await read_document(redis, keys.universe_active), now_ms=now_ms)

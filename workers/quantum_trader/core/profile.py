@@ -1,4 +1,4 @@
-"""The TradingProfile (DESIGN §4, contract): one frozen settings model per worker, composed.
+"""The TradingProfile (contract, docs/design.md): one frozen settings model per worker, composed.
 
 A profile file for ``qt`` is the same manifest ``kubectl apply`` takes. Field
 names are camelCase in YAML (``targetOpenOrders``) and snake_case in Python
@@ -139,7 +139,7 @@ class UniverseWeights(Settings):
 
 
 class EfficiencyThresholds(Settings):
-    """Minimum Kaufman efficiency ratio per asset class (seed 004: 0.05 only passed a stablecoin)."""
+    """Minimum Kaufman efficiency ratio per asset class (a single 0.05 threshold once let only a stablecoin pass)."""
 
     major: Fraction = Field(0.02, description="BTC, ETH and other majors. Default 0.02.")
     alt: Fraction = Field(0.02, description="Everything else. Default 0.02.")
@@ -184,7 +184,7 @@ class UniverseSettings(Settings):
 
 
 class HealthSettings(Settings):
-    """Data health audit (seed 004). Production profiles are always strict."""
+    """Data health audit: staleness, gaps, too few bars. Production profiles are always strict."""
 
     strict: bool = Field(True, description="Exclude unhealthy symbols. Default true; production: always.")
     max_staleness_bars: int = Field(
@@ -197,7 +197,7 @@ class HealthSettings(Settings):
 
 
 class SizeBoostSettings(Settings):
-    """Router size boost for the best candidates of a batch (seed 001)."""
+    """Router size boost for the best candidates of a batch."""
 
     rank1_confidence: Fraction = Field(0.90, description="Rank 1 at or above this is boosted. Default 0.90.")
     rank1_factor: float = Field(1.30, ge=1.0, le=5.0, description="Rank 1 boost factor. Default 1.30.")
@@ -206,7 +206,7 @@ class SizeBoostSettings(Settings):
 
 
 class RouterSettings(Settings):
-    """Router: capacity- and quality-aware best-of-N batching (seed 001)."""
+    """Router: capacity- and quality-aware best-of-N batching."""
 
     max_open_orders: int = Field(10, ge=0, description="Hard capacity cap (positions + orders). Default 10.")
     target_open_orders: int = Field(3, ge=0, description="Normal desired open count. Default 3.")
@@ -238,7 +238,7 @@ class RouterSettings(Settings):
 
 
 class SnapshotSettings(Settings):
-    """Snapshot worker: which symbols get exchange snapshots (seed 000)."""
+    """Snapshot worker: which symbols get exchange snapshots."""
 
     allowlist_source: Literal["universe", "env"] = Field(
         "universe", description="universe: active → last_ok → allowlist; env: allowlist only."

@@ -20,6 +20,9 @@ def rules(*, peering: bool = False) -> list[Rule]:
     out: list[Rule] = [
         {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/status"], "verbs": ["get", "patch"]},
+        # OwnerReferencesPermissionEnforcement (OpenShift, hardened clusters): a child whose owner
+        # reference sets blockOwnerDeletion needs `update` on the owner's finalizers subresource
+        {"apiGroups": [names.GROUP], "resources": [f"{names.PLURAL}/finalizers"], "verbs": ["update"]},
         {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch"]},
@@ -36,6 +39,19 @@ def rules(*, peering: bool = False) -> list[Rule]:
             }
         )
     return out
+
+
+def permits(rules: list[Rule], *, verb: str, group: str, resource: str) -> bool:
+    """Whether ``rules`` grant ``verb`` on ``group``/``resource`` (``resource`` may be ``plural/sub``),
+    the way the API server's RBAC authorizer matches them (``*`` wildcards included)."""
+    for rule in rules:
+        if group not in rule.get("apiGroups", ()) and "*" not in rule.get("apiGroups", ()):
+            continue
+        if resource not in rule.get("resources", ()) and "*" not in rule.get("resources", ()):
+            continue
+        if verb in rule.get("verbs", ()) or "*" in rule.get("verbs", ()):
+            return True
+    return False
 
 
 def cluster_rules(*, webhook_managed: bool = False) -> list[Rule]:

@@ -2,7 +2,11 @@
 
 * resourceVersion / uid / creationTimestamp / generation are assigned like a real API server;
 * watches replay only objects newer than the list's resourceVersion;
-* the operator runs for real (kopf.run) in its own thread and event loop, logged in to kmock.
+* the operator runs for real (kopf.run) in its own thread and event loop, logged in to kmock;
+* every request is recorded as the RBAC verb it needs (``Emulator.calls``) and, once ``enforce()`` is
+  given the chart's Role and ClusterRole, refused with 403 when they do not grant it, including the
+  OwnerReferencesPermissionEnforcement admission plugin's rule (``blockOwnerDeletion`` on a child
+  needs ``update`` on the owner's ``finalizers`` subresource).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import aiohttp.web
 import kmock
 import kopf
 from kmock._internal import enums, rendering
-from quantum_operator import names
+from quantum_operator import names, rbac
 from quantum_operator.config import OperatorConfig
 from quantum_operator.handlers import Operator, build_operator
 
@@ -35,6 +39,34 @@ CRONJOBS = kmock.resource("batch", "v1", "cronjobs")
 SECRETS = kmock.resource("", "v1", "secrets")
 EVENTS = kmock.resource("", "v1", "events")
 REQUEST_HISTORY = 20
+OPERATOR_TOKEN = "operator-service-account"  # the operator logs in with it; the tests' own client is admin
+_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update"}
+
+
+@dataclass(frozen=True, order=True)
+class Call:
+    """One permission a request needed: ``verb`` on ``group``/``resource`` (``plural[/sub]``)."""
+
+    verb: str
+    group: str
+    resource: str
+    namespaced: bool
+
+    def __str__(self) -> str:
+        scope = "namespaced" if self.namespaced else "cluster"
+        return f"{self.verb} {self.group or 'core'}/{self.resource} ({scope})"
+
+
+def rbac_verb(request: rendering.Request) -> str:
+    """The RBAC verb the API server's authorizer derives from a request."""
+    method = str(request.method.value if request.method is not None else "").upper()
+    if method == "GET":
+        if request.action == enums.action.WATCH or request.params.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if request.name else "list"
+    if method == "DELETE":
+        return "delete" if request.name else "deletecollection"
+    return _VERBS.get(method, method.lower())
 
 
 class Emulator(kmock.KubernetesEmulator):
@@ -42,6 +74,8 @@ class Emulator(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.calls = set()
+        self.denied = []
         self._rv = itertools.count(1)
         self._last_rv = 0
         self.resources.load_bundled()
@@ -54,6 +88,42 @@ class Emulator(kmock.KubernetesEmulator):
             subresources={"status"},
         )
 
+    calls: set[Call]
+    denied: list[Call]
+
+    def enforce(self, role: list[dict[str, Any]], cluster_role: list[dict[str, Any]]) -> None:
+        """From now on refuse (403) what the Role (namespaced requests) and ClusterRole do not grant."""
+        self._rules: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = (role, cluster_role)
+
+    def _needs(self, request: rendering.Request) -> list[Call]:
+        """What the operator's request needs (the tests' own admin requests carry no token)."""
+        if request.resource is None or not request.resource.plural:
+            return []  # discovery (/api, /apis/...): granted to every authenticated user
+        if request.headers.get("Authorization") != f"Bearer {OPERATOR_TOKEN}":
+            return []
+        namespaced = request.namespace is not None
+        resource = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        out = [Call(rbac_verb(request), request.resource.group, resource, namespaced)]
+        data = request.data
+        if out[0].verb in ("create", "patch", "update") and isinstance(data, dict):
+            for ref in (data.get("metadata") or {}).get("ownerReferences") or []:
+                if ref.get("blockOwnerDeletion"):
+                    group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+                    plural = next(
+                        (r.plural for r, i in self.resources.items() if i.kind == ref.get("kind") and r.group == group),
+                        str(ref.get("kind", "")).lower() + "s",
+                    )
+                    out.append(Call("update", group, f"{plural}/finalizers", namespaced))
+        return out
+
+    def _allowed(self, call: Call) -> bool:
+        rules = getattr(self, "_rules", None)
+        if rules is None:
+            return True
+        role, cluster_role = rules
+        granted = [*role, *cluster_role] if call.namespaced else cluster_role
+        return rbac.permits(granted, verb=call.verb, group=call.group, resource=call.resource)
+
     def _next_rv(self) -> str:
         self._last_rv = next(self._rv)
         return str(self._last_rv)
@@ -62,6 +132,17 @@ class Emulator(kmock.KubernetesEmulator):
         # kmock matches each request against its whole request history (O(n) per request): keep it short
         if len(self._requests) > 2 * REQUEST_HISTORY:
             del self._requests[:-REQUEST_HISTORY]
+        needs = self._needs(request)
+        self.calls.update(needs)
+        refused = [c for c in needs if not self._allowed(c)]
+        if refused:
+            self.denied.extend(refused)
+            message = f"forbidden by the chart's RBAC: {', '.join(map(str, refused))}"
+            return aiohttp.web.json_response(
+                {"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden",
+                 "code": 403, "message": message},
+                status=403,
+            )
         data = request.data
         if request.resource is not None and isinstance(data, dict):
             meta = data.setdefault("metadata", {})
@@ -140,7 +221,7 @@ class OperatorThread:
 
         @kopf.on.login(registry=self.operator.registry)
         def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=url, insecure=True)
+            return kopf.ConnectionInfo(server=url, insecure=True, token=OPERATOR_TOKEN)
 
     def _main(self) -> None:
         loop = asyncio.new_event_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ class Operator:
 def is_live(spec: Mapping[str, Any], **_: Any) -> bool:
     """Only production profiles get the delete handler (and thus a finalizer)."""
     return spec.get("environment") == "production"
+
+
+def without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
+    """kopf gives every timer a finalizer (to stop it before the object goes). The refresh timer
+    needs none: a reconcile racing a deletion only writes children the garbage collector removes.
+    Without this, paper profiles would carry a finalizer too, and hang deletion without an operator."""
+    spawning = registry._spawning  # kopf has no public switch for timers
+    spawning._handlers[:] = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h
+        for h in spawning._handlers
+    ]
 
 
 def status_patch(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,6 +159,8 @@ def build_operator(
                     await task
         if work.done() and not work.cancelled():
             work.result()  # re-raise a failure (kopf retries the timer)
+
+    without_finalizer(registry, "refresh")
 
     @kopf.on.delete(*RESOURCE, registry=registry, id="stop-new-positions", when=is_live)
     async def on_delete_live(body: kopf.Body, **_: Any) -> None:

@@ -4,6 +4,8 @@
     qt operator -n trading              # watch one namespace (repeatable)
     qt operator --all-namespaces        # cluster-wide (needs the ClusterRole variant of the RBAC)
     qt operator --dev-webhook 127.0.0.1:9443   # plain-HTTP admission server for local testing
+    qt operator --release-finalizers -n trading --scale-down qt-quantum-trader-operator
+                                        # helm's pre-delete hook: stop the operator, free every profile
     qt operator --webhook 0.0.0.0:9443 --webhook-cert tls.crt --webhook-key tls.key \
                 --webhook-managed quantumtrader.io   # kopf keeps the ValidatingWebhookConfiguration
 
@@ -14,6 +16,7 @@ QT_RECONCILE_INTERVAL, QT_HEARTBEAT_STALE_AFTER, QT_STARTUP_GRACE (see docs/oper
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -23,7 +26,9 @@ import prometheus_client
 from quantum_trader.core import logs
 
 from quantum_operator.config import config_from_env
-from quantum_operator.handlers import build_operator
+from quantum_operator.handlers import FINALIZER, build_operator
+from quantum_operator.kube import KubeError
+from quantum_operator.release import HttpKube, release_finalizers, scale_down
 
 
 def _addr(value: str) -> tuple[str, int]:
@@ -42,7 +47,9 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     p.add_argument("--standalone", action="store_true", help="no peering (one operator replica)")
     p.add_argument(
-        "--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)"
+        "--liveness",
+        default="http://127.0.0.1:8080/healthz",
+        help="liveness endpoint URL ('' to disable); containers: http://0.0.0.0:8080/healthz",
     )
     hook = p.add_mutually_exclusive_group()
     hook.add_argument(
@@ -64,14 +71,53 @@ def parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("QT_OPERATOR_METRICS_PORT", "9090")),
         help="Prometheus /metrics of the operator (qt_operator_*); 0 disables",
     )
+    p.add_argument(
+        "--metrics-host",
+        default=os.environ.get("QT_OPERATOR_METRICS_HOST", "127.0.0.1"),
+        help="address /metrics listens on (default 127.0.0.1; containers: 0.0.0.0)",
+    )
+    p.add_argument(
+        "--release-finalizers",
+        action="store_true",
+        help="remove the operator's finalizer from every profile of the namespaces, then exit (uninstall)",
+    )
+    p.add_argument(
+        "--scale-down",
+        default="",
+        metavar="DEPLOYMENT",
+        help="with --release-finalizers: first scale this operator Deployment to zero and wait",
+    )
     p.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("QT_LOG_FORMAT", "text"))
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
+async def _release(namespaces: list[str], *, scale: str) -> int:
+    try:
+        kube = HttpKube.in_cluster()
+    except (KubeError, OSError) as exc:
+        print(f"qt operator: --release-finalizers: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if scale:
+            for namespace in namespaces:
+                await scale_down(kube, namespace=namespace, deployment=scale)
+        released = await release_finalizers(kube, namespaces=namespaces, finalizer=FINALIZER)
+    except KubeError as exc:
+        print(f"qt operator: --release-finalizers: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await kube.close()
+    print(f"released {len(released)} profile(s): {', '.join(f'{r.namespace}/{r.name}' for r in released)}")
+    return 0
+
+
 def run(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
+    if args.release_finalizers:
+        namespaces = list(args.namespace) or [os.environ.get("POD_NAMESPACE", "default")]
+        return asyncio.run(_release(namespaces, scale=args.scale_down))
     try:
         config = config_from_env()
     except ValueError as exc:
@@ -79,7 +125,7 @@ def run(argv: list[str]) -> int:
         return 2
     op = build_operator(config, admission=bool(args.dev_webhook or args.webhook))
     if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port)
+        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_host)
     if args.dev_webhook:
         host, port = args.dev_webhook
         op.settings.admission.server = kopf.WebhookServer(addr=host, port=port, insecure=True)

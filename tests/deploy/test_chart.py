@@ -135,7 +135,7 @@ def test_every_object_carries_the_standard_labels(render, variant: str) -> None:
 def test_default_install_has_operator_rbac_crd_redis_and_dashboards(render) -> None:
     kinds = sorted({o["kind"] for o in render().objects})
     assert kinds == sorted(
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment", "Role",
+        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment", "Job", "Role",
          "RoleBinding", "Secret", "Service", "ServiceAccount", "StatefulSet"]
     )
     names = {o["metadata"]["name"] for o in render().objects if o["metadata"].get("namespace") == NAMESPACE}
@@ -168,6 +168,32 @@ def test_operator_args_are_accepted_by_the_qt_operator_parser(render) -> None:
     args = [a.replace("$(POD_NAMESPACE)", NAMESPACE) for a in c["args"]]
     parsed = main.parser().parse_args(args)
     assert parsed.namespace == [NAMESPACE] and parsed.standalone
+
+
+def test_operator_listens_on_all_addresses_in_the_container_only_through_explicit_args(render) -> None:
+    main = pytest.importorskip("quantum_operator.main")
+    (c,) = render().one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"]
+    parsed = main.parser().parse_args([a.replace("$(POD_NAMESPACE)", NAMESPACE) for a in c["args"]])
+    assert parsed.metrics_host == "0.0.0.0" and parsed.liveness.startswith("http://0.0.0.0:")
+    defaults = main.parser().parse_args([])
+    assert defaults.metrics_host == "127.0.0.1" and defaults.liveness.startswith("http://127.0.0.1:")
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 8080, "metrics": parsed.metrics_port}
+
+
+def test_uninstall_hook_stops_the_operator_then_releases_finalizers_as_its_service_account(render) -> None:
+    main = pytest.importorskip("quantum_operator.main")
+    rendered = render()
+    job = rendered.one("Job", "-release")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    assert "hook-succeeded" in job["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == rendered.one("ServiceAccount")["metadata"]["name"]
+    (c,) = pod["containers"]
+    parsed = main.parser().parse_args([a.replace("$(POD_NAMESPACE)", NAMESPACE) for a in c["args"]])
+    assert parsed.release_finalizers and parsed.namespace == [NAMESPACE]
+    assert parsed.scale_down == rendered.one("Deployment", "-operator")["metadata"]["name"]
+    assert c["image"] == rendered.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert render("--set", "operator.releaseFinalizersOnUninstall=false").of("Job") == []
 
 
 def test_operator_env_wires_worker_image_redis_secret_and_log_format(render) -> None:

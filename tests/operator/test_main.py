@@ -39,3 +39,12 @@ def test_config_from_env_defaults_and_overrides() -> None:
         90,
     )
     assert config_from_env({}).reconcile_interval == 30.0
+
+
+def test_release_finalizers_outside_a_cluster_is_one_line_and_exit_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert main.run(["--release-finalizers", "-n", "trading"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "qt operator: --release-finalizers: not in a cluster (KUBERNETES_SERVICE_HOST unset)"

@@ -91,7 +91,7 @@ def test_filled_and_closed_is_traded() -> None:
                            pnl_usd=1.2, close_reason="take_profit", order_id="PAPER-abc", ts=NOW - 1000)
     report = explain(inputs(decisions=(decision("none"),), executions=(execution(),), position_events=(closed,)))
     assert report.traded
-    assert report.verdict == "GALAUSDT: traded — filled (order PAPER-abc); last closed take_profit pnl +1.20 USD 1s ago"
+    assert report.verdict == "GALAUSDT: traded — filled (order PAPER-abc); last closed take_profit pnl +$1.20 1s ago"
 
 
 def test_rejected_execution_is_the_verdict() -> None:

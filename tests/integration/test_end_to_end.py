@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,8 @@ def test_qt_run_on_the_sim_produces_fills_and_check_says_go(redis_url: str) -> N
     check = qt("check", "--profile", "examples/paper.yaml", "--json", "--window", "10m", env=env, timeout=60)
     report = json.loads(check.stdout)
     assert check.returncode == 0, json.dumps(report, indent=1)
+    # at --speed 30 the window is still wall time: qt check counts what the run's live view counted
+    stopped = next(line for line in run.stderr.splitlines() if "RUN_STOPPED" in line)
+    view_execute = int(re.search(r"\bexecute=(\d+)", stopped).group(1))  # type: ignore[union-attr]
+    flow = next(i for i in report["items"] if i["key"] == "execute_flow")
+    assert flow["detail"]["execute"] == view_execute > 0, stopped

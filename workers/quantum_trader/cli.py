@@ -27,7 +27,6 @@ from quantum_trader.core.profile import (
     TradingProfile,
     default_profile,
     load_profile,
-    parse_duration,
 )
 
 EXIT_OK: Final = 0
@@ -183,7 +182,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     profile = _profile(args.profile)
     url = resolve_redis_url(profile)
-    return run(profile, as_json=args.json, window_s=parse_duration(args.window), redis_url=str(url))
+    return run(profile, as_json=args.json, window_s=args.window, redis_url=str(url), clock=args.clock)
 
 
 def cmd_why(args: argparse.Namespace) -> int:
@@ -191,7 +190,11 @@ def cmd_why(args: argparse.Namespace) -> int:
 
     profile = _profile(args.profile)
     url = resolve_redis_url(profile)
-    return run(profile, args.symbol.upper(), as_json=args.json, redis_url=str(url))
+    from quantum_trader.inspect.ticks import tick_sizes
+
+    symbol = args.symbol.strip().upper()
+    return run(profile, symbol, as_json=args.json, redis_url=str(url), clock=args.clock,
+               tick=tick_sizes(profile).get(symbol))
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -201,6 +204,24 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
+
+
+def _duration_arg(text: str) -> float:
+    """argparse type for a duration: says what it expected, no exception name."""
+    from quantum_trader.inspect.fmt import DurationError, parse_duration_arg
+
+    try:
+        seconds = parse_duration_arg(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90s, 5m or 1h30m (got {text!r})")
+    return seconds
+
+
+def _clock_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clock", choices=("wall", "sim"), default="wall",
+                   help="measure windows and ages in wall time (default) or in the pipeline's simulated time")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,12 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", parents=[common], help="GO/NO-GO checklist over live Redis state")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--window", default="5m", help="look-back window (default 5m)")
+    p.add_argument("--window", default=300.0, type=_duration_arg, metavar="DURATION",
+                   help="look-back window, e.g. 90s, 5m, 1h30m (default 5m)")
+    _clock_arg(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("why", parents=[common], help="one symbol through every stage")
     p.add_argument("symbol")
     p.add_argument("--json", action="store_true")
+    _clock_arg(p)
     p.set_defaults(func=cmd_why)
 
     p = sub.add_parser("operator", help="the kopf operator (arguments are passed through)", add_help=False)

@@ -27,6 +27,7 @@ from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import TradingProfile
+from quantum_trader.inspect.timebase import clock_fields
 from quantum_trader.universe import publication
 
 _CHUNK: Final = 2000
@@ -198,6 +199,10 @@ async def _pipeline(
             loop.add_signal_handler(sig, stop.set)
     started = time.time()
     client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    clock_map: dict[Any, Any] = clock_fields(
+        speed=float(getattr(clock, "speed", 1.0)), wall_ms=int(time.time() * 1000), sim_ms=clock.now_ms())
+    with contextlib.suppress(Exception):  # without it qt check / qt why assume wall time = pipeline time
+        await client.hset(Keys(profile.name).run_clock, mapping=clock_map)
     collector = FunnelCollector(client, keys=Keys(profile.name), started=started)
     workers = asyncio.create_task(run_workers(
         list(WORKERS), profile=profile, redis_url=redis_url, clock=clock, stop=stop,

@@ -237,6 +237,11 @@ class Keys:
         return f"{self.prefix}model:artifact:{version}"
 
     @property
+    def run_clock(self) -> str:
+        """Hash ``speed``, ``anchor_wall_ms``, ``anchor_sim_ms``: how ``qt run``'s pipeline clock maps to wall time."""
+        return f"{self.prefix}run:clock"
+
+    @property
     def rate_budget(self) -> str:
         """Shared exchange request-weight budget across workers (per minute window)."""
         return f"{self.prefix}exchange:weight"

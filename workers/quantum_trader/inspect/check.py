@@ -1,20 +1,21 @@
-"""``qt check``: seed 000's GO/NO-GO checklist over live Redis state.
+"""``qt check``: the GO/NO-GO checklist over live Redis state.
 
 :func:`gather` reads Redis into a frozen :class:`CheckInputs` (the only I/O);
 :func:`evaluate` is pure and turns it into items, each PASS, WARN or FAIL with
 its figure; :func:`run` prints the table (or one JSON document) and returns 0
 for GO (no FAIL) and 1 for NO-GO.
 
-Time: stream ``ts`` fields are in the pipeline's clock (virtual when the sim
-runs faster than real time), so the window ends at the later of wall time and
-the newest ``ts`` seen. Heartbeats are wall time.
+Time follows :mod:`quantum_trader.inspect.timebase`: the window is wall time by
+default (entries *written* in the last ``--window``, by their Redis ids — what the
+live view of ``qt run`` counts, at any ``--speed``), or pipeline time with
+``--clock sim`` (entries whose ``ts`` lies in the window). Universe validity is
+judged in pipeline time, as the workers judge it; heartbeats are wall time.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,8 +24,9 @@ from typing import Any, Final, Literal
 import redis
 
 from quantum_trader.core.keys import WORKERS, Keys
-from quantum_trader.core.profile import SnapshotSettings, TradingProfile, format_duration
-from quantum_trader.inspect import streams
+from quantum_trader.core.profile import SnapshotSettings, TradingProfile
+from quantum_trader.inspect import fmt, streams
+from quantum_trader.inspect.timebase import ClockMode, TimeBase, parse_clock
 from quantum_trader.router.core import read_capacity
 from quantum_trader.snapshot import core as snap
 
@@ -52,8 +54,8 @@ class CheckInputs:
     spec_paused: bool
     paused_flag: bool
     snapshot: SnapshotSettings
-    now_ms: int  # end of the window (pipeline clock)
-    wall_ms: int
+    now_ms: int  # pipeline time now (validity is judged on it)
+    wall_ms: int  # wall time now
     window_s: float
     decisions: tuple[Row, ...]
     executions: tuple[Row, ...]
@@ -65,6 +67,15 @@ class CheckInputs:
     last_ok: snap.UniverseView | None
     heartbeats: Mapping[str, int | None]
     open_orders_raw: str | None
+    clock: ClockMode = "wall"  # the clock windows and ages are measured on
+    timebase: TimeBase = field(default_factory=TimeBase)
+
+    def age_ms(self, sim_ts: int) -> int:
+        """How long ago a pipeline-time stamp was, on this report's clock."""
+        return self.timebase.age_ms(sim_ts=sim_ts, wall_now_ms=self.wall_ms, clock=self.clock)
+
+    def span_ms(self, sim_span_ms: int) -> int:
+        return self.timebase.span_ms(sim_span_ms, clock=self.clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,8 @@ class Report:
     window_s: float
     now_ms: int
     items: tuple[Item, ...]
+    clock: ClockMode = "wall"
+    timebase: TimeBase = field(default_factory=TimeBase)
 
     @property
     def go(self) -> bool:
@@ -92,8 +105,10 @@ class Report:
         return {
             "profile": self.profile,
             "environment": self.environment,
-            "window": format_duration(self.window_s),
+            "window": fmt.human_duration(self.window_s),
             "window_s": self.window_s,
+            "clock": self.clock,
+            "speed": self.timebase.speed,
             "now_ms": self.now_ms,
             "verdict": "GO" if self.go else "NO-GO",
             "go": self.go,
@@ -110,7 +125,7 @@ def _pct(n: int, total: int) -> str:
 
 
 def _ago(ms: int) -> str:
-    return format_duration(max(0, ms) // 1000 * 1.0) if ms >= 1000 else f"{max(0, ms)}ms"
+    return fmt.human_duration(max(0, ms) / 1000.0)
 
 
 def check_gate_distribution(inp: CheckInputs) -> Item:
@@ -196,16 +211,17 @@ def check_universe(inp: CheckInputs) -> Item:
         return Item("universe", title, missing_status, "cfg:universe:active is missing or malformed", {})
     detail = {"count": len(view.symbols), "generated_at": view.generated_at, "valid_until": view.valid_until,
               "universe_hash": view.universe_hash}
-    age = inp.now_ms - view.generated_at
+    age = inp.age_ms(view.generated_at)
     if view.valid_until <= inp.now_ms:
         return Item("universe", title, missing_status,
-                    f"expired {_ago(inp.now_ms - view.valid_until)} ago ({len(view.symbols)} symbols, age {_ago(age)})",
+                    f"expired {_ago(inp.age_ms(view.valid_until))} ago ({len(view.symbols)} symbols, age {_ago(age)})",
                     detail)
     if not snap.active_symbols(view, now_ms=inp.now_ms):
         return Item("universe", title, missing_status,
                     f"invalid (empty or hash mismatch), {len(view.symbols)} symbols", detail)
     return Item("universe", title, "PASS",
-                f"{len(view.symbols)} symbols, age {_ago(age)}, valid for {_ago(view.valid_until - inp.now_ms)}", detail)
+                f"{len(view.symbols)} symbols, age {_ago(age)}, valid for {_ago(inp.span_ms(view.valid_until - inp.now_ms))}",
+                detail)
 
 
 def check_allowlist(inp: CheckInputs) -> Item:
@@ -264,14 +280,24 @@ def evaluate(inp: CheckInputs) -> Report:
         check_trading_enabled(inp),
     )
     return Report(profile=inp.profile, environment=inp.environment, window_s=inp.window_s, now_ms=inp.now_ms,
-                  items=items)
+                  items=items, clock=inp.clock, timebase=inp.timebase)
 
 
 # -- rendering --------------------------------------------------------------------------------
 
 
+def window_text(report: Report) -> str:
+    """``last 5m of wall time`` (+ the same span on the pipeline's clock when it runs at another speed)."""
+    text = f"last {fmt.human_duration(report.window_s)} of {'wall' if report.clock == 'wall' else 'pipeline'} time"
+    tb = report.timebase
+    if tb.speed != 1.0:
+        other = tb.window_in_other_clock(report.window_s, clock=report.clock)
+        text += f" (= {fmt.human_duration(other)} of {'pipeline' if report.clock == 'wall' else 'wall'} time at {tb.speed:g}x)"
+    return text
+
+
 def render(report: Report) -> str:
-    head = (f"qt check — profile {report.profile} ({report.environment}), window {format_duration(report.window_s)}: "
+    head = (f"qt check — profile {report.profile} ({report.environment}), {window_text(report)}: "
             f"{'GO' if report.go else 'NO-GO'}")
     width = max(len(i.title) for i in report.items)
     lines = [head, "", f"{'STATUS':<6}  {'CHECK':<{width}}  FIGURE"]
@@ -294,20 +320,43 @@ def _row(fields: streams.Fields, *, kind: str = "", reason: str = "") -> Row:
                reason=fields.get(reason, "") if reason else "")
 
 
-def gather(client: redis.Redis, profile: TradingProfile, *, window_s: float, now_ms: int | None = None) -> CheckInputs:
+def redis_wall_ms(client: redis.Redis) -> int:
+    """Wall time by the Redis server's clock: the clock that stamps stream entry ids."""
+    sec, usec = client.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def read_timebase(client: redis.Redis, keys: Keys) -> TimeBase:
+    raw = client.hgetall(keys.run_clock)
+    return parse_clock({streams._s(k): streams._s(v) for k, v in (raw or {}).items()})
+
+
+def pipeline_now(client: redis.Redis, keys: Keys, tb: TimeBase, *, wall_ms: int) -> int:
+    """The pipeline's clock now: from ``run:clock``, else the later of wall time and the newest ``ts``."""
+    if tb.recorded:
+        return tb.sim_at(wall_ms)
+    newest = [streams.newest_ts(client, s) for s in
+              (keys.ai_signal, keys.trade_intent, keys.gate_decision, keys.execution_result)]
+    return max([wall_ms, *(t for t in newest if t is not None)])
+
+
+def gather(client: redis.Redis, profile: TradingProfile, *, window_s: float, clock: ClockMode = "wall",
+           now_ms: int | None = None, wall_ms: int | None = None) -> CheckInputs:
     keys = Keys(profile.name)
-    wall_ms = int(time.time() * 1000)
+    wall_ms = redis_wall_ms(client) if wall_ms is None else wall_ms
+    tb = read_timebase(client, keys)
     if now_ms is None:
-        newest = [streams.newest_ts(client, s) for s in
-                  (keys.ai_signal, keys.trade_intent, keys.gate_decision, keys.execution_result)]
-        now_ms = max([wall_ms, *(t for t in newest if t is not None)])
-    since = now_ms - int(window_s * 1000)
-    decisions = tuple(_row(f, kind="decision", reason="reason")
-                      for f in streams.scan_since(client, keys.gate_decision, since_ms=since))
-    executions = tuple(_row(f, kind="status", reason="reason")
-                       for f in streams.scan_since(client, keys.execution_result, since_ms=since))
-    intents = tuple(_row(f) for f in streams.scan_since(client, keys.trade_intent, since_ms=since))
-    signals = tuple(_row(f, kind="model") for f in streams.scan_since(client, keys.ai_signal, since_ms=since))
+        now_ms = pipeline_now(client, keys, tb, wall_ms=wall_ms)
+
+    def window(stream: str) -> list[streams.Fields]:
+        if clock == "wall":
+            return streams.scan_written_since(client, stream, since_wall_ms=wall_ms - int(window_s * 1000))
+        return streams.scan_since(client, stream, since_ms=now_ms - int(window_s * 1000))
+
+    decisions = tuple(_row(f, kind="decision", reason="reason") for f in window(keys.gate_decision))
+    executions = tuple(_row(f, kind="status", reason="reason") for f in window(keys.execution_result))
+    intents = tuple(_row(f) for f in window(keys.trade_intent))
+    signals = tuple(_row(f, kind="model") for f in window(keys.ai_signal))
     intent_symbols = sorted({i.symbol for i in intents if i.symbol})
     pipe = client.pipeline(transaction=False)
     pipe.smembers(keys.tradable_symbols)
@@ -349,17 +398,20 @@ def gather(client: redis.Redis, profile: TradingProfile, *, window_s: float, now
         last_ok=snap.parse_universe(last_ok_raw),
         heartbeats=heartbeats,
         open_orders_raw=streams._s(open_raw) if open_raw is not None else None,
+        clock=clock,
+        timebase=tb,
     )
 
 
-def run(profile: TradingProfile, *, as_json: bool, window_s: float, redis_url: str, now_ms: int | None = None) -> int:
+def run(profile: TradingProfile, *, as_json: bool, window_s: float, redis_url: str, clock: ClockMode = "wall",
+        now_ms: int | None = None) -> int:
     """Print the checklist; 0 GO, 1 NO-GO (also when Redis cannot be read: one line on stderr)."""
     if window_s <= 0:
         print("qt check: --window must be positive", file=sys.stderr)
         return 1
     client = redis.Redis.from_url(redis_url, socket_timeout=10)
     try:
-        inputs = gather(client, profile, window_s=window_s, now_ms=now_ms)
+        inputs = gather(client, profile, window_s=window_s, clock=clock, now_ms=now_ms)
     except redis.RedisError as exc:
         print(f"qt check: cannot read Redis at {redis_url}: {exc}", file=sys.stderr)
         return 1

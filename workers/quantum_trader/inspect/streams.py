@@ -52,6 +52,29 @@ def scan_since(client: redis.Redis, stream: str, *, since_ms: int, limit: int = 
     return out
 
 
+def entry_ms(entry_id: Any) -> int:
+    """Wall time (epoch ms) at which Redis wrote a stream entry: the first part of its id."""
+    try:
+        return int(_s(entry_id).split("-", 1)[0])
+    except ValueError:
+        return 0
+
+
+def scan_written_since(
+    client: redis.Redis, stream: str, *, since_wall_ms: int, limit: int = SCAN_LIMIT
+) -> list[Fields]:
+    """Entries written (by wall time, the entry id) at or after ``since_wall_ms``, newest first."""
+    out: list[Fields] = []
+    upper = "+"
+    while len(out) < limit:
+        rows = client.xrevrange(stream, max=upper, min=f"{max(0, since_wall_ms)}-0", count=CHUNK)
+        if not rows:
+            break
+        out.extend(decode_raw(raw or {}) for _, raw in rows)
+        upper = "(" + _s(rows[-1][0])
+    return out[:limit]
+
+
 def find_latest(
     client: redis.Redis, stream: str, match: Callable[[Fields], bool], *, want: int = 1, limit: int = SCAN_LIMIT
 ) -> list[Fields]:

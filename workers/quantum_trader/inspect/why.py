@@ -7,6 +7,9 @@ frozen :class:`WhyInputs`; :func:`explain` is pure and follows the chain of ids
 signal to say where it stopped:
 
     GALAUSDT: not traded — gate blocked: kill_score_warning_risk_increase
+
+Ages are wall time by default and pipeline time with ``--clock sim``
+(:mod:`quantum_trader.inspect.timebase`); prices are shown on the symbol's tick.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -32,8 +34,9 @@ from quantum_trader.core.messages import (
     Signal,
     TradeIntent,
 )
-from quantum_trader.core.profile import TradingProfile, format_duration
-from quantum_trader.inspect import streams
+from quantum_trader.core.profile import TradingProfile
+from quantum_trader.inspect import fmt, streams
+from quantum_trader.inspect.timebase import ClockMode, TimeBase, parse_clock
 from quantum_trader.snapshot import core as snap
 
 SYMBOL_RE: Final = re.compile(r"^[A-Z0-9]{2,40}$")
@@ -58,6 +61,21 @@ class WhyInputs:
     snapshot_ttl_ms: int | None
     tradable: bool | None  # None: cfg:tradable_symbols missing
     position: Mapping[str, Any] | None
+    wall_ms: int | None = None  # wall time now; None: the wall instant of now_ms
+    clock: ClockMode = "wall"  # the clock ages are measured on
+    timebase: TimeBase = field(default_factory=TimeBase)
+    tick: float | None = None  # the symbol's price tick, when known
+
+    def age_ms(self, ts: int) -> int:
+        """How long ago a pipeline-time stamp was, on this report's clock (never negative)."""
+        wall = self.timebase.wall_at(self.now_ms) if self.wall_ms is None else self.wall_ms
+        return self.timebase.age_ms(sim_ts=ts, wall_now_ms=wall, clock=self.clock)
+
+    def price(self, value: object) -> str:
+        try:
+            return fmt.price(float(str(value)), self.tick)
+        except ValueError:
+            return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +91,20 @@ class WhyReport:
     verdict: str
     traded: bool
     stages: tuple[Stage, ...]
+    clock: ClockMode = "wall"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "symbol": self.symbol,
             "verdict": self.verdict,
             "traded": self.traded,
+            "clock": self.clock,
             "stages": {s.name: {"text": s.text, **dict(s.data)} for s in self.stages},
         }
 
 
-def _ago(now_ms: int, ts: int) -> str:
-    ms = now_ms - ts
-    if ms < 1000:
-        return "just now"
-    return format_duration(float(ms // 1000)) + " ago"
+def _ago(inp: WhyInputs, ts: int) -> str:
+    return fmt.ago(inp.age_ms(ts))
 
 
 def _first(items: tuple[Any, ...], pred: Any) -> Any:
@@ -127,9 +144,10 @@ def signal_stage(inp: WhyInputs) -> Stage:
     if s is None:
         return Stage("signal", "no signal in the stream", {})
     text = (f"{s.side} conf {s.confidence:.3f} model {s.model} regime {s.regime} "
-            f"rl_gate {'pass' if s.rl_gate_pass else 'fail'}, {_ago(inp.now_ms, s.ts)} (signal_id {s.signal_id})")
+            f"rl_gate {'pass' if s.rl_gate_pass else 'fail'}, price {inp.price(s.price)}, {_ago(inp, s.ts)} "
+            f"(signal_id {s.signal_id})")
     return Stage("signal", text, {"signal_id": s.signal_id, "side": s.side, "confidence": s.confidence,
-                                  "model": s.model, "ts": s.ts})
+                                  "model": s.model, "ts": s.ts, "age_ms": inp.age_ms(s.ts)})
 
 
 def router_stage(inp: WhyInputs) -> Stage:
@@ -146,11 +164,11 @@ def router_stage(inp: WhyInputs) -> Stage:
                 fate = None
     if intent is not None:
         return Stage("router", f"intent {intent.intent_id} rank {intent.rank} {intent.side} "
-                               f"size {intent.position_size_usd:g} USD (boost {intent.size_boost:g}), "
-                               f"{_ago(inp.now_ms, intent.ts)}",
+                               f"size {fmt.money(intent.position_size_usd)} (boost {intent.size_boost:g}), "
+                               f"entry {inp.price(intent.entry_price)}, {_ago(inp, intent.ts)}",
                      {"intent_id": intent.intent_id, "signal_id": intent.signal_id, "rank": intent.rank})
     if fate is not None:
-        return Stage("router", f"dropped: {fate.reason} ({_ago(inp.now_ms, fate.ts)}, signal_id {fate.signal_id})",
+        return Stage("router", f"dropped: {fate.reason} ({_ago(inp, fate.ts)}, signal_id {fate.signal_id})",
                      {"reason": fate.reason, "signal_id": fate.signal_id})
     return Stage("router", "no intent and no drop record", {})
 
@@ -165,10 +183,13 @@ def snapshot_stage(inp: WhyInputs) -> Stage:
         ts = int(inp.snapshot.get("ts", "0"))
     except ValueError:
         ts = 0
-    ttl = f", expires in {inp.snapshot_ttl_ms // 1000}s" if inp.snapshot_ttl_ms and inp.snapshot_ttl_ms > 0 else ""
-    text = (f"mark {inp.snapshot.get('mark_price', '?')} position {inp.snapshot.get('position_amt', '0')}, "
-            f"age {_ago(inp.now_ms, ts).removesuffix(' ago')}{ttl}; {tradable}")
-    return Stage("snapshot", text, {"age_ms": inp.now_ms - ts, "tradable": inp.tradable, **dict(inp.snapshot)})
+    ttl = ""
+    if inp.snapshot_ttl_ms and inp.snapshot_ttl_ms > 0:  # a Redis TTL: wall time
+        ttl = f", expires in {fmt.human_duration(inp.snapshot_ttl_ms / 1000.0)}"
+    age = inp.age_ms(ts)
+    text = (f"mark {inp.price(inp.snapshot.get('mark_price', '?'))} position {inp.snapshot.get('position_amt', '0')}, "
+            f"age {fmt.human_duration(age / 1000.0)}{ttl}; {tradable}")
+    return Stage("snapshot", text, {**dict(inp.snapshot), "age_ms": age, "tradable": inp.tradable})
 
 
 def gate_stage(inp: WhyInputs, intent_id: str | None) -> Stage:
@@ -176,7 +197,7 @@ def gate_stage(inp: WhyInputs, intent_id: str | None) -> Stage:
     d = d or (inp.decisions[0] if inp.decisions else None)
     if d is None:
         return Stage("gate", "no decision", {})
-    text = f"{d.decision} {d.reason} (kill score {d.kill_score:.2f}) for {d.intent_id}, {_ago(inp.now_ms, d.ts)}"
+    text = f"{d.decision} {d.reason} (kill score {d.kill_score:.2f}) for {d.intent_id}, {_ago(inp, d.ts)}"
     return Stage("gate", text, {"decision": d.decision, "reason": d.reason, "intent_id": d.intent_id})
 
 
@@ -186,8 +207,8 @@ def execution_stage(inp: WhyInputs, intent_id: str | None) -> Stage:
     if e is None:
         return Stage("execution", "no execution", {})
     reason = f" {e.reason}" if e.status == "REJECTED" else ""
-    text = (f"{e.status}{reason} {e.side} qty {e.qty:g} @ {e.price:g} ({e.mode}, order {e.order_id or '-'}) "
-            f"for {e.intent_id}, {_ago(inp.now_ms, e.ts)}")
+    text = (f"{e.status}{reason} {e.side} qty {fmt.quantity(e.qty)} @ {inp.price(e.price)} "
+            f"({e.mode}, order {e.order_id or '-'}) for {e.intent_id}, {_ago(inp, e.ts)}")
     return Stage("execution", text, {"status": e.status, "reason": e.reason, "intent_id": e.intent_id,
                                      "order_id": e.order_id})
 
@@ -197,9 +218,9 @@ def position_stage(inp: WhyInputs) -> Stage:
     last = inp.position_events[0] if inp.position_events else None
     closed = ""
     if last is not None and last.event == "CLOSED":
-        closed = (f"last closed {last.close_reason} pnl {last.pnl_usd:+.2f} USD {_ago(inp.now_ms, last.ts)}")
+        closed = f"last closed {last.close_reason} pnl {fmt.money(last.pnl_usd, signed=True)} {_ago(inp, last.ts)}"
     if p:
-        text = f"open {p.get('side')} qty {p.get('qty')} @ {p.get('entry_price')}"
+        text = f"open {p.get('side')} qty {p.get('qty')} @ {inp.price(p.get('entry_price'))}"
         return Stage("position", text + (f"; {closed}" if closed else ""), {"open": True, **dict(p)})
     return Stage("position", closed or "none", {"open": False})
 
@@ -244,7 +265,7 @@ def explain(inp: WhyInputs) -> WhyReport:
     stages = (uni, sig, rt, snapshot_stage(inp), gate_stage(inp, intent_id), execution_stage(inp, intent_id),
               position_stage(inp))
     text, traded = verdict(inp, {s.name: s for s in stages})
-    return WhyReport(symbol=inp.symbol, verdict=text, traded=traded, stages=stages)
+    return WhyReport(symbol=inp.symbol, verdict=text, traded=traded, stages=stages, clock=inp.clock)
 
 
 def render(report: WhyReport) -> str:
@@ -267,7 +288,8 @@ def _parse(kind: type[Any], rows: list[streams.Fields]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, now_ms: int | None = None) -> WhyInputs:
+def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, clock: ClockMode = "wall",
+           now_ms: int | None = None, tick: float | None = None) -> WhyInputs:
     keys = Keys(profile.name)
 
     def latest(stream: str) -> list[streams.Fields]:
@@ -288,11 +310,18 @@ def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, now_ms:
     pipe.exists(keys.tradable_symbols)
     pipe.sismember(keys.tradable_symbols, symbol)
     pipe.hget(keys.positions, symbol)
-    active_raw, last_ok_raw, funnel_raw, snap_raw, snap_ttl, has_tradable, is_tradable, pos_raw = pipe.execute()
-    wall = int(time.time() * 1000)
-    if now_ms is None:
+    pipe.hgetall(keys.run_clock)
+    pipe.time()
+    (active_raw, last_ok_raw, funnel_raw, snap_raw, snap_ttl, has_tradable, is_tradable, pos_raw, clock_raw,
+     server_time) = pipe.execute()
+    tb = parse_clock({streams._s(k): streams._s(v) for k, v in (clock_raw or {}).items()})
+    wall = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
+    if now_ms is None and tb.recorded:
+        now_ms = tb.sim_at(wall)
+    elif now_ms is None:
         seen = [m.ts for group in (signals, intents, fates, decisions, executions, events) for m in group[:1]]
         now_ms = max([wall, *seen])
+        tb = TimeBase(anchor_wall_ms=wall, anchor_sim_ms=now_ms)  # unrecorded clock: ages count from the newest
     funnel_doc: Any = None
     if funnel_raw is not None:
         try:
@@ -329,10 +358,15 @@ def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, now_ms:
         snapshot_ttl_ms=int(snap_ttl) if snap_ttl is not None and int(snap_ttl) >= 0 else None,
         tradable=bool(is_tradable) if has_tradable else None,
         position=position,
+        wall_ms=wall,
+        clock=clock,
+        timebase=tb,
+        tick=tick,
     )
 
 
-def run(profile: TradingProfile, symbol: str, *, as_json: bool, redis_url: str, now_ms: int | None = None) -> int:
+def run(profile: TradingProfile, symbol: str, *, as_json: bool, redis_url: str, clock: ClockMode = "wall",
+        now_ms: int | None = None, tick: float | None = None) -> int:
     """Print the symbol's path through the pipeline; 0, or 1 with one stderr line on bad input/Redis error."""
     sym = symbol.strip().upper()
     if not SYMBOL_RE.match(sym):
@@ -340,7 +374,7 @@ def run(profile: TradingProfile, symbol: str, *, as_json: bool, redis_url: str, 
         return 1
     client = redis.Redis.from_url(redis_url, socket_timeout=10)
     try:
-        inputs = gather(client, profile, sym, now_ms=now_ms)
+        inputs = gather(client, profile, sym, clock=clock, now_ms=now_ms, tick=tick)
     except redis.RedisError as exc:
         print(f"qt why: cannot read Redis at {redis_url}: {exc}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 import redis.asyncio as aredis
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from quantum_trader.core import metrics
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
-from quantum_trader.core.messages import DeadLetter, Message, MessageError, decode_raw
+from quantum_trader.core.messages import DeadLetter, Message, MessageError, raw_for_deadletter
 
 M = TypeVar("M", bound=Message)
 
@@ -51,10 +52,14 @@ return false
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A raw stream entry. ``fields`` is None when the entry was trimmed before it was read."""
+    """A raw stream entry, read without decoding (any bytes a writer put there).
+
+    ``fields`` is None when the entry was trimmed before it was read. Parse it with
+    ``M.from_fields(entry.fields)`` (strict: invalid UTF-8 is a :class:`MessageError`).
+    """
 
     id: str
-    fields: dict[str, str] | None
+    fields: dict[bytes, bytes] | None
     deliveries: int = 1
 
 
@@ -72,12 +77,38 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _raw_fields(fields: Any) -> dict[bytes, bytes]:
+    return {k if isinstance(k, bytes) else str(k).encode(): v if isinstance(v, bytes) else str(v).encode()
+            for k, v in fields.items()}
+
+
 def _entries(raw: Sequence[Any]) -> list[Entry]:
     out: list[Entry] = []
-    for item in raw:
+    for item in raw or ():
         entry_id, fields = item[0], item[1]
-        out.append(Entry(_s(entry_id), decode_raw(fields) if fields else None))
+        if entry_id is None:
+            continue
+        out.append(Entry(_s(entry_id), _raw_fields(fields) if fields else None))
     return out
+
+
+def raw_command(target: Any, *args: Any) -> Any:
+    """``execute_command`` whose reply is never decoded (a client or a pipeline; awaitable for a client).
+
+    A ``decode_responses=True`` client decodes every reply as UTF-8 inside the protocol parser,
+    so one non-UTF-8 byte in a stream entry would raise before any validation could see it.
+    """
+    return target.execute_command(*args, **{NEVER_DECODE: []})
+
+
+def _stream_rows(resp: Any) -> list[Any]:
+    """The entry rows of a single-stream XREAD/XREADGROUP reply (RESP2 list or RESP3 dict)."""
+    if not resp:
+        return []
+    if isinstance(resp, dict):
+        rows = next(iter(resp.values()))  # RESP3: {stream: [[(id, fields), ...]]}
+        return list(rows[0]) if rows and isinstance(rows[0], list) else list(rows)
+    return list(resp[0][1])
 
 
 class Bus:
@@ -205,22 +236,30 @@ class Bus:
         return out
 
     async def deadletter(
-        self, *, source_stream: str, entry: Entry, reason: str, group: str = "", code: str = ""
+        self, *, source_stream: str, entry: Entry, reason: str, group: str = "", code: str = "",
+        consumer: str = "",
     ) -> None:
-        """Move ``entry`` to ``stream:deadletter`` with its reason (``code`` labels the metric)."""
+        """Move ``entry`` to ``stream:deadletter`` with its reason (``code`` labels the metric).
+
+        The raw fields are kept: UTF-8 text as is, anything else base64 (named in ``raw_base64``).
+        """
+        code = code or _reason_code(reason)
+        raw, encoded = raw_for_deadletter(entry.fields or {})
         letter = DeadLetter(
             ts=int(time.time() * 1000),
             reason=reason,
             source_stream=source_stream,
             source_id=entry.id,
             group=group,
-            raw=entry.fields or {},
+            raw=raw,
+            raw_base64=encoded,
+            code=code,
+            consumer=consumer,
         )
         await self.publish(self._keys.deadletter, letter)
-        metrics.BUS_DEADLETTER.labels(
-            self._keys.profile, _short(source_stream), code or _reason_code(reason)
-        ).inc()
-        self._log.warn("DEADLETTER", stream=_short(source_stream), id=entry.id, group=group, reason=reason)
+        metrics.BUS_DEADLETTER.labels(self._keys.profile, _short(source_stream), code).inc()
+        self._log.warn("DEADLETTER", stream=_short(source_stream), id=entry.id, group=group, code=code,
+                       reason=reason)
 
     # -- consuming -----------------------------------------------------------------------------
     async def ensure_group(self, stream: str, group: str, *, start_id: str = "0") -> None:
@@ -240,28 +279,44 @@ class Bus:
         ``ack_first``: ids to XACK in the same round trip, before the read (the previous
         batch's acks ride along with the next read instead of costing a round trip of their own).
         """
-        block = None if pending else block_ms
-        ids = {stream: "0" if pending else ">"}
+        args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
+        if not pending and block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", stream, "0" if pending else ">"]
+        # NEVER_DECODE: the reply stays bytes, so a non-UTF-8 field cannot break the client's decoding
         if ack_first:
             pipe = self._redis.pipeline(transaction=False)
             pipe.xack(stream, group, *ack_first)
-            pipe.xreadgroup(group, consumer, ids, count=count, block=block)  # type: ignore[arg-type]
+            raw_command(pipe, *args)
             resp = (await pipe.execute())[1]
         else:
-            resp = await self._redis.xreadgroup(group, consumer, ids, count=count, block=block)  # type: ignore[arg-type]
-        if not resp:
-            return []
-        rows = resp[stream] if isinstance(resp, dict) else resp[0][1]  # RESP3 dict or RESP2 list
-        entries = _entries(rows)
+            resp = await raw_command(self._redis, *args)
+        entries = _entries(_stream_rows(resp))
         if pending and entries:
             entries = await self._with_deliveries(stream, group, entries)
         return entries
+
+    async def range(
+        self, stream: str, *, start: str = "-", end: str = "+", count: int = 100, reverse: bool = False
+    ) -> list[Entry]:
+        """``XRANGE`` (``reverse``: ``XREVRANGE``, newest first) read as raw bytes: poison-proof.
+
+        ``start``/``end`` are ids (``(`` prefix = exclusive), as for the Redis commands; with
+        ``reverse`` the first bound is still ``start`` (the lower one).
+        """
+        if reverse:
+            rows = await raw_command(self._redis, "XREVRANGE", stream, end, start, "COUNT", count)
+        else:
+            rows = await raw_command(self._redis, "XRANGE", stream, start, end, "COUNT", count)
+        return _entries(rows)
 
     async def reclaim(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[Entry]:
         """Take over entries other consumers left pending for at least ``min_idle_ms``."""
-        resp = await self._redis.xautoclaim(stream, group, consumer, min_idle_time=min_idle_ms, count=count)
+        resp = await raw_command(
+            self._redis, "XAUTOCLAIM", stream, group, consumer, min_idle_ms, "0-0", "COUNT", count
+        )
         claimed = resp[1] if len(resp) > 1 else []
         deleted = resp[2] if len(resp) > 2 else []
         entries = _entries(claimed)
@@ -434,7 +489,7 @@ class _ConsumeLoop(Generic[M]):
                 await self.bus.deadletter(
                     source_stream=self.stream, entry=entry, group=self.group,
                     reason=f"max_deliveries_exceeded: delivered {deliveries} times (limit {self.max_deliveries})",
-                    code="max_deliveries_exceeded",
+                    code="max_deliveries_exceeded", consumer=self.consumer,
                 )
                 done.append(entry.id)
                 self.failures.pop(entry.id, None)
@@ -442,8 +497,17 @@ class _ConsumeLoop(Generic[M]):
             try:
                 message = self.message_type.from_fields(entry.fields)
             except MessageError as exc:
+                code = "non_utf8" if "UTF-8" in exc.reason else "malformed"
                 await self.bus.deadletter(
-                    source_stream=self.stream, entry=entry, reason=str(exc), group=self.group, code="malformed"
+                    source_stream=self.stream, entry=entry, reason=str(exc), group=self.group, code=code,
+                    consumer=self.consumer,
+                )
+                done.append(entry.id)
+                continue
+            except Exception as exc:  # whatever an entry's content does, the worker does not die of it
+                await self.bus.deadletter(
+                    source_stream=self.stream, entry=entry, group=self.group, code="unparseable",
+                    reason=f"unparseable: {type(exc).__name__}: {exc}", consumer=self.consumer,
                 )
                 done.append(entry.id)
                 continue

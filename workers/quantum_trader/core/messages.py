@@ -6,11 +6,20 @@ Every message is a frozen Pydantic model with ``v`` (schema version) and ``ts``
 values) and is lossless: ``M.from_fields(m.to_fields()) == m``. Unknown fields
 are ignored; a missing or malformed field raises :class:`MessageError` naming
 the field and the reason.
+
+Parsing is strict, because a consumed entry may come from anywhere: every key and
+value must be UTF-8; integers are ASCII ``-?[0-9]+`` (no padding, no ``+``, no
+non-ASCII digits, no ``-0``, no ``-0.0``); floats are finite ASCII decimals (no
+``nan``/``inf``, no padding; ``-0.0`` reads as ``0.0``); booleans are exactly
+``true`` or ``false``; JSON fields refuse ``NaN``/``Infinity``.
+:func:`parse_count` is the same rule for a plain counter key (``state:open_orders``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -45,6 +54,89 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
+_INT_RE: typing.Final = re.compile(r"-?[0-9]{1,19}", re.ASCII)  # fits 64 bits; int() of 5k digits raises
+_FLOAT_RE: typing.Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?", re.ASCII)
+_COUNT_RE: typing.Final = re.compile(r"0|[1-9][0-9]{0,17}", re.ASCII)
+
+
+class FieldError(ValueError):
+    """One field's text is not a value of its type (the message says why)."""
+
+
+def parse_int(text: str) -> int:
+    """A strict decimal integer: ASCII digits with an optional leading ``-``; ``-0`` refused."""
+    if _INT_RE.fullmatch(text) is None:
+        raise FieldError(f"not a valid integer: ASCII digits only, no padding (got {_clip(text)!r})")
+    value = int(text)
+    if value == 0 and text.startswith("-"):
+        raise FieldError("not a valid integer: negative zero (got '-0')")
+    return value
+
+
+def parse_float(text: str) -> float:
+    """A strict finite decimal: ``1``, ``-2.5``, ``1e-05``; no nan/inf, padding, ``+`` or non-ASCII digits.
+
+    ``-0.0`` reads as ``0.0`` (the same IEEE number; several writers format floats with ``repr``).
+    """
+    if len(text) > 64 or _FLOAT_RE.fullmatch(text) is None:
+        raise FieldError(f"not a valid number: a finite ASCII decimal is required (got {_clip(text)!r})")
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise FieldError(f"not a valid number: not finite (got {_clip(text)!r})")
+    return value + 0.0  # -0.0 is the same number as 0.0 (IEEE); normalised so it never leaks into signs
+
+
+def parse_bool(text: str) -> bool:
+    """Exactly ``true`` or ``false``."""
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    raise FieldError(f"not a boolean: exactly 'true' or 'false' (got {_clip(text)!r})")
+
+
+def parse_count(raw: bytes | str | None) -> int | None:
+    """A non-negative counter stored as a string key (``state:open_orders``); None when unparseable.
+
+    ASCII ``0`` or ``[1-9][0-9]*`` only: no sign, padding, leading zeros, non-ASCII digits or
+    invalid UTF-8 — a value a writer of ours could not have produced is not trusted.
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return int(raw) if _COUNT_RE.fullmatch(raw) else None
+
+
+def _clip(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def decode_strict(fields: RawFields, *, message_type: str = "message") -> dict[str, str]:
+    """Stream fields as ``dict[str, str]``; a key or value that is not UTF-8 raises :class:`MessageError`."""
+    out: dict[str, str] = {}
+    for k, v in fields.items():
+        try:
+            key = k.decode("utf-8") if isinstance(k, bytes) else k
+        except UnicodeDecodeError:
+            raise MessageError(message_type=message_type, field=_text(k), reason="field name is not valid UTF-8") \
+                from None
+        try:
+            out[key] = v.decode("utf-8") if isinstance(v, bytes) else v
+        except UnicodeDecodeError as exc:
+            raise MessageError(
+                message_type=message_type, field=key, reason=f"not valid UTF-8 (byte {exc.start})"
+            ) from None
+    return out
+
+
 def decode_raw(fields: RawFields) -> dict[str, str]:
     """Bytes-or-str stream fields as a plain ``dict[str, str]`` (a plain copy when already str)."""
     for k, v in fields.items():
@@ -58,10 +150,23 @@ def _encode(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)
+        return repr(value + 0.0)  # -0.0 + 0.0 == 0.0: readers refuse negative zero
     if isinstance(value, (list, dict, tuple)):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
+
+
+def _scalar_kind(annotation: Any) -> str | None:
+    """'int' | 'float' | 'bool' for a plain scalar annotation (bool before int: bool is an int)."""
+    for kind, tp in (("bool", bool), ("int", int), ("float", float)):
+        if annotation is tp:
+            return kind
+    return None
+
+
+_SCALAR_PARSERS: typing.Final[dict[str, typing.Callable[[str], Any]]] = {
+    "int": parse_int, "float": parse_float, "bool": parse_bool,
+}
 
 
 def _is_json_annotation(annotation: Any) -> bool:
@@ -80,6 +185,7 @@ class Message(BaseModel):
 
     TYPE: ClassVar[str] = "message"
     _json_fields: ClassVar[frozenset[str]] = frozenset()
+    _scalar_fields: ClassVar[dict[str, str]] = {}
 
     v: str = SCHEMA_VERSION
     ts: int = Field(ge=0, description="epoch milliseconds")
@@ -90,6 +196,10 @@ class Message(BaseModel):
         cls._json_fields = frozenset(
             name for name, info in cls.model_fields.items() if _is_json_annotation(info.annotation)
         )
+        cls._scalar_fields = {
+            name: kind for name, info in cls.model_fields.items()
+            if (kind := _scalar_kind(info.annotation)) is not None
+        }
 
     @field_validator("v")
     @classmethod
@@ -105,14 +215,21 @@ class Message(BaseModel):
     @classmethod
     def from_fields(cls, fields: RawFields) -> Self:
         """Parse flat stream fields; raise :class:`MessageError` on the first bad field."""
-        data: dict[str, Any] = decode_raw(fields)
+        data: dict[str, Any] = decode_strict(fields, message_type=cls.TYPE)
+        for name, kind in cls._scalar_fields.items():
+            if name in data:
+                try:
+                    data[name] = _SCALAR_PARSERS[kind](data[name])
+                except FieldError as exc:
+                    raise MessageError(message_type=cls.TYPE, field=name, reason=str(exc)) from None
         for name in cls._json_fields:
             if name in data:
                 try:
-                    data[name] = json.loads(data[name])
-                except json.JSONDecodeError as exc:
+                    data[name] = json.loads(data[name], parse_constant=_reject_constant)
+                except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+                    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
                     raise MessageError(
-                        message_type=cls.TYPE, field=name, reason=f"not valid JSON ({exc.msg})"
+                        message_type=cls.TYPE, field=name, reason=f"not valid JSON ({msg})"
                     ) from None
         try:
             return cls.model_validate(data)
@@ -232,6 +349,32 @@ class DeadLetter(Message):
     source_id: str = ""
     group: str = ""
     raw: dict[str, str]
+    raw_base64: list[str] = Field(
+        default_factory=list,
+        description="names (as in raw) whose value is base64 of the raw bytes (not UTF-8); a field name "
+        "that is not UTF-8 itself appears as 'base64:<base64 of the name>'",
+    )
+    code: str = Field(default="", description="reason code: malformed | non_utf8 | max_deliveries_exceeded | ...")
+    consumer: str = ""
+
+
+def raw_for_deadletter(fields: RawFields) -> tuple[dict[str, str], list[str]]:
+    """Raw stream fields as text for :class:`DeadLetter`: UTF-8 kept as is, anything else base64."""
+    raw: dict[str, str] = {}
+    encoded: list[str] = []
+    for k, v in fields.items():
+        kb = k if isinstance(k, bytes) else k.encode("utf-8", errors="surrogateescape")
+        vb = v if isinstance(v, bytes) else v.encode("utf-8", errors="surrogateescape")
+        try:
+            key = kb.decode("utf-8")
+        except UnicodeDecodeError:
+            key = "base64:" + base64.b64encode(kb).decode("ascii")
+        try:
+            raw[key] = vb.decode("utf-8")
+        except UnicodeDecodeError:
+            raw[key] = base64.b64encode(vb).decode("ascii")
+            encoded.append(key)
+    return raw, encoded
 
 
 class RouterFate(Message):

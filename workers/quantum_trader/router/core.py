@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
+from quantum_trader.core.messages import RouterFate, Signal, TradeIntent, parse_count
 from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
 
 # -- reason codes (RouterFate.reason, ROUTER_DROPS{reason}) -------------------------------------
@@ -173,14 +173,13 @@ def fate(signal: Signal, reason: str, *, now_ms: int) -> RouterFate:
 # -- stages -----------------------------------------------------------------------------------
 
 
-def read_capacity(raw: str | None) -> int | None:
-    """``state:open_orders`` as a non-negative int; None when missing or unparseable (fail closed)."""
-    if raw is None:
-        return None
-    text = raw.strip()
-    if not text.isdigit():
-        return None
-    return int(text)
+def read_capacity(raw: str | bytes | None) -> int | None:
+    """``state:open_orders`` as a non-negative int; None when missing or unparseable (fail closed).
+
+    Strict (:func:`quantum_trader.core.messages.parse_count`): ``' 2 '``, ``+2``, ``02`` and
+    non-ASCII digits are unparseable, not 2.
+    """
+    return parse_count(raw)
 
 
 def compute_slots(open_orders: int, *, settings: RouterSettings) -> Slots:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from quantum_trader.core import metrics
-from quantum_trader.core.bus import Entry
+from quantum_trader.core.bus import Entry, raw_command
 from quantum_trader.core.keys import GROUP_ROUTER
 from quantum_trader.core.messages import MessageError, RouterFate, Signal
 from quantum_trader.core.profile import RouterSettings
@@ -107,7 +107,7 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
     keys = ctx.keys
     ids = [c.signal.signal_id for c in candidates]
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.get(keys.open_orders)
+    raw_command(pipe, "GET", keys.open_orders)  # undecoded: a non-UTF-8 value fails closed, not the client
     pipe.exists(keys.control_paused)
     pipe.smembers(keys.tradable_symbols)
     pipe.hmget(keys.published_signals, ids)

@@ -62,20 +62,20 @@ async def scan_back(
     upper = "+"
     scanned = 0
     while scanned < limit:
-        rows = await ctx.redis.xrevrange(stream, max=upper, min="-", count=SCAN_CHUNK)
+        rows = await ctx.bus.range(stream, end=upper, count=SCAN_CHUNK, reverse=True)  # raw bytes: poison-proof
         if not rows:
             break
-        for entry_id, raw in rows:
-            fields = decode_raw(raw or {})
+        for row in rows:
+            entry_id, fields = row.id, decode_raw(row.fields or {})
             try:
                 ts = int(fields.get("ts", "0"))
             except ValueError:
-                ts = 0
+                continue  # a poison entry is skipped, not mistaken for the end of the window
             if ts < since_ms:
                 return out
-            out.append((_s(entry_id), fields))
+            out.append((entry_id, fields))
         scanned += len(rows)
-        upper = "(" + _s(rows[-1][0])
+        upper = "(" + rows[-1].id
     return out
 
 
@@ -109,12 +109,12 @@ def _demand(rows: Any) -> list[tuple[str, int]]:
 
 
 async def read_demand(ctx: WorkerContext, state: State, *, settings: SnapshotSettings) -> None:
-    rows = await ctx.redis.xrange(ctx.keys.router_drop, min="(" + state.demand_cursor, max="+", count=10_000)
+    rows = await ctx.bus.range(ctx.keys.router_drop, start="(" + state.demand_cursor, count=10_000)
     if not rows:
         return
-    state.demand_cursor = _s(rows[-1][0])
+    state.demand_cursor = rows[-1].id
     state.demand = core.remember(
-        state.demand, _demand(decode_raw(f or {}) for _, f in rows), now_ms=ctx.clock.now_ms(),
+        state.demand, _demand(decode_raw(r.fields or {}) for r in rows), now_ms=ctx.clock.now_ms(),
         window_s=settings.intent_window,
     )
     if any(s not in state.planned for s in state.demand):

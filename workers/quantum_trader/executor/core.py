@@ -34,8 +34,8 @@ from quantum_trader.core.messages import (
     Side,
     TradeIntent,
 )
-from quantum_trader.executor.state import Position
 from quantum_trader.executor.venue import VenueFill, VenueOrder
+from quantum_trader.ledger.positions import Position
 from quantum_trader.market.base import Market
 
 REJECT_NO_NEW_POSITIONS: Final = "no_new_positions"

@@ -32,7 +32,7 @@ from quantum_trader.core.clock import Clock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.messages import ReconcileEvent, decode_raw
-from quantum_trader.executor.state import Position as StatePosition
+from quantum_trader.ledger.positions import Position as StatePosition
 from quantum_trader.market.base import Position as ExchangePosition
 
 Kind = Literal["adopted_unknown_position", "dropped_missing_position", "position_corrected", "open_orders_corrected"]

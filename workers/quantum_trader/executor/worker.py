@@ -39,21 +39,22 @@ from quantum_trader.executor.core import (
     reject_transition,
     unrealized_pnl,
 )
-from quantum_trader.executor.scripts import (
+from quantum_trader.executor.scripts import Applier
+from quantum_trader.executor.venue import Venue, VenueOrder
+from quantum_trader.ledger.intents import flight_field, intent_notional, parse_intent_json
+from quantum_trader.ledger.ledgers import decision_id_for, prune_ledgers
+from quantum_trader.ledger.positions import Position, parse_positions
+from quantum_trader.ledger.risk import RiskState, utc_day
+from quantum_trader.ledger.scripts import (
     ALREADY_EXECUTED,
     APPLIED,
     GUARD_FAILED,
     MULTI_READ_LUA,
     RESYNC_NOTIONAL_LUA,
     SYNC_OPEN_ORDERS_LUA,
-    Applier,
     MultiRead,
-    prune_ledgers,
 )
-from quantum_trader.executor.state import Position, RiskState, parse_positions, utc_day
-from quantum_trader.executor.venue import Venue, VenueOrder
-from quantum_trader.gate.core import decision_id_for, intent_notional
-from quantum_trader.gate.worker import flight_field, parse_intent_json, parse_snapshot
+from quantum_trader.ledger.snapshots import READ_FIELDS, parse_snapshot
 from quantum_trader.market.base import Exchange, ExchangeError
 
 REJECT_INTENT_UNKNOWN: Final = "intent_unknown"
@@ -147,7 +148,7 @@ class Executor:
         mr.add("HMGET", k.positions, *symbols)
         mr.add("EXISTS", k.control_no_new_positions)
         for s in symbols:
-            mr.add("HMGET", k.position_snapshot(s), "mark_price", "ts")
+            mr.add("HMGET", k.position_snapshot(s), *READ_FIELDS)
         res = await mr.run(self._read)
         executed, pending, no_new = res[0], res[1], bool(res[3])
         pos_raw = {s: _str(v) for s, v in zip(symbols, res[2], strict=True) if v is not None}
@@ -370,7 +371,7 @@ class Executor:
             return {}
         mr = MultiRead()
         for s in symbols:
-            mr.add("HMGET", self.keys.position_snapshot(s), "mark_price", "ts")
+            mr.add("HMGET", self.keys.position_snapshot(s), *READ_FIELDS)
         out: dict[str, float] = {}
         max_age_ms = self.gate_settings.max_snapshot_age * 1000.0
         for s, raw in zip(symbols, await mr.run(self._read), strict=True):

@@ -26,17 +26,24 @@ Intent notional = ``position_size_usd × leverage`` (what the executor buys).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from quantum_trader.core.messages import SCHEMA_VERSION, Decision, GateDecision, TradeIntent
 from quantum_trader.core.profile import GateSettings
-from quantum_trader.executor.state import Position, RiskState, utc_day
 from quantum_trader.ledger import allowlist as shared_allowlist
 from quantum_trader.ledger import universe as shared_universe
 from quantum_trader.ledger.allowlist import AllowlistConfig
+from quantum_trader.ledger.cooldowns import parse_cooldowns
+from quantum_trader.ledger.intents import intent_notional, parse_summary, summary_fields
+from quantum_trader.ledger.ledgers import decision_id_for
+from quantum_trader.ledger.positions import Position, parse_positions
+from quantum_trader.ledger.risk import RiskState, open_notional, utc_day
+from quantum_trader.ledger.snapshots import SnapshotInfo, parse_snapshot
+
+# shared-state names the gate's callers (executor tests, backtest) import from here
+__all__ = ["Position", "RiskState", "SnapshotInfo", "decision_id_for", "intent_notional", "utc_day"]
 
 REASON_NONE: Final = "none"
 REASON_PAUSED: Final = "paused"
@@ -58,11 +65,6 @@ def reason_not_in_allowlist(symbol: str) -> str:
 
 def reason_cooldown(symbol: str) -> str:
     return f"cooldown:{symbol}"
-
-
-def decision_id_for(intent_id: str) -> str:
-    """Deterministic decision id: ``GD-`` + first 16 hex of sha256(intent_id)."""
-    return "GD-" + hashlib.sha256(intent_id.encode("utf-8")).hexdigest()[:16]
 
 
 # -- allowlist ---------------------------------------------------------------------------------
@@ -119,12 +121,6 @@ def kill_score(risk: RiskState, *, settings: GateSettings, now_ms: int) -> float
 
 
 @dataclass(frozen=True, slots=True)
-class SnapshotInfo:
-    mark_price: float
-    ts_ms: int
-
-
-@dataclass(frozen=True, slots=True)
 class GateView:
     """Everything the rules read, gathered by the shell in one round trip."""
 
@@ -149,6 +145,74 @@ class GateView:
         return sum(p.notional_usd for p in self.positions.values())
 
 
+# -- the view from raw reads (fail-closed rules) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GateReads:
+    """The raw replies of the shell's one consistent read, per batch (bytes or str values)."""
+
+    symbols: tuple[str, ...]  # the batch's symbols, sorted
+    intent_ids: tuple[str, ...]  # the batch's intent ids, in order
+    paused: bool  # control:paused exists or spec.paused
+    positions: Mapping[str, str | bytes]  # state:positions of the batch symbols that have one
+    universe_active: str | bytes | None
+    universe_last_ok: str | bytes | None
+    cooldowns: Sequence[object]  # HMGET state:cooldowns *symbols
+    risk: Mapping[str, str]  # HGETALL state:risk
+    summary: Sequence[object]  # HMGET state:pending_summary *summary_fields(symbols)
+    decided: Sequence[object]  # HMGET state:decided_intents *intent_ids
+    snapshots: Sequence[list[object] | None]  # HMGET snapshot:<SYM> mark_price ts, per symbol
+
+
+@dataclass(frozen=True, slots=True)
+class ViewReport:
+    """What the shell reports about a view: unreadable state (fail closed) and the allowlist tier."""
+
+    unreadable_positions: tuple[str, ...] = ()
+    risk_error: str = ""  # non-empty: state:risk unreadable, kill score 1
+    tier: AllowlistTier = "profile"
+
+
+def build_view(
+    reads: GateReads, *, settings: GateSettings, allowlist: AllowlistConfig, now_ms: int
+) -> tuple[GateView, ViewReport]:
+    """The rules' view from raw reads; anything unreadable fails closed:
+
+    a malformed position → ``exposure_limit``; malformed ``state:risk`` → kill score 1; an
+    unreadable open notional, in-flight notional → +inf (``exposure_limit``); an unreadable
+    cooldown never expires; an unreadable in-flight count is busy (``duplicate``).
+    """
+    positions, bad = parse_positions(reads.positions)
+    risk_error = ""
+    try:
+        risk = RiskState.from_hash(reads.risk)
+        score = kill_score(risk, settings=settings, now_ms=now_ms)
+    except ValueError as exc:
+        risk, score, risk_error = RiskState(), 1.0, str(exc)
+    resolved, tier = resolve_allowlist(
+        source=allowlist.source, active=reads.universe_active, last_ok=reads.universe_last_ok,
+        profile_allowlist=allowlist.symbols, now_ms=now_ms,
+    )
+    in_flight, in_flight_notional = parse_summary(summary_fields(reads.symbols), reads.summary)
+    snaps = {s: parse_snapshot(r) for s, r in zip(reads.symbols, reads.snapshots, strict=True)}
+    view = GateView(
+        paused=reads.paused,
+        allowlist=resolved,
+        positions=positions,
+        snapshots={s: v for s, v in snaps.items() if v is not None},
+        cooldowns=parse_cooldowns(reads.symbols, reads.cooldowns),
+        risk=risk,
+        kill_score=score,
+        decided=frozenset(i for i, d in zip(reads.intent_ids, reads.decided, strict=True) if d is not None),
+        in_flight=in_flight,
+        in_flight_notional=in_flight_notional,
+        exposure_unknown=bool(bad),
+        open_notional_usd=open_notional(reads.risk),
+    )
+    return view, ViewReport(unreadable_positions=tuple(bad), risk_error=risk_error, tier=tier)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     intent_id: str
@@ -159,10 +223,6 @@ class Verdict:
     @property
     def execute(self) -> bool:
         return self.decision == "EXECUTE"
-
-
-def intent_notional(intent: TradeIntent) -> float:
-    return intent.position_size_usd * intent.leverage
 
 
 def _blocked_reason(

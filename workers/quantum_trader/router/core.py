@@ -32,8 +32,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from quantum_trader.core.messages import RouterFate, Signal, TradeIntent, parse_count
+from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
 from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
+from quantum_trader.ledger.demand import NOT_TRADABLE as NOT_TRADABLE
+from quantum_trader.ledger.open_orders import read_capacity as read_capacity
 
 # -- reason codes (RouterFate.reason, ROUTER_DROPS{reason}) -------------------------------------
 HOLD: Final = "hold"
@@ -44,7 +46,6 @@ CAPACITY_FULL: Final = "capacity_full"
 TARGET_REACHED: Final = "target_reached"
 STALE: Final = "stale"
 DUPLICATE: Final = "duplicate"
-NOT_TRADABLE: Final = "not_tradable"
 NOT_SELECTED: Final = "not_selected"
 INVALID_ATR: Final = "invalid_atr"
 POSITION_OPEN: Final = "position_open"
@@ -171,15 +172,6 @@ def fate(signal: Signal, reason: str, *, now_ms: int) -> RouterFate:
 
 
 # -- stages -----------------------------------------------------------------------------------
-
-
-def read_capacity(raw: str | bytes | None) -> int | None:
-    """``state:open_orders`` as a non-negative int; None when missing or unparseable (fail closed).
-
-    Strict (:func:`quantum_trader.core.messages.parse_count`): ``' 2 '``, ``+2``, ``02`` and
-    non-ASCII digits are unparseable, not 2.
-    """
-    return parse_count(raw)
 
 
 def compute_slots(open_orders: int, *, settings: RouterSettings) -> Slots:

@@ -26,6 +26,8 @@ from typing import Final, Literal
 
 from quantum_trader.core.profile import SnapshotSettings
 from quantum_trader.ledger import allowlist as shared_allowlist
+from quantum_trader.ledger import positions as shared_positions
+from quantum_trader.ledger import snapshots
 from quantum_trader.ledger import universe as shared_universe
 from quantum_trader.ledger.allowlist import Allowlist, AllowlistConfig
 from quantum_trader.ledger.allowlist import Tier as AllowlistTier
@@ -229,32 +231,18 @@ class SnapshotRow:
 
     def fields(self) -> dict[str, str]:
         return {
-            "mark_price": repr(self.mark_price),
-            "position_amt": repr(self.position_amt),
-            "entry_price": repr(self.entry_price),
-            "unrealized_pnl": repr(self.unrealized_pnl),
-            "ts": str(self.ts),
+            snapshots.MARK_PRICE: repr(self.mark_price),
+            snapshots.POSITION_AMT: repr(self.position_amt),
+            snapshots.ENTRY_PRICE: repr(self.entry_price),
+            snapshots.UNREALIZED_PNL: repr(self.unrealized_pnl),
+            snapshots.TS: str(self.ts),
         }
 
 
 def parse_positions(raw: Mapping[str, str]) -> tuple[dict[str, PositionView], list[str]]:
     """``state:positions`` (symbol → JSON) as views, and the symbols whose JSON was unusable."""
-    views: dict[str, PositionView] = {}
-    bad: list[str] = []
-    for symbol, text in raw.items():
-        try:
-            doc = json.loads(text)
-            qty = float(doc["qty"])
-            entry = float(doc.get("entry_price", 0.0))
-            side = doc["side"]
-        except (ValueError, KeyError, TypeError):
-            bad.append(symbol)
-            continue
-        if side not in ("BUY", "SELL") or qty <= 0:
-            bad.append(symbol)
-            continue
-        views[symbol] = PositionView(symbol, qty if side == "BUY" else -qty, entry)
-    return views, bad
+    amounts, bad = shared_positions.signed_amounts(raw)
+    return {s: PositionView(s, amt, entry) for s, (amt, entry) in amounts.items()}, bad
 
 
 def build_snapshots(

@@ -29,7 +29,7 @@ from quantum_trader.core.keys import GROUP_SNAPSHOT
 from quantum_trader.core.messages import MessageError, RouterFate, TradeIntent, decode_raw
 from quantum_trader.core.profile import SnapshotSettings
 from quantum_trader.core.service import WorkerContext
-from quantum_trader.router.core import NOT_TRADABLE
+from quantum_trader.ledger.demand import NOT_TRADABLE
 from quantum_trader.snapshot import core
 
 SCAN_CHUNK: Final = 500

@@ -33,10 +33,12 @@ run: install
 test: install-dev check
 	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
 
-check: lint typecheck
+check: lint typecheck imports
 
+## lint: ruff, then the import contract (.importlinter: layers + independent workers, no exceptions)
 lint: install-dev
 	$(BIN)/ruff check workers operator tests bench tools
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy

@@ -45,8 +45,8 @@ from quantum_trader.ai.signals import (
 from quantum_trader.core import metrics
 from quantum_trader.core.messages import Signal
 from quantum_trader.core.service import WorkerContext
+from quantum_trader.ledger.universe import active_symbols, parse_document
 from quantum_trader.market.base import TIMEFRAME_MS
-from quantum_trader.universe.publication import active_symbols, parse_document
 
 POLL_S: Final = 10.0
 FETCH_BARS: Final = WINDOW

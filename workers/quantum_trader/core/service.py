@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import redis.asyncio as aredis
 
@@ -31,10 +31,12 @@ from quantum_trader.core.clock import Clock
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import TradingProfile
-from quantum_trader.market.base import Exchange
+
+if TYPE_CHECKING:  # the exchange contract, for types only: core never imports the market layer at runtime
+    from quantum_trader.market.base import Exchange
 
 WorkerMain = Callable[["WorkerContext"], Awaitable[None]]
-ExchangeFactory = Callable[[], Exchange]
+ExchangeFactory = Callable[[], "Exchange"]
 
 WORKER_ENTRYPOINTS: Final[dict[str, str]] = {
     "universe": "quantum_trader.universe.worker:main",
@@ -44,18 +46,27 @@ WORKER_ENTRYPOINTS: Final[dict[str, str]] = {
     "gate": "quantum_trader.gate.worker:main",
     "executor": "quantum_trader.executor.worker:main",
 }
+# The market layer's composition hooks, resolved by name like the workers (core sits below market):
+# build the profile's exchange; attach the shared request-weight budget (no-op for sim/replay).
+EXCHANGE_ENTRYPOINTS: Final[dict[str, str]] = {
+    "build": "quantum_trader.market.factory:build_exchange",
+    "budget": "quantum_trader.market.binance_budget:attach_shared_budget",
+}
 HEARTBEAT_INTERVAL_S: Final = 5.0
 HEARTBEAT_TTL_S: Final = 30
 DEFAULT_HTTP_PORT: Final = 8000
+
+
+def _resolve(target: str) -> Any:
+    module_name, func = target.split(":")
+    return getattr(importlib.import_module(module_name), func)
 
 
 def load_entrypoint(name: str) -> WorkerMain:
     """Import a worker's ``main`` lazily (an idle worker imports only what it needs)."""
     if name not in WORKER_ENTRYPOINTS:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
-    module_name, func = WORKER_ENTRYPOINTS[name].split(":")
-    module = importlib.import_module(module_name)
-    main: WorkerMain = getattr(module, func)
+    main: WorkerMain = _resolve(WORKER_ENTRYPOINTS[name])
     return main
 
 
@@ -92,9 +103,7 @@ def redis_client(url: str) -> aredis.Redis:
 
 def default_exchange_factory(profile: TradingProfile, clock: Clock) -> ExchangeFactory:
     def build() -> Exchange:
-        from quantum_trader.market.factory import build_exchange
-
-        exchange: Exchange = build_exchange(
+        exchange: Exchange = _resolve(EXCHANGE_ENTRYPOINTS["build"])(
             profile.spec.exchange, clock=clock, environment=profile.spec.environment
         )
         return exchange
@@ -137,11 +146,9 @@ class WorkerContext:
     def exchange(self) -> Exchange:
         """The profile's exchange, built on first use."""
         if self._exchange is None:
-            from quantum_trader.market.binance_budget import attach_shared_budget
-
             self._exchange = self._exchange_factory()
             # real exchanges share one request-weight budget across workers (no-op for sim/replay)
-            attach_shared_budget(self._exchange, redis=self.redis, key=self.keys.rate_budget, clock=self.clock,
+            _resolve(EXCHANGE_ENTRYPOINTS["budget"])(self._exchange, redis=self.redis, key=self.keys.rate_budget, clock=self.clock,
                                  log=self.log)
         return self._exchange
 

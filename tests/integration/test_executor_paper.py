@@ -13,6 +13,7 @@ from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.messages import ExecutionResult, GateDecision, PositionEvent
 from quantum_trader.core.service import WorkerContext
+from quantum_trader.executor.batch import limits_from
 from quantum_trader.executor.core import filters_by_symbol
 from quantum_trader.executor.paper import PaperVenue
 from quantum_trader.executor.state import Position, RiskState
@@ -35,7 +36,7 @@ def executor(client: aredis.Redis, **spec: object) -> Executor:
     prof = profile(**spec)  # type: ignore[arg-type]
     filters = filters_by_symbol([market(s) for s in SYMBOLS[:10]])
     return Executor(
-        redis=client, keys=KEYS, settings=prof.spec.executor, gate_settings=prof.spec.gate,
+        redis=client, keys=KEYS, settings=prof.spec.executor, limits=limits_from(prof.spec.gate),
         venue=PaperVenue(settings=prof.spec.executor, filters=filters), filters=filters,
         log=EventLog(worker="executor", profile="gx"),
     )

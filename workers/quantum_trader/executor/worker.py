@@ -25,23 +25,27 @@ from quantum_trader.core import metrics
 from quantum_trader.core.bus import Parsed
 from quantum_trader.core.keys import GROUP_EXECUTOR, Keys
 from quantum_trader.core.logs import EventLog
-from quantum_trader.core.messages import ExecMode, GateDecision, MessageError, TradeIntent
-from quantum_trader.core.profile import ExecutorSettings, GateSettings
+from quantum_trader.core.messages import ExecMode, GateDecision, TradeIntent
+from quantum_trader.core.profile import ExecutorSettings
 from quantum_trader.core.service import WorkerContext
+from quantum_trader.executor.batch import (
+    BatchPlanner,
+    ExecutionLimits,
+    frees_in_flight,
+    limits_from,
+    pending_intent,
+    reject_unknown,
+)
 from quantum_trader.executor.core import (
     Filters,
     Transition,
-    apply_fill,
     close_position,
     exit_reason,
     filters_by_symbol,
-    plan_execution,
-    reject_transition,
     unrealized_pnl,
 )
 from quantum_trader.executor.scripts import Applier
-from quantum_trader.executor.venue import Venue, VenueOrder
-from quantum_trader.ledger.intents import flight_field, intent_notional, parse_intent_json
+from quantum_trader.executor.venue import Venue, VenueFill, VenueOrder
 from quantum_trader.ledger.ledgers import decision_id_for, prune_ledgers
 from quantum_trader.ledger.positions import Position, parse_positions
 from quantum_trader.ledger.risk import RiskState, utc_day
@@ -57,7 +61,6 @@ from quantum_trader.ledger.scripts import (
 from quantum_trader.ledger.snapshots import READ_FIELDS, parse_snapshot
 from quantum_trader.market.base import Exchange, ExchangeError
 
-REJECT_INTENT_UNKNOWN: Final = "intent_unknown"
 REJECT_EXECUTOR_ERROR: Final = "executor_error"
 MAX_DELIVERIES: Final = 5
 BATCH: Final = 250  # entries per read (amortises the 2 round trips per batch under backlog)
@@ -89,7 +92,7 @@ class Executor:
         redis: Any,
         keys: Keys,
         settings: ExecutorSettings,
-        gate_settings: GateSettings,
+        limits: ExecutionLimits,
         venue: Venue,
         filters: dict[str, Filters],
         log: EventLog,
@@ -100,7 +103,7 @@ class Executor:
         self.redis = redis
         self.keys = keys
         self.settings = settings
-        self.gate_settings = gate_settings
+        self.limits = limits
         self.venue = venue
         self.filters = filters
         self.log = log
@@ -134,9 +137,33 @@ class Executor:
 
     # -- decisions --------------------------------------------------------------------------------
     async def handle(self, decisions: list[GateDecision], *, now_ms: int) -> None:
+        """reads → plan (pure, :mod:`.batch`) → venue → transitions (pure) → one atomic write → report."""
         execs = [d for d in decisions if d.decision == "EXECUTE"]
         if not execs:
             return
+        executed, pending, planner = await self.read_batch(execs, now_ms=now_ms)
+        transitions: list[Transition] = []
+        for d, done, raw in zip(execs, executed, pending, strict=True):
+            if not planner.wanted(d, executed=done):
+                continue  # exactly once: already executed (redelivery)
+            step = planner.plan(d, raw)
+            outcome: VenueFill | str | None = None
+            if step.order is not None:
+                try:
+                    outcome = await self.venue.submit(step.order)
+                except ExchangeError as exc:
+                    outcome = exc.reason
+            transitions.append(planner.settle(step, outcome))
+        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        self._report(transitions, outcomes, positions=-1)  # gauges: the monitor, every interval
+        if GUARD_FAILED in outcomes:
+            raise GuardFailed("a position changed during the batch; retrying on fresh state")
+
+    async def read_batch(
+        self, execs: list[GateDecision], *, now_ms: int
+    ) -> tuple[list[Any], list[Any], BatchPlanner]:
+        """One consistent read: the executed ledger and pending intents of the batch, and a planner
+        over the batch symbols' positions, snapshots and ``control:no_new_positions``."""
         k = self.keys
         ids = [d.intent_id for d in execs]
         symbols = sorted({d.symbol for d in execs})
@@ -150,78 +177,16 @@ class Executor:
         for s in symbols:
             mr.add("HMGET", k.position_snapshot(s), *READ_FIELDS)
         res = await mr.run(self._read)
-        executed, pending, no_new = res[0], res[1], bool(res[3])
-        pos_raw = {s: _str(v) for s, v in zip(symbols, res[2], strict=True) if v is not None}
-        stored = dict(pos_raw)  # symbol → the exact stored record (compare-and-set guard)
-        snaps = {s: parse_snapshot(r) for s, r in zip(symbols, res[4:], strict=True)}
-        positions, bad = parse_positions(pos_raw)
+        stored = {s: _str(v) for s, v in zip(symbols, res[2], strict=True) if v is not None}
+        positions, bad = parse_positions(stored)
         if bad:
             self.log.warn("POSITION_UNREADABLE", symbols=bad)
-        max_age_ms = self.gate_settings.max_snapshot_age * 1000.0
-        cooldown_ms = int(self.gate_settings.cooldown * 1000)
-        transitions: list[Transition] = []
-        seen: set[str] = set()
-        for d, done, raw in zip(execs, executed, pending, strict=True):
-            if done is not None or d.intent_id in seen:
-                continue  # exactly once: already executed (redelivery)
-            seen.add(d.intent_id)
-            intent: TradeIntent | None = None
-            if raw is not None:
-                try:
-                    intent = parse_intent_json(raw)
-                except (MessageError, ValueError):
-                    intent = None
-            if intent is None or intent.symbol != d.symbol or intent.side != d.side:
-                transitions.append(self._reject_unknown(d, now_ms=now_ms))
-                continue
-            snap = snaps.get(intent.symbol)
-            position = positions.get(intent.symbol)
-            plan = plan_execution(
-                intent,
-                position=position,
-                mark_price=snap.mark_price if snap else None,
-                mark_ts_ms=snap.ts_ms if snap else None,
-                filters=self.filters.get(intent.symbol),
-                no_new_positions=no_new,
-                max_price_age_ms=max_age_ms,
-                now_ms=now_ms,
-            )
-            if plan.order is None:
-                t = reject_transition(
-                    intent, decision_id=d.decision_id, reason=plan.reason, mode=self.mode, now_ms=now_ms
-                )
-            else:
-                try:
-                    fill = await self.venue.submit(plan.order)
-                except ExchangeError as exc:
-                    t = reject_transition(
-                        intent, decision_id=d.decision_id, reason=exc.reason, mode=self.mode, now_ms=now_ms,
-                        venue_error=True,
-                    )
-                else:
-                    t = apply_fill(
-                        intent, plan=plan, fill=fill, position=position, decision_id=d.decision_id,
-                        mode=self.mode, cooldown_ms=cooldown_ms, now_ms=now_ms,
-                    )
-            if not intent.reduce_only:
-                t = replace(
-                    t,
-                    in_flight_field=flight_field(intent.symbol, intent.side),
-                    in_flight_notional=intent_notional(intent),
-                )
-            if t.expected is not None:
-                t = replace(t, expected=stored.get(t.symbol, ""))
-            if t.op == "set" and t.new_position is not None:
-                positions[t.symbol] = t.new_position
-                stored[t.symbol] = t.new_position.to_json()
-            elif t.op == "del":
-                positions.pop(t.symbol, None)
-                stored.pop(t.symbol, None)
-            transitions.append(t)
-        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
-        self._report(transitions, outcomes, positions=-1)  # gauges: the monitor, every interval
-        if GUARD_FAILED in outcomes:
-            raise GuardFailed("a position changed during the batch; retrying on fresh state")
+        planner = BatchPlanner(
+            stored=stored, positions=positions, filters=self.filters, no_new_positions=bool(res[3]),
+            snapshots={s: parse_snapshot(r) for s, r in zip(symbols, res[4:], strict=True)},
+            limits=self.limits, mode=self.mode, now_ms=now_ms,
+        )
+        return res[0], res[1], planner
 
     async def sweep_lost(self, *, now_ms: int) -> int:
         """Answer pending intents whose decision can no longer arrive with REJECTED ``decision_lost``.
@@ -235,10 +200,7 @@ class Executor:
         pending = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.pending_intents)).items()}
         old: dict[str, TradeIntent | None] = {}
         for iid, raw in pending.items():
-            try:
-                intent: TradeIntent | None = parse_intent_json(raw)
-            except ValueError:
-                intent = None
+            intent = pending_intent(raw)
             if intent is None or now_ms - intent.ts > LOST_MIN_AGE_MS:
                 old[iid] = intent
         lost = [iid for iid in old if idle and iid in self._lost_candidates]
@@ -249,10 +211,7 @@ class Executor:
             d = GateDecision(decision_id=decision_id_for(iid), intent_id=iid,
                              symbol=intent.symbol if intent else "?", side=intent.side if intent else "BUY",
                              decision="EXECUTE", reason="none", kill_score=0.0, ts=now_ms)
-            t = self._reject_unknown(d, now_ms=now_ms, reason=REJECT_DECISION_LOST)
-            if intent is not None and not intent.reduce_only:
-                t = replace(t, in_flight_field=flight_field(intent.symbol, intent.side),
-                            in_flight_notional=intent_notional(intent))
+            t = frees_in_flight(reject_unknown(d, mode=self.mode, now_ms=now_ms, reason=REJECT_DECISION_LOST), intent)
             self.log.warn("DECISION_LOST", intent_id=iid, symbol=d.symbol, note="answered REJECTED decision_lost")
             transitions.append(t)
         outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
@@ -281,26 +240,11 @@ class Executor:
     async def reject_failed(self, d: GateDecision, *, error: str, now_ms: int) -> None:
         """Answer a decision whose execution keeps failing with REJECTED ``executor_error`` (once)."""
         raw = await self.redis.hget(self.keys.pending_intents, d.intent_id)
-        t = self._reject_unknown(d, now_ms=now_ms, reason=REJECT_EXECUTOR_ERROR)
-        try:
-            intent = parse_intent_json(raw) if raw is not None else None
-        except ValueError:
-            intent = None
-        if intent is not None and not intent.reduce_only:
-            t = replace(t, in_flight_field=flight_field(intent.symbol, intent.side),
-                        in_flight_notional=intent_notional(intent))
-        t = replace(t, venue_error=True)
+        t = reject_unknown(d, mode=self.mode, now_ms=now_ms, reason=REJECT_EXECUTOR_ERROR)
+        t = replace(frees_in_flight(t, pending_intent(raw)), venue_error=True)
         self.log.error("EXECUTION_FAILED", intent_id=d.intent_id, symbol=d.symbol, error=error,
                        note="answered REJECTED executor_error")
         self._report([t], await self.applier.apply_many([t], now_ms=now_ms), positions=-1)
-
-    def _reject_unknown(self, d: GateDecision, *, now_ms: int, reason: str = REJECT_INTENT_UNKNOWN) -> Transition:
-        stub = TradeIntent(
-            intent_id=d.intent_id, signal_id="", symbol=d.symbol, side=d.side, position_size_usd=1.0,
-            leverage=1.0, entry_price=1.0, stop_loss=0.0, take_profit=0.0, confidence=0.0, score=0.0,
-            rank=0, size_boost=1.0, ts=now_ms,
-        )
-        return reject_transition(stub, decision_id=d.decision_id, reason=reason, mode=self.mode, now_ms=now_ms)
 
     def _report(self, transitions: list[Transition], outcomes: list[int], *, positions: int) -> None:
         """One log line per applied event; metrics counted per batch (label lookups are not free)."""
@@ -373,7 +317,7 @@ class Executor:
         for s in symbols:
             mr.add("HMGET", self.keys.position_snapshot(s), *READ_FIELDS)
         out: dict[str, float] = {}
-        max_age_ms = self.gate_settings.max_snapshot_age * 1000.0
+        max_age_ms = self.limits.max_price_age_ms
         for s, raw in zip(symbols, await mr.run(self._read), strict=True):
             snap = parse_snapshot(raw)
             if snap is not None and snap.mark_price > 0 and now_ms - snap.ts_ms <= max_age_ms:
@@ -406,7 +350,7 @@ class Executor:
         positions, _ = parse_positions(stored)
         marks = await self.marks(sorted(positions), now_ms=now_ms)
         metrics.EXEC_UNREALIZED_PNL.labels(self.profile).set(unrealized_pnl(positions, marks))
-        cooldown_ms = int(self.gate_settings.cooldown * 1000)
+        cooldown_ms = self.limits.cooldown_ms
         transitions: list[Transition] = []
         for sym, pos in positions.items():
             mark = marks.get(sym)
@@ -477,69 +421,89 @@ async def _load_filters(ctx: WorkerContext) -> dict[str, Filters] | None:
     return None
 
 
-async def main(ctx: WorkerContext) -> None:
+async def _handle_batch(ctx: WorkerContext, executor: Executor, batch: list[Parsed[GateDecision]]) -> None:
+    try:
+        await executor.handle([p.message for p in batch], now_ms=ctx.clock.now_ms())
+    except Exception as exc:
+        # The bus retries a failing entry alone; on its last delivery answer it with a
+        # REJECTED result instead of letting it be dead-lettered without one.
+        if len(batch) != 1 or batch[0].deliveries < MAX_DELIVERIES:
+            raise
+        await executor.reject_failed(batch[0].message, error=f"{type(exc).__name__}: {exc}", now_ms=ctx.clock.now_ms())
+
+
+async def _housekeeping(ctx: WorkerContext, executor: Executor, *, retention_s: float) -> None:
+    """Every sweep interval: answer lost decisions, prune the exactly-once ledgers."""
+    await executor.sweep_lost(now_ms=ctx.clock.now_ms())
+    cutoff = ctx.clock.now_ms() - int(retention_s * 1000)
+    pruned = await prune_ledgers(ctx.redis, keys=ctx.keys, older_than_ms=cutoff)
+    if pruned:
+        ctx.log.event("LEDGERS_PRUNED", entries=pruned, older_than_ms=cutoff)
+
+
+async def monitor_loop(ctx: WorkerContext, executor: Executor, *, settings: ExecutorSettings) -> None:
+    """SL/TP monitor every ``monitorInterval``; lost-decision sweep and ledger pruning every minute."""
+    last_sweep = ctx.clock.now()
+    while not ctx.stop.is_set():
+        try:
+            await executor.monitor_once(now_ms=ctx.clock.now_ms())
+            if ctx.clock.now() - last_sweep >= LOST_SWEEP_INTERVAL_S:
+                last_sweep = ctx.clock.now()
+                await _housekeeping(ctx, executor, retention_s=settings.ledger_retention)
+        except Exception as exc:
+            ctx.error("monitor")
+            ctx.log.error("MONITOR_FAILED", error=f"{type(exc).__name__}: {exc}")
+        if await ctx.sleep(settings.monitor_interval):
+            return
+
+
+async def reconcile_loop(ctx: WorkerContext, venue: Venue, *, settings: ExecutorSettings) -> None:
+    """Testnet/live: follow the exchange's positions every ``reconcileInterval``."""
+    from quantum_trader.executor.reconcile import reconcile_once
+
+    while not await ctx.sleep(settings.reconcile_interval):
+        try:
+            await reconcile_once(venue, redis=ctx.redis, keys=ctx.keys, bus=ctx.bus, clock=ctx.clock, log=ctx.log)
+        except Exception as exc:
+            ctx.error("reconcile")
+            ctx.log.error("RECONCILE_FAILED", error=f"{type(exc).__name__}: {exc}")
+
+
+async def _start(ctx: WorkerContext) -> tuple[Executor, Venue] | None:
+    """Markets, venue and executor for the profile's mode; None when stopping or refused (logged)."""
     spec = ctx.profile.spec
     filters = await _load_filters(ctx)
     if filters is None:
-        return
+        return None
     venue = build_venue(ctx, filters=filters)
     if venue is None:
         ctx.log.error("EXECUTOR_REFUSED", mode=spec.mode, note="no venue for this mode; not starting")
         await ctx.stop.wait()
-        return
+        return None
     executor = Executor(
-        redis=ctx.redis, keys=ctx.keys, settings=spec.executor, gate_settings=spec.gate, venue=venue,
+        redis=ctx.redis, keys=ctx.keys, settings=spec.executor, limits=limits_from(spec.gate), venue=venue,
         filters=filters, log=ctx.log, exchange=ctx.exchange, markets_loaded_at_s=ctx.clock.now(),
     )
     await executor.init_open_orders()
     ctx.log.event("EXECUTOR_READY", mode=venue.mode, markets=len(filters), fee_bps=spec.executor.fee_bps,
                   max_slippage_bps=spec.executor.max_slippage_bps)
+    return executor, venue
+
+
+async def main(ctx: WorkerContext) -> None:
+    started = await _start(ctx)
+    if started is None:
+        return
+    executor, venue = started
+    settings = ctx.profile.spec.executor
 
     async def handler(batch: list[Parsed[GateDecision]]) -> None:
-        try:
-            await executor.handle([p.message for p in batch], now_ms=ctx.clock.now_ms())
-        except Exception as exc:
-            # The bus retries a failing entry alone; on its last delivery answer it with a
-            # REJECTED result instead of letting it be dead-lettered without one.
-            if len(batch) != 1 or batch[0].deliveries < MAX_DELIVERIES:
-                raise
-            await executor.reject_failed(
-                batch[0].message, error=f"{type(exc).__name__}: {exc}", now_ms=ctx.clock.now_ms()
-            )
-
-    async def monitor() -> None:
-        last_sweep = ctx.clock.now()
-        while not ctx.stop.is_set():
-            try:
-                await executor.monitor_once(now_ms=ctx.clock.now_ms())
-                if ctx.clock.now() - last_sweep >= LOST_SWEEP_INTERVAL_S:
-                    last_sweep = ctx.clock.now()
-                    await executor.sweep_lost(now_ms=ctx.clock.now_ms())
-                    cutoff = ctx.clock.now_ms() - int(spec.executor.ledger_retention * 1000)
-                    pruned = await prune_ledgers(ctx.redis, keys=ctx.keys, older_than_ms=cutoff)
-                    if pruned:
-                        ctx.log.event("LEDGERS_PRUNED", entries=pruned, older_than_ms=cutoff)
-            except Exception as exc:
-                ctx.error("monitor")
-                ctx.log.error("MONITOR_FAILED", error=f"{type(exc).__name__}: {exc}")
-            if await ctx.sleep(spec.executor.monitor_interval):
-                return
-
-    async def reconcile() -> None:
-        from quantum_trader.executor.reconcile import reconcile_once
-
-        while not await ctx.sleep(spec.executor.reconcile_interval):
-            try:
-                await reconcile_once(venue, redis=ctx.redis, keys=ctx.keys, bus=ctx.bus, clock=ctx.clock,
-                                     log=ctx.log)
-            except Exception as exc:
-                ctx.error("reconcile")
-                ctx.log.error("RECONCILE_FAILED", error=f"{type(exc).__name__}: {exc}")
+        await _handle_batch(ctx, executor, batch)
 
     ctx.mark_ready()
-    tasks = [asyncio.create_task(monitor(), name="executor-monitor")]
+    tasks = [asyncio.create_task(monitor_loop(ctx, executor, settings=settings), name="executor-monitor")]
     if venue.mode != "paper":  # the exchange's positions are the truth: follow them
-        tasks.append(asyncio.create_task(reconcile(), name="executor-reconcile"))
+        tasks.append(asyncio.create_task(reconcile_loop(ctx, venue, settings=settings), name="executor-reconcile"))
     try:
         await ctx.consume(
             stream=ctx.keys.gate_decision, message_type=GateDecision, handler=handler, group=GROUP_EXECUTOR,

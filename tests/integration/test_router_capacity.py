@@ -261,3 +261,19 @@ async def test_new_leader_routes_signals_a_dead_leader_left_pending(
         await wait_for(lambda: _no_pending(aredis_client))
     assert [i.signal_id for i in await intents(aredis_client)] == ["p1"]
     assert [(f.signal_id, f.reason) for f in await fates(aredis_client)] == [("p2", "low_confidence")]
+
+
+async def test_router_reports_processed_entries_and_bus_lag_like_every_consumer(
+    redis_url: str, aredis_client: aredis.Redis
+) -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"profile": "paper", "worker": "router", "stream": "ai.signal"}
+    before = REGISTRY.get_sample_value("qt_worker_processed_total", labels) or 0.0
+    await setup(aredis_client, open_orders="0")
+    t = now_ms()
+    await route(redis_url, aredis_client, signal("BTCUSDT", 0.95, now_ms=t), signal("ETHUSDT", 0.2, now_ms=t),
+                expect=2)
+    assert (REGISTRY.get_sample_value("qt_worker_processed_total", labels) or 0.0) - before == 2
+    lag = REGISTRY.get_sample_value("qt_bus_lag_entries", {"profile": "paper", "stream": "ai.signal", "group": "router"})
+    assert lag is not None

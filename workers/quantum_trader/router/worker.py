@@ -25,6 +25,7 @@ from quantum_trader.router import core
 from quantum_trader.router.lease import Lease
 
 READ_BLOCK_MAX_MS: Final = 250  # also bounds how long a stop waits
+LAG_EVERY_S: Final = 5.0  # how often the group's lag gauge is refreshed (as the shared consumer does)
 # Keys.published_signals (hash signal_id → intent_id, written by publish_once) only has to
 # remember signals young enough to be routed (a redelivered old signal is dropped as stale),
 # so it is reset when it grows past this many entries instead of growing forever.
@@ -53,6 +54,24 @@ def _emit(ctx: WorkerContext, events: tuple[core.LogEvent, ...] | list[core.LogE
             ctx.log.warn(ev.event, **ev.fields)
         else:
             ctx.log.event(ev.event, **ev.fields)
+
+
+def _stream_label(ctx: WorkerContext) -> str:
+    return ctx.keys.ai_signal.rsplit(":", 1)[-1]
+
+
+async def _ack(ctx: WorkerContext, ids: list[str]) -> None:
+    """Ack handled entries and count them as the shared consumer does (processed-entries panels)."""
+    await ctx.bus.ack(ctx.keys.ai_signal, GROUP_ROUTER, ids)
+    if ids:
+        ctx.processed(len(ids))
+        metrics.WORKER_PROCESSED.labels(ctx.profile.name, ctx.name, _stream_label(ctx)).inc(len(ids))
+
+
+async def _report_lag(ctx: WorkerContext) -> None:
+    lag = await ctx.bus.lag(ctx.keys.ai_signal, GROUP_ROUTER)
+    if lag is not None:
+        metrics.BUS_LAG.labels(ctx.profile.name, _stream_label(ctx), GROUP_ROUTER).set(lag)
 
 
 def _count_drops(ctx: WorkerContext, drops: tuple[RouterFate, ...] | list[RouterFate]) -> None:
@@ -97,9 +116,7 @@ async def _admit(
         await ctx.bus.publish_many([(ctx.keys.router_drop, d) for d in drops])
         _count_drops(ctx, drops)
     _emit(ctx, events)
-    await ctx.bus.ack(ctx.keys.ai_signal, GROUP_ROUTER, done)
-    if done:
-        ctx.processed(len(done))
+    await _ack(ctx, done)
 
 
 async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> core.BatchInput:
@@ -127,13 +144,15 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
     )
 
 
-async def decide(ctx: WorkerContext, buf: _Buffer, *, settings: RouterSettings) -> core.BatchResult:
-    """Decide the buffered batch, publish intents and drop records, log, count, ack."""
-    profile = ctx.profile.name
+async def decide(
+    ctx: WorkerContext, buf: _Buffer, *, settings: RouterSettings, base_size_usd: float
+) -> core.BatchResult:
+    """reads → core → writes → report: decide the buffered batch, publish intents and drop records, ack."""
+    started = time.perf_counter()
     inp: core.BatchInput = await ctx.bus.retry(
         lambda: gather_input(ctx, buf.candidates), what="router_inputs", stop=ctx.stop
     )
-    result = core.decide_batch(inp, settings=settings, base_size_usd=ctx.profile.spec.executor.base_size_usd)
+    result = core.decide_batch(inp, settings=settings, base_size_usd=base_size_usd)
     published = await ctx.bus.publish_once_many(
         [
             (ctx.keys.trade_intent, i, ctx.keys.published_signals, i.signal_id, i.intent_id)
@@ -151,19 +170,26 @@ async def decide(ctx: WorkerContext, buf: _Buffer, *, settings: RouterSettings) 
             )
     if drops:
         await ctx.bus.publish_many([(ctx.keys.router_drop, d) for d in drops])
-    _emit(ctx, result.events)
-    _count_drops(ctx, drops)
-    metrics.ROUTER_INTENTS.labels(profile).inc(sum(published))
-    metrics.ROUTER_BATCHES.labels(profile, result.outcome).inc()
-    if result.open_orders is not None:
-        metrics.ROUTER_CAPACITY.labels(profile, "open").set(result.open_orders)
-    await ctx.bus.ack(ctx.keys.ai_signal, GROUP_ROUTER, buf.ids)
-    ctx.processed(len(buf.ids))
+    _report(ctx, result, drops, published=sum(published), seconds=time.perf_counter() - started)
+    await _ack(ctx, buf.ids)
     buf.clear()
     if result.intents and await ctx.redis.hlen(ctx.keys.published_signals) > LEDGER_MAX:
         await ctx.redis.delete(ctx.keys.published_signals)
         ctx.log.event("ROUTER_LEDGER_RESET", max=LEDGER_MAX)
     return result
+
+
+def _report(
+    ctx: WorkerContext, result: core.BatchResult, drops: list[RouterFate], *, published: int, seconds: float
+) -> None:
+    profile = ctx.profile.name
+    _emit(ctx, result.events)
+    _count_drops(ctx, drops)
+    metrics.ROUTER_INTENTS.labels(profile).inc(published)
+    metrics.ROUTER_BATCHES.labels(profile, result.outcome).inc()
+    metrics.STAGE_LATENCY.labels(profile, ctx.name).observe(seconds)
+    if result.open_orders is not None:
+        metrics.ROUTER_CAPACITY.labels(profile, "open").set(result.open_orders)
 
 
 async def _read(ctx: WorkerContext, *, count: int, block_ms: int, pending: bool = False) -> list[Entry]:
@@ -177,13 +203,13 @@ async def _read(ctx: WorkerContext, *, count: int, block_ms: int, pending: bool 
     return entries
 
 
-async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings) -> None:
+async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings, base_size_usd: float) -> None:
     """Route while holding the lease; return when it is lost or the worker stops."""
     keys = ctx.keys
     await ctx.bus.ensure_group(keys.ai_signal, GROUP_ROUTER)
     buf = _Buffer()
     renew_every = lease.ttl_ms / 3000.0
-    last_renew = time.monotonic()
+    last_renew, last_lag = time.monotonic(), 0.0
     # Our own pending entries (restart), then whatever a previous leader left pending.
     backlog = await _read(ctx, count=settings.batch_size, block_ms=0, pending=True)
     backlog += await ctx.bus.reclaim(keys.ai_signal, GROUP_ROUTER, ctx.consumer, min_idle_ms=0, count=10_000)
@@ -197,9 +223,12 @@ async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings) ->
                 ctx.log.warn("ROUTER_LEASE_LOST", owner=lease.owner, buffered=len(buf.ids))
                 return  # unacked entries stay pending; the next leader reclaims them
             last_renew = time.monotonic()
+        if time.monotonic() - last_lag >= LAG_EVERY_S:
+            last_lag = time.monotonic()
+            await _report_lag(ctx)
         now_ms = ctx.clock.now_ms()
         if core.due(buffered=len(buf.candidates), oldest_buffered_ms=buf.oldest_ms, now_ms=now_ms, settings=settings):
-            await decide(ctx, buf, settings=settings)
+            await decide(ctx, buf, settings=settings, base_size_usd=base_size_usd)
             continue
         wait_ms = READ_BLOCK_MAX_MS
         if buf.oldest_ms is not None:
@@ -216,13 +245,15 @@ async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings) ->
             await _admit(ctx, entries, buf, settings=settings)
     # Stopping: decide what we hold so nothing waits for a redelivery.
     if buf.candidates:
-        await decide(ctx, buf, settings=settings)
+        await decide(ctx, buf, settings=settings, base_size_usd=base_size_usd)
     elif buf.ids:
-        await ctx.bus.ack(keys.ai_signal, GROUP_ROUTER, buf.ids)
+        await _ack(ctx, buf.ids)
 
 
 async def main(ctx: WorkerContext) -> None:
     settings = ctx.profile.spec.router
+    # the one value the router shares with the executor, declared once (executor.baseSizeUsd)
+    base_size_usd = ctx.profile.spec.executor.base_size_usd
     profile = ctx.profile.name
     metrics.ROUTER_CAPACITY.labels(profile, "target").set(settings.target_open_orders)
     metrics.ROUTER_CAPACITY.labels(profile, "max").set(settings.max_open_orders)
@@ -245,7 +276,7 @@ async def main(ctx: WorkerContext) -> None:
                 standby_logged = False
                 metrics.ROUTER_LEADER.labels(profile).set(1)
                 ctx.log.event("ROUTER_LEADER", owner=lease.owner, ttl_ms=lease.ttl_ms)
-                await lead(ctx, lease, settings=settings)
+                await lead(ctx, lease, settings=settings, base_size_usd=base_size_usd)
                 continue
             metrics.ROUTER_LEADER.labels(profile).set(0)
             if not standby_logged:

@@ -74,7 +74,7 @@ async def test_a_full_adapter_session_never_logs_the_key_or_the_secret(
     )
     replay = recorded_market_data()
     replay.add("GET", "/fapi/v3/positionRisk", Reply(file="positionRisk.json"))
-    replay.add("GET", "/fapi/v3/balance", Reply(file="error_invalid_api_key.json", status=401))
+    replay.add("GET", "/fapi/v1/openOrders", Reply(file="error_invalid_api_key.json", status=401))
     replay.add("POST", "/fapi/v1/order", Reply(timeout=True), Reply(file="order_filled.json"),
                Reply(file="error_min_notional.json", status=400))
     replay.add("GET", "/fapi/v1/order", Reply(file="error_order_not_found.json", status=400))
@@ -88,7 +88,7 @@ async def test_a_full_adapter_session_never_logs_the_key_or_the_secret(
     await ex.tickers()
     await ex.positions()
     with pytest.raises(ExchangeError) as err:
-        await ex.balances()
+        await ex.open_orders()
     assert err.value.reason == "auth_failed"
     filled = await ex.place_order(OrderRequest(symbol="BTCUSDT", side="BUY", qty=0.002, client_order_id="intent-0001"))
     rejected = await ex.place_order(OrderRequest(symbol="BTCUSDT", side="BUY", qty=0.001, client_order_id="intent-0002"))

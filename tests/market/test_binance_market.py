@@ -11,9 +11,10 @@ import redis.asyncio as aredis
 from quantum_trader.core.clock import ManualClock
 from quantum_trader.market import binance_parse as bp
 from quantum_trader.market.base import Exchange, ExchangeError
+from quantum_trader.market.binance import make_client
 from quantum_trader.market.binance_budget import attach_shared_budget
 
-from .test_binance_replay import NOW_MS, Reply, fixture, logged, make_exchange, recorded_market_data
+from .test_binance_replay import NOW_MS, Replay, Reply, fixture, logged, make_exchange, recorded_market_data
 
 H = 3_600_000
 
@@ -21,8 +22,9 @@ H = 3_600_000
 # -- exchangeInfo → filters ------------------------------------------------------------------------
 
 
-def test_exchange_info_filters_parse_into_markets() -> None:
-    markets = {m.symbol: m for m in bp.parse_exchange_info(fixture("exchangeInfo.json"))}
+async def test_exchange_info_filters_parse_into_markets() -> None:
+    ex = make_exchange(recorded_market_data())
+    markets = {m.symbol: m for m in await ex.markets()}  # ccxt's load_markets → unified markets → Market
     btc = markets["BTCUSDT"]
     assert (btc.tick_size, btc.step_size, btc.min_notional) == (0.1, 0.001, 100.0)
     assert btc.max_qty == 120.0  # MARKET_LOT_SIZE is tighter than LOT_SIZE for market orders
@@ -35,32 +37,45 @@ def test_exchange_info_filters_parse_into_markets() -> None:
     assert markets["BTCUSDT_261225"].contract == "delivery"
     assert markets["WAVESUSDT"].status == "SETTLING"
     assert markets["ETHUSDT"].onboard_ms == 1569398400000
+    await ex.close()
+
+
+def without_lot_size() -> dict[str, Any]:
+    """The recorded BTCUSDT entry with its LOT_SIZE filter removed."""
+    btc = next(s for s in fixture("exchangeInfo.json")["symbols"] if s["symbol"] == "BTCUSDT")
+    return {**btc, "filters": [f for f in btc["filters"] if f["filterType"] != "LOT_SIZE"]}
 
 
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
         ({"timezone": "UTC"}, "symbols"),
-        ({"symbols": [{"symbol": "XUSDT", "filters": [{"filterType": "PRICE_FILTER", "tickSize": "0.1"}]}]}, "LOT_SIZE"),
-        ([], "JSON object"),
+        ({"symbols": [without_lot_size()]}, "LOT_SIZE"),
+        ([], "symbols"),
     ],
 )
-def test_malformed_exchange_info_raises_naming_the_endpoint(body: Any, needle: str) -> None:
+async def test_malformed_exchange_info_raises_naming_the_endpoint(body: Any, needle: str) -> None:
+    ex = make_exchange(Replay().add("GET", "/fapi/v1/exchangeInfo", Reply(body=body)))
     with pytest.raises(ExchangeError) as err:
-        bp.parse_exchange_info(body)
+        await ex.markets()
+    await ex.close()
     assert err.value.reason == "malformed_response"
     assert err.value.endpoint == "GET /fapi/v1/exchangeInfo"
     assert needle in str(err.value)
 
 
-def test_rounding_quantities_down_to_step_and_prices_to_tick() -> None:
+async def test_rounding_quantities_down_to_step_and_prices_to_tick() -> None:
     assert bp.round_to_step(0.0029, 0.001) == 0.002
     assert bp.round_to_step(0.003, 0.001) == 0.003  # exact multiples survive float noise
     assert bp.round_to_step(17094.9, 1.0) == 17094.0
     assert bp.round_to_tick(91310.46, 0.1) == 91310.5
     assert bp.round_to_tick(0.00585127, 0.0000001) == 0.0058513
-    assert bp.format_decimal(0.0058513, 0.0000001) == "0.0058513"  # never "5.8513e-03"
-    assert bp.format_decimal(0.002, 0.001) == "0.002"
+    client = make_client(testnet=False, enable_rate_limit=False)  # ccxt formats what is sent
+    recorded_market_data().bind(client)
+    await client.load_markets()
+    assert client.price_to_precision("1000PEPE/USDT:USDT", 0.0058513) == "0.0058513"  # never "5.8513e-03"
+    assert client.amount_to_precision("BTC/USDT:USDT", 0.002) == "0.002"
+    await client.close()
 
 
 async def test_markets_come_from_recorded_exchange_info() -> None:
@@ -115,7 +130,7 @@ async def test_klines_are_fetched_in_pages_and_joined() -> None:
     await ex.close()
 
 
-async def test_klines_default_page_is_1500_bars() -> None:
+async def test_klines_default_page_is_ccxts_1000_bars() -> None:
     end = NOW_MS
 
     def serve(params: dict[str, str]) -> list[list[Any]]:
@@ -126,7 +141,8 @@ async def test_klines_default_page_is_1500_bars() -> None:
     ex = make_exchange(replay)
     k = await ex.klines("ETHUSDT", "15m", limit=2000, end_ms=end)
     assert len(k) == 2000 and k.ts[-1] == end - 900_000
-    assert [c.params["limit"] for c in replay.calls] == ["1500", "500"]
+    # 1000 bars is ccxt's page cap and Binance's weight-5 tier: fewer weight per bar than 1500 (weight 10)
+    assert [c.params["limit"] for c in replay.calls if c.path == "/fapi/v1/klines"] == ["1000", "1000"]
     await ex.close()
 
 
@@ -148,7 +164,7 @@ async def test_kline_gap_is_refetched_and_filled(caplog: pytest.LogCaptureFixtur
 
 
 async def test_malformed_kline_row_is_an_error_naming_the_endpoint() -> None:
-    replay = recorded_market_data().add("GET", "/fapi/v1/klines", Reply(body=[[1, "x", "2", "0", "1", "1"]]))
+    replay = recorded_market_data().add("GET", "/fapi/v1/klines", Reply(body=[[NOW_MS - 2 * H, "x", "2", "0", "1", "1"]]))
     ex = make_exchange(replay)
     with pytest.raises(ExchangeError) as err:
         await ex.klines("BTCUSDT", "1h", limit=3, end_ms=NOW_MS)
@@ -252,7 +268,7 @@ async def test_attach_shared_budget_only_touches_adapters_with_weights(redis_url
     assert attach_shared_budget(ex, redis=client, key="quantum:{test}:exchange:weight", clock=clock)
     assert not attach_shared_budget(object(), redis=client, key="k", clock=clock)
     await ex.tickers()
-    assert await client.hget("quantum:{test}:exchange:weight", "used") == "45"
+    assert await client.hget("quantum:{test}:exchange:weight", "used") == "46"  # exchangeInfo 1 + 40 + 5
     await ex.close()
     await client.aclose()
 

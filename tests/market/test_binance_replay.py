@@ -170,6 +170,7 @@ def recorded_market_data() -> Replay:
     r.add("GET", "/fapi/v1/ticker/bookTicker", Reply(file="ticker_bookTicker.json"))
     r.add("GET", "/fapi/v1/premiumIndex", Reply(file="premiumIndex.json"))
     r.add("GET", "/fapi/v1/premiumIndex", Reply(file="premiumIndex_BNBUSDT.json"), symbol="BNBUSDT")
+    r.add("GET", "/fapi/v1/leverageBracket", Reply(file="leverageBracket.json"))  # signed; ccxt's positions need it
     return r
 
 
@@ -190,9 +191,13 @@ async def test_replay_routes_mainnet_data_and_testnet_orders_to_their_hosts() ->
     ex = make_exchange(replay)
     await ex.markets()
     await ex.positions()
-    hosts = {c.path: c.host for c in replay.calls}
-    assert hosts["/fapi/v1/exchangeInfo"] == "fapi.binance.com"
-    assert hosts["/fapi/v3/positionRisk"] == "testnet.binancefuture.com"
+    hosts: dict[str, set[str]] = {}
+    for c in replay.calls:
+        hosts.setdefault(c.path, set()).add(c.host)
+    # market data from mainnet; the order venue loads its own (testnet) markets before positions
+    assert hosts["/fapi/v1/exchangeInfo"] == {"fapi.binance.com", "testnet.binancefuture.com"}
+    assert replay.calls[0].host == "fapi.binance.com"
+    assert hosts["/fapi/v3/positionRisk"] == {"testnet.binancefuture.com"}
     signed = next(c for c in replay.calls if c.path == "/fapi/v3/positionRisk")
     assert "signature" in signed.params and signed.headers.get("X-MBX-APIKEY") == FAKE_KEY
     await ex.close()

@@ -6,8 +6,9 @@ can be computed over all symbols at once.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -112,6 +113,66 @@ class OrderResult:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolFailure:
+    """Why one symbol of a many-symbol call got no result (``unknown_symbol``, ``rate_limited``, ...)."""
+
+    symbol: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PerSymbol(Generic[T]):
+    """The outcome of a call covering many symbols: a value per symbol that worked, a failure per
+    symbol that did not. Every requested symbol is in exactly one of the two."""
+
+    values: dict[str, T]
+    failures: dict[str, SymbolFailure] = field(default_factory=dict)
+
+
+async def per_symbol(symbols: list[str], fetch: Callable[[str], Awaitable[T]]) -> PerSymbol[T]:
+    """Call ``fetch`` once per symbol (in order); an :class:`ExchangeError` is that symbol's failure.
+
+    ``invalid_symbol`` (the exchange does not know the name) is reported as ``unknown_symbol``.
+    """
+    values: dict[str, T] = {}
+    failures: dict[str, SymbolFailure] = {}
+    for s in dict.fromkeys(symbols):
+        try:
+            values[s] = await fetch(s)
+        except ExchangeError as exc:
+            reason = "unknown_symbol" if exc.reason in ("invalid_symbol", "unknown_symbol") else exc.reason
+            failures[s] = SymbolFailure(s, reason, str(exc)[:200])
+    return PerSymbol(values=values, failures=failures)
+
+
+async def mark_prices_each(exchange: object, symbols: list[str]) -> PerSymbol[float]:
+    """Mark prices with per-symbol failures from any exchange: its own ``mark_prices_each`` when it
+    has one, else one ``mark_prices`` call for all and, if that fails, one call per symbol."""
+    own = getattr(exchange, "mark_prices_each", None)
+    if own is not None:
+        result: PerSymbol[float] = await own(symbols)
+        return result
+    fetch_many: Callable[[list[str]], Awaitable[dict[str, float]]] = exchange.mark_prices  # type: ignore[attr-defined]
+    try:
+        marks = await fetch_many(symbols)
+    except ExchangeError:
+        return await per_symbol(symbols, lambda s: _one_mark(fetch_many, s))
+    missing = {s: SymbolFailure(s, "unknown_symbol", "no mark price") for s in symbols if s not in marks}
+    return PerSymbol(values={s: marks[s] for s in symbols if s in marks}, failures=missing)
+
+
+async def _one_mark(fetch_many: Callable[[list[str]], Awaitable[dict[str, float]]], symbol: str) -> float:
+    marks = await fetch_many([symbol])
+    if symbol not in marks:
+        raise ExchangeError(f"no mark price for {symbol}", reason="unknown_symbol")
+    return marks[symbol]
+
+
 @runtime_checkable
 class Exchange(Protocol):
     """What workers need from an exchange. Every method may raise :class:`ExchangeError`."""
@@ -135,6 +196,18 @@ class Exchange(Protocol):
         ...
 
     async def mark_prices(self, symbols: list[str]) -> dict[str, float]:
+        """Mark prices of all ``symbols``; raises if any one cannot be priced (see :meth:`mark_prices_each`)."""
+        ...
+
+    async def mark_prices_each(self, symbols: list[str]) -> PerSymbol[float]:
+        """Mark prices per symbol: an unknown/delisted/failing symbol is a failure with its reason
+        (``unknown_symbol`` ...), never an exception that costs the other symbols their price."""
+        ...
+
+    async def klines_each(
+        self, symbols: list[str], timeframe: str, *, limit: int, end_ms: int | None = None
+    ) -> PerSymbol[Klines]:
+        """:meth:`klines` for many symbols with per-symbol failures."""
         ...
 
     async def positions(self) -> list[Position]:

@@ -42,8 +42,11 @@ from quantum_trader.market.base import (
     Market,
     OrderRequest,
     OrderResult,
+    PerSymbol,
     Position,
+    SymbolFailure,
     Ticker,
+    per_symbol,
 )
 from quantum_trader.market.binance_budget import WeightBudget
 from quantum_trader.market.credentials import Credentials, CredentialsError, load_credentials
@@ -94,6 +97,8 @@ def make_client(
             # ccxt warns that the futures testnet is superseded by "demo trading";
             # testnet.binancefuture.com still serves the testnet keys users have.
             "disableFuturesSandboxWarning": True,
+            # working_orders() asks for every open order at once (weight 40), knowingly.
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
         },
     }
     if credentials is not None:
@@ -109,15 +114,27 @@ def make_client(
 
 
 class CcxtTransport:
-    """Typed boundary over one ccxt instance: ``call(method, params) -> decoded JSON``."""
+    """Typed boundary over one ccxt instance: ``call(method, *args) -> ccxt's unified structure``.
+
+    Keeps the Binance id ↔ ccxt unified symbol maps of the markets ccxt loaded.
+    """
 
     def __init__(self, client: Any, *, venue: str) -> None:
         self.client = client
         self.venue = venue  # "mainnet" | "testnet" | "demo" (for logs)
+        self.ids: dict[str, str] = {}  # unified symbol → Binance id
+        self.symbols: dict[str, str] = {}  # Binance id → unified symbol
 
-    async def call(self, method: str, params: Mapping[str, str]) -> object:
+    @property
+    def loaded(self) -> bool:
+        return bool(self.symbols)
+
+    async def call(self, method: str, *args: object, **kwargs: object) -> object:
         fn = getattr(self.client, method)
-        result: object = await fn(dict(params))
+        result: object = await fn(*args, **kwargs)
+        if method == "load_markets" and isinstance(result, dict):
+            self.ids = {str(sym): str(m.get("id")) for sym, m in result.items() if isinstance(m, dict)}
+            self.symbols = {i: sym for sym, i in self.ids.items()}
         return result
 
     async def close(self) -> None:
@@ -224,31 +241,40 @@ class BinanceExchange:
         return self._trade is not None
 
     # -- the one request path -----------------------------------------------------------------
-    async def _call(
-        self, name: str, params: Mapping[str, str], *, retry: bool = True, order_venue: bool = False
-    ) -> object:
-        """Call endpoint ``name`` (see ``binance_parse.ENDPOINTS``); raise :class:`ExchangeError` with a reason.
+    def _transport(self, ep: bp.Endpoint, *, order_venue: bool) -> CcxtTransport:
+        """Private endpoints (and public ones with ``order_venue=True``) go to the order venue."""
+        if not (ep.private or order_venue):
+            return self._data
+        if self._trade is None:
+            raise ExchangeError(
+                "orders/account need API keys (QT_EXCHANGE_KEY/QT_EXCHANGE_SECRET or the mounted Secret)"
+                if self._no_trade_reason == "missing_credentials"
+                else "paper environment: no orders or account calls on the exchange",
+                reason=self._no_trade_reason,
+                endpoint=ep.label,
+            )
+        return self._trade
 
-        Private endpoints (and public ones with ``order_venue=True``) go to the order venue.
-        """
+    async def _call(
+        self,
+        name: str,
+        *args: object,
+        weight: int | None = None,
+        retry: bool = True,
+        order_venue: bool = False,
+        **kwargs: object,
+    ) -> object:
+        """Call ``name`` (see ``binance_parse.ENDPOINTS``) through ccxt; raise :class:`ExchangeError` with a reason."""
         ep = bp.ENDPOINTS[name]
-        transport = self._data
-        if ep.private or order_venue:
-            if self._trade is None:
-                raise ExchangeError(
-                    "orders/account need API keys (QT_EXCHANGE_KEY/QT_EXCHANGE_SECRET or the mounted Secret)"
-                    if self._no_trade_reason == "missing_credentials"
-                    else "paper environment: no orders or account calls on the exchange",
-                    reason=self._no_trade_reason,
-                    endpoint=ep.label,
-                )
-            transport = self._trade
+        transport = self._transport(ep, order_venue=order_venue)
+        if name != "exchangeInfo" and not transport.loaded:
+            await self._call("exchangeInfo", True, order_venue=transport is not self._data)
         attempts = self._max_attempts if retry else 1
         for attempt in range(attempts):
             if self._budget is not None:
-                await self._budget.acquire(bp.request_weight(name, params), endpoint=ep.label)
+                await self._budget.acquire(bp.request_weight(name) if weight is None else weight, endpoint=ep.label)
             try:
-                result = await transport.call(ep.method, params)
+                result = await transport.call(ep.method, *args, **kwargs)
             except ccxt_async.BaseError as exc:
                 reason = bp.reason_for_error(kind=classify(exc), message=str(exc))
                 metrics.EXCHANGE_REQUESTS.labels(EXCHANGE_NAME, ep.label, reason).inc()
@@ -265,39 +291,58 @@ class BinanceExchange:
                     await self._clock.sleep(delay)
                     continue
                 raise ExchangeError(_short(exc), reason=reason, endpoint=ep.label) from None
+            except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+                # ccxt's parsers assume the documented shape: anything else is a malformed reply
+                metrics.EXCHANGE_REQUESTS.labels(EXCHANGE_NAME, ep.label, "malformed_response").inc()
+                raise ExchangeError(
+                    f"unexpected response: {type(exc).__name__}: {_short(exc)}",
+                    reason="malformed_response",
+                    endpoint=ep.label,
+                ) from None
             metrics.EXCHANGE_REQUESTS.labels(EXCHANGE_NAME, ep.label, "ok").inc()
             return result
         raise ExchangeError("no attempt made", reason="exchange_error", endpoint=ep.label)  # attempts >= 1
 
+    async def _unified(self, symbol: str, *, order_venue: bool = False, endpoint: str = "") -> str:
+        """ccxt's unified symbol of a Binance id (``BTCUSDT`` → ``BTC/USDT:USDT``) on that venue."""
+        transport = self._transport(bp.ENDPOINTS["exchangeInfo"], order_venue=order_venue)
+        if not transport.loaded:
+            await self._call("exchangeInfo", True, order_venue=order_venue)
+        unified = transport.symbols.get(symbol)
+        if unified is None:
+            raise ExchangeError(f"{symbol} is not listed", reason="invalid_symbol", endpoint=endpoint)
+        return unified
+
     # -- market data --------------------------------------------------------------------------
     async def markets(self) -> list[Market]:
-        return bp.parse_exchange_info(await self._call("exchangeInfo", {}))
+        return bp.markets_from_ccxt(await self._call("exchangeInfo", True))
 
     async def order_markets(self) -> dict[str, Market]:
         """Filters of the venue that takes the orders (the testnet lists fewer symbols than mainnet)."""
         now = self._clock.now_ms()
         if self._order_markets is None or now - self._order_markets_ms > ORDER_MARKETS_TTL_MS:
-            raw = await self._call("exchangeInfo", {}, order_venue=True)
-            self._order_markets = {m.symbol: m for m in bp.parse_exchange_info(raw)}
+            raw = await self._call("exchangeInfo", True, order_venue=True)
+            self._order_markets = {m.symbol: m for m in bp.markets_from_ccxt(raw)}
             self._order_markets_ms = now
         return self._order_markets
 
     async def tickers(self) -> dict[str, Ticker]:
-        raw_24h = await self._call("ticker24hr", {})
-        raw_book = await self._call("bookTicker", {})
-        return bp.parse_tickers(raw_24h, raw_book)
+        raw_24h = await self._call("ticker24hr")
+        raw_book = await self._call("bookTicker")
+        return bp.tickers_from_ccxt(raw_24h, raw_book, ids=self._data.ids)
 
     async def klines(self, symbol: str, timeframe: str, *, limit: int, end_ms: int | None = None) -> Klines:
-        """The last ``limit`` closed bars up to ``end_ms``: pages of ≤1500, then one refetch per gap."""
+        """The last ``limit`` closed bars up to ``end_ms``: pages of ≤1000, then one refetch per gap."""
         window = bp.kline_window(
             timeframe=timeframe, limit=limit, end_ms=self._clock.now_ms() if end_ms is None else end_ms
         )
+        unified = await self._unified(symbol, endpoint=bp.ENDPOINTS["klines"].label)
         tf = window.tf_ms
         pages: list[list[bp.Bar]] = []
         cursor = window.first_open
         while cursor <= window.last_open:
             n = min(self._page_limit, (window.last_open - cursor) // tf + 1)
-            page = await self._klines_page(symbol, timeframe, start=cursor, end=window.last_open, limit=n)
+            page = await self._klines_page(unified, timeframe, start=cursor, end=window.last_open, limit=n)
             pages.append(page)
             if not page or page[-1][0] + tf <= cursor:
                 break
@@ -307,7 +352,7 @@ class BinanceExchange:
         if gaps:
             refetched = [
                 await self._klines_page(
-                    symbol, timeframe, start=g0, end=g1, limit=min(self._page_limit, (g1 - g0) // tf + 1)
+                    unified, timeframe, start=g0, end=g1, limit=min(self._page_limit, (g1 - g0) // tf + 1)
                 )
                 for g0, g1 in gaps[:10]
             ]
@@ -318,12 +363,23 @@ class BinanceExchange:
             )
         return bp.bars_to_klines(bars, symbol=symbol, timeframe=timeframe)
 
-    async def _klines_page(self, symbol: str, timeframe: str, *, start: int, end: int, limit: int) -> list[bp.Bar]:
-        raw = await self._call(
-            "klines",
-            {"symbol": symbol, "interval": timeframe, "startTime": str(start), "endTime": str(end), "limit": str(limit)},
+    async def _klines_page(self, unified: str, timeframe: str, *, start: int, end: int, limit: int) -> list[bp.Bar]:
+        rows = await self._call(
+            "klines", unified, timeframe, start, limit, {"until": end}, weight=bp.request_weight("klines", limit=limit)
         )
-        return bp.parse_klines(raw)
+        return bp.bars_from_ohlcv(rows)
+
+    async def klines_each(
+        self, symbols: list[str], timeframe: str, *, limit: int, end_ms: int | None = None
+    ) -> PerSymbol[Klines]:
+        """:meth:`klines` per symbol; a symbol that fails is reported with its reason, the rest proceed."""
+        return await per_symbol(symbols, lambda s: self.klines(s, timeframe, limit=limit, end_ms=end_ms))
+
+    async def funding_rates(self, symbol: str, *, since_ms: int, until_ms: int, limit: int = 1000) -> list[bp.FundingRate]:
+        """Funding settlements of ``symbol`` in [since_ms, until_ms] (one page of at most ``limit``)."""
+        unified = await self._unified(symbol, endpoint=bp.ENDPOINTS["fundingRate"].label)
+        raw = await self._call("fundingRate", unified, since_ms, limit, {"until": until_ms})
+        return [f for f in bp.funding_from_ccxt(raw) if since_ms <= f.ts <= until_ms]
 
     async def backfill(self, symbol: str, timeframe: str) -> None:
         """No local history to repair: every :meth:`klines` call fetches afresh and refetches gaps."""
@@ -334,27 +390,58 @@ class BinanceExchange:
         if 0 < len(symbols) <= 3:
             out: dict[str, float] = {}
             for s in symbols:
-                out.update(bp.parse_mark_prices(await self._call("premiumIndex", {"symbol": s})))
+                unified = await self._unified(s, endpoint=bp.ENDPOINTS["premiumIndex"].label)
+                raw = await self._call("premiumIndex", unified, weight=bp.request_weight("premiumIndex", symbol=True))
+                out.update(bp.mark_prices_from_ccxt([raw], ids=self._data.ids))
             return out
-        every = bp.parse_mark_prices(await self._call("premiumIndex", {}))
+        raw_all = await self._call("premiumIndexAll")
+        if not isinstance(raw_all, dict):
+            raise ExchangeError("unexpected response: mark prices", reason="malformed_response",
+                                endpoint=bp.ENDPOINTS["premiumIndexAll"].label)
+        every = bp.mark_prices_from_ccxt(raw_all.values(), ids=self._data.ids)
         return every if not symbols else {s: every[s] for s in symbols if s in every}
+
+    async def mark_prices_each(self, symbols: list[str]) -> PerSymbol[float]:
+        """Mark prices with per-symbol failures: one request for all; a symbol not listed (or
+        without a mark) is reported as ``unknown_symbol``; a failing request falls back to one
+        call per symbol so one bad symbol never blacks out the rest."""
+        if not self._data.loaded:
+            await self._call("exchangeInfo", True)
+        listed = [s for s in symbols if s in self._data.symbols]
+        unknown = {s: SymbolFailure(s, "unknown_symbol", "not listed on binanceusdm") for s in symbols
+                   if s not in self._data.symbols}
+        try:
+            marks = await self.mark_prices(listed) if listed else {}
+        except ExchangeError:
+            found = await per_symbol(listed, self._one_mark)
+            return PerSymbol(values=found.values, failures={**unknown, **found.failures})
+        missing = {s: SymbolFailure(s, "unknown_symbol", "no mark price") for s in listed if s not in marks}
+        return PerSymbol(values={s: marks[s] for s in listed if s in marks}, failures={**unknown, **missing})
+
+    async def _one_mark(self, symbol: str) -> float:
+        marks = await self.mark_prices([symbol])
+        if symbol not in marks:
+            raise ExchangeError(f"no mark price for {symbol}", reason="unknown_symbol")
+        return marks[symbol]
 
     # -- account --------------------------------------------------------------------------------
     async def positions(self) -> list[Position]:
         """Open positions on the order venue; none in ``paper`` (Redis is the book there)."""
         if self._trade is None and self._no_trade_reason == "paper_mode":
             return []
-        return bp.parse_positions(await self._call("positionRisk", {}))
-
-    async def balances(self) -> dict[str, bp.Balance]:
-        return bp.parse_balances(await self._call("balance", {}))
+        raw = await self._call("positionRisk")
+        return bp.positions_from_ccxt(raw, ids=self._trade.ids if self._trade else {})
 
     async def open_orders(self, symbol: str | None = None) -> list[OrderResult]:
-        return bp.parse_open_orders(await self._call("openOrders", {"symbol": symbol} if symbol else {}))
+        label = bp.ENDPOINTS["openOrders"].label
+        unified = await self._unified(symbol, order_venue=True, endpoint=label) if symbol else None
+        raw = await self._call("openOrders", unified, weight=bp.request_weight("openOrders", symbol=bool(symbol)))
+        ids = self._trade.ids if self._trade else {}
+        return [bp.order_from_ccxt(o, endpoint=label, ids=ids) for o in raw] if isinstance(raw, list) else []
 
     async def working_orders(self) -> int:
         """Open orders that may still open risk (reduce-only and close-position orders excluded)."""
-        return bp.working_entry_orders(await self._call("openOrders", {}))
+        return bp.working_entry_orders(await self._call("openOrders", None, weight=bp.request_weight("openOrders")))
 
     # -- orders ---------------------------------------------------------------------------------
     async def place_order(self, order: OrderRequest) -> OrderResult:
@@ -379,14 +466,14 @@ class BinanceExchange:
         if qty <= 0:
             return self._rejected(order, "lot_size", f"qty {order.qty} rounds to 0 at step {filters.step_size}")
         try:
-            params = bp.order_params(
-                replace(order, qty=qty, stop_price=bp.round_to_tick(order.stop_price, filters.tick_size)),
-                step_size=filters.step_size,
-                tick_size=filters.tick_size,
+            args = bp.create_order_args(
+                replace(order, qty=qty, stop_price=bp.round_to_tick(order.stop_price, filters.tick_size))
             )
+            unified = await self._unified(order.symbol, order_venue=True, endpoint=label)
         except ExchangeError as exc:
             return self._rejected(order, exc.reason, str(exc))
         (self._algo_ids if algo else self._regular_ids).add(order.client_order_id)
+        ids = self._trade.ids if self._trade else {}
         last_reason = "timeout"
         for submission in range(1, self._max_submissions + 1):
             self._log.event(
@@ -400,7 +487,9 @@ class BinanceExchange:
                 submission=submission,
             )
             try:
-                raw = await self._call(post, params, retry=False)
+                raw = await self._call(
+                    post, unified, args.type, args.side, args.amount, None, dict(args.params), retry=False
+                )
             except ExchangeError as exc:
                 if exc.reason == "duplicate_client_order_id":
                     found = await self._lookup(order.symbol, order.client_order_id, algo=algo)
@@ -429,7 +518,7 @@ class BinanceExchange:
                 if submission < self._max_submissions:
                     self._log.event("ORDER_RESUBMIT", client_order_id=order.client_order_id, reason=exc.reason)
                 continue
-            result = replace(bp.parse_order(raw, endpoint=label), client_order_id=order.client_order_id)
+            result = replace(bp.order_from_ccxt(raw, endpoint=label, ids=ids), client_order_id=order.client_order_id)
             if result.status == "FILLED" and not algo:
                 result = await self._with_fills(result)
             self._log.event(
@@ -467,18 +556,24 @@ class BinanceExchange:
         Transient failures are retried; if the lookup itself keeps failing this raises
         :class:`ExchangeError` (reason ``timeout``): the order's fate is unknown.
         """
-        name, key = ("algoOrderGet", "clientAlgoId") if algo else ("orderGet", "origClientOrderId")
+        name = "algoOrderGet" if algo else "orderGet"
+        label = bp.ENDPOINTS[name].label
+        params: dict[str, object] = {"clientOrderId": bp.binance_client_id(client_order_id)}
+        if algo:
+            params["trigger"] = True
         try:
-            raw = await self._call(name, {"symbol": symbol, key: bp.binance_client_id(client_order_id)})
+            unified = await self._unified(symbol, order_venue=True, endpoint=label)
+            raw = await self._call(name, None, unified, params)
         except ExchangeError as exc:
-            if exc.reason == "order_not_found":
+            if exc.reason in ("order_not_found", "invalid_symbol"):
                 return None
             if exc.reason in bp.TRANSIENT:
                 raise ExchangeError(
                     f"order {client_order_id} state unknown: {exc}", reason="timeout", endpoint=exc.endpoint
                 ) from None
             raise
-        result = replace(bp.parse_order(raw, endpoint=bp.ENDPOINTS[name].label), client_order_id=client_order_id)
+        ids = self._trade.ids if self._trade else {}
+        result = replace(bp.order_from_ccxt(raw, endpoint=label, ids=ids), client_order_id=client_order_id)
         if result.status == "FILLED" and not algo:
             result = await self._with_fills(result)
         return result
@@ -499,16 +594,16 @@ class BinanceExchange:
     async def cancel_order(self, symbol: str, client_order_id: str) -> None:
         """Cancel by client id; an order that no longer exists counts as cancelled."""
         algo = client_order_id in self._algo_ids
-        name, key = ("algoOrderDelete", "clientAlgoId") if algo else ("orderDelete", "origClientOrderId")
         exchange_id = bp.binance_client_id(client_order_id)
+        unified = await self._unified(symbol, order_venue=True, endpoint=bp.ENDPOINTS["orderDelete"].label)
         try:
-            await self._call(name, {"symbol": symbol, key: exchange_id})
+            await self._cancel(unified, exchange_id, algo=algo)
         except ExchangeError as exc:
             if exc.reason != "order_not_found":
                 raise
             if not algo and client_order_id not in self._regular_ids:
                 try:
-                    await self._call("algoOrderDelete", {"symbol": symbol, "clientAlgoId": exchange_id})
+                    await self._cancel(unified, exchange_id, algo=True)
                 except ExchangeError as algo_exc:
                     if algo_exc.reason != "order_not_found":
                         raise
@@ -516,12 +611,19 @@ class BinanceExchange:
             return
         self._log.event("ORDER_CANCELLED", client_order_id=client_order_id, symbol=symbol)
 
+    async def _cancel(self, unified: str, exchange_id: str, *, algo: bool) -> None:
+        params: dict[str, object] = {"clientOrderId": exchange_id}
+        if algo:
+            params["trigger"] = True
+        await self._call("algoOrderDelete" if algo else "orderDelete", None, unified, params)
+
     async def _with_fills(self, result: OrderResult) -> OrderResult:
         """Add the fee (USDT) from the order's trades; BNB (or other) commissions at their mark price."""
         extra = dict(result.extra)
         try:
-            fills = bp.parse_user_trades(
-                await self._call("userTrades", {"symbol": result.symbol, "orderId": result.order_id}),
+            unified = await self._unified(result.symbol, order_venue=True)
+            fills = bp.fills_from_ccxt(
+                await self._call("userTrades", unified, None, None, {"orderId": result.order_id}),
                 order_id=result.order_id,
             )
         except ExchangeError as exc:

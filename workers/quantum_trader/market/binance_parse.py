@@ -1,9 +1,12 @@
-"""Pure functions for the Binance USDⓈ-M adapter: parse documented REST replies, map errors, plan retries.
+"""Pure functions for the Binance USDⓈ-M adapter: ccxt's unified structures → our frozen data,
+error → reason code, retry plan, request weights.
 
-Nothing here does I/O. Every parser takes the decoded JSON of one endpoint and
-returns frozen data, or raises :class:`ExchangeError` naming the endpoint when
-the reply does not have the documented shape (never a silent default).
-Formats: https://developers.binance.com/docs/derivatives/usds-margined-futures
+ccxt parses Binance's replies (``load_markets``, ``fetch_tickers``, ``fetch_bids_asks``,
+``fetch_ohlcv``, ``fetch_mark_prices``, ``fetch_positions``, ``create_order``/``fetch_order``,
+``fetch_my_trades``); this module only maps its unified structures onto the types of
+:mod:`quantum_trader.market.base`, and raises :class:`ExchangeError` (``malformed_response``,
+naming the endpoint) when a field the workers need is missing — never a silent default.
+The few raw fields still read here are marked with the reason ccxt has no unified form for them.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -35,47 +38,47 @@ from quantum_trader.market.base import (
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One REST endpoint: the ccxt implicit method that calls it, its label, who may call it."""
+    """One logical call: the ccxt unified method that makes it, its label, who may call it."""
 
-    method: str  # ccxt implicit API method, e.g. fapiPublicGetKlines
-    label: str  # "GET /fapi/v1/klines" (metrics label and error text)
+    method: str  # ccxt unified method, e.g. fetch_ohlcv
+    label: str  # "GET /fapi/v1/klines" (metrics label and error text: the Binance endpoint it hits)
     private: bool = False
 
 
 ENDPOINTS: Final[dict[str, Endpoint]] = {
-    "exchangeInfo": Endpoint("fapiPublicGetExchangeInfo", "GET /fapi/v1/exchangeInfo"),
-    "klines": Endpoint("fapiPublicGetKlines", "GET /fapi/v1/klines"),
-    "ticker24hr": Endpoint("fapiPublicGetTicker24hr", "GET /fapi/v1/ticker/24hr"),
-    "bookTicker": Endpoint("fapiPublicGetTickerBookTicker", "GET /fapi/v1/ticker/bookTicker"),
-    "premiumIndex": Endpoint("fapiPublicGetPremiumIndex", "GET /fapi/v1/premiumIndex"),
-    "positionRisk": Endpoint("fapiPrivateV3GetPositionRisk", "GET /fapi/v3/positionRisk", private=True),
-    "balance": Endpoint("fapiPrivateV3GetBalance", "GET /fapi/v3/balance", private=True),
-    "openOrders": Endpoint("fapiPrivateGetOpenOrders", "GET /fapi/v1/openOrders", private=True),
-    "orderPost": Endpoint("fapiPrivatePostOrder", "POST /fapi/v1/order", private=True),
-    "orderGet": Endpoint("fapiPrivateGetOrder", "GET /fapi/v1/order", private=True),
-    "orderDelete": Endpoint("fapiPrivateDeleteOrder", "DELETE /fapi/v1/order", private=True),
-    "algoOrderPost": Endpoint("fapiPrivatePostAlgoOrder", "POST /fapi/v1/algoOrder", private=True),
-    "algoOrderGet": Endpoint("fapiPrivateGetAlgoOrder", "GET /fapi/v1/algoOrder", private=True),
-    "algoOrderDelete": Endpoint("fapiPrivateDeleteAlgoOrder", "DELETE /fapi/v1/algoOrder", private=True),
-    "userTrades": Endpoint("fapiPrivateGetUserTrades", "GET /fapi/v1/userTrades", private=True),
+    "exchangeInfo": Endpoint("load_markets", "GET /fapi/v1/exchangeInfo"),
+    "klines": Endpoint("fetch_ohlcv", "GET /fapi/v1/klines"),
+    "ticker24hr": Endpoint("fetch_tickers", "GET /fapi/v1/ticker/24hr"),
+    "bookTicker": Endpoint("fetch_bids_asks", "GET /fapi/v1/ticker/bookTicker"),
+    "premiumIndex": Endpoint("fetch_mark_price", "GET /fapi/v1/premiumIndex"),
+    "premiumIndexAll": Endpoint("fetch_mark_prices", "GET /fapi/v1/premiumIndex"),
+    "fundingRate": Endpoint("fetch_funding_rate_history", "GET /fapi/v1/fundingRate"),
+    "positionRisk": Endpoint("fetch_positions", "GET /fapi/v3/positionRisk", private=True),
+    "openOrders": Endpoint("fetch_open_orders", "GET /fapi/v1/openOrders", private=True),
+    "orderPost": Endpoint("create_order", "POST /fapi/v1/order", private=True),
+    "orderGet": Endpoint("fetch_order", "GET /fapi/v1/order", private=True),
+    "orderDelete": Endpoint("cancel_order", "DELETE /fapi/v1/order", private=True),
+    "algoOrderPost": Endpoint("create_order", "POST /fapi/v1/algoOrder", private=True),
+    "algoOrderGet": Endpoint("fetch_order", "GET /fapi/v1/algoOrder", private=True),
+    "algoOrderDelete": Endpoint("cancel_order", "DELETE /fapi/v1/algoOrder", private=True),
+    "userTrades": Endpoint("fetch_my_trades", "GET /fapi/v1/userTrades", private=True),
 }
 
 
-def request_weight(name: str, params: Mapping[str, str]) -> int:
-    """Binance's documented IP request weight of one call (what the shared budget counts)."""
-    has_symbol = "symbol" in params
+def request_weight(name: str, *, symbol: bool = False, limit: int = 500) -> int:
+    """Binance's documented IP request weight of one call (what the shared, cross-process budget counts;
+    ccxt's own throttle is per process)."""
     if name == "klines":
-        limit = int(params.get("limit", "500"))
         return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
     if name == "ticker24hr":
-        return 1 if has_symbol else 40
+        return 1 if symbol else 40
     if name == "bookTicker":
-        return 2 if has_symbol else 5
-    if name == "premiumIndex":
-        return 1 if has_symbol else 10
+        return 2 if symbol else 5
+    if name in ("premiumIndex", "premiumIndexAll"):
+        return 1 if symbol else 10
     if name == "openOrders":
-        return 1 if has_symbol else 40
-    if name in ("positionRisk", "balance", "userTrades"):
+        return 1 if symbol else 40
+    if name in ("positionRisk", "userTrades"):
         return 5
     if name in ("orderPost", "algoOrderPost"):
         return 0  # counted against the order-rate limit, not the IP weight
@@ -92,6 +95,7 @@ REASON_CODES: Final = (
     "reduce_only_rejected",
     "rate_limited",
     "invalid_symbol",
+    "unknown_symbol",
     "timeout",
     "order_not_found",
     "duplicate_client_order_id",
@@ -106,6 +110,7 @@ OUTCOME_UNKNOWN: Final = frozenset({"timeout", "network", "rate_limited"})
 #: Reasons worth retrying for idempotent (read) calls.
 TRANSIENT: Final = frozenset({"timeout", "network", "rate_limited"})
 
+# ccxt maps every filter failure to one InvalidOrder class: the Binance code tells them apart.
 _CODE_REASONS: Final[dict[int, str]] = {
     -4164: "min_notional",
     -2019: "insufficient_margin",
@@ -188,52 +193,23 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rand: float) -> floa
     return min(cap, base * (2.0**attempt)) * (0.5 + rand / 2.0)
 
 
-# -- JSON shape helpers ----------------------------------------------------------------------------
+# -- checks on ccxt's structures -------------------------------------------------------------------
 
 
 def _fail(endpoint: str, what: str) -> ExchangeError:
     return ExchangeError(f"unexpected response: {what}", reason="malformed_response", endpoint=endpoint)
 
 
-def _as_list(raw: object, endpoint: str) -> list[object]:
-    if not isinstance(raw, list):
-        raise _fail(endpoint, f"expected a JSON array, got {type(raw).__name__}")
-    return raw
+def _num(value: object, what: str, endpoint: str) -> float:
+    """A finite number from a unified field (ccxt leaves None where the reply had garbage)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(endpoint, f"{what} missing or not a finite number ({value!r})")
+    return float(value)
 
 
-def _as_dict(raw: object, endpoint: str, what: str = "object") -> dict[str, object]:
-    if not isinstance(raw, dict):
-        raise _fail(endpoint, f"expected a JSON {what}, got {type(raw).__name__}")
-    return raw
-
-
-def _num(obj: Mapping[str, object], key: str, endpoint: str) -> float:
-    value = obj.get(key)
-    if isinstance(value, bool) or value is None:
-        raise _fail(endpoint, f"field {key!r} missing or not a number ({value!r})")
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _fail(endpoint, f"field {key!r} is not a number ({value!r})") from None
-    if not math.isfinite(out):
-        raise _fail(endpoint, f"field {key!r} is not finite ({value!r})")
-    return out
-
-
-def _int(obj: Mapping[str, object], key: str, endpoint: str) -> int:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _fail(endpoint, f"field {key!r} missing or not an integer ({value!r})")
-    try:
-        return int(value)
-    except ValueError:
-        raise _fail(endpoint, f"field {key!r} is not an integer ({value!r})") from None
-
-
-def _str(obj: Mapping[str, object], key: str, endpoint: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value:
-        raise _fail(endpoint, f"field {key!r} missing or not a string ({value!r})")
+def _dict(value: object, what: str, endpoint: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(endpoint, f"{what} is not an object ({type(value).__name__})")
     return value
 
 
@@ -241,7 +217,6 @@ def _str(obj: Mapping[str, object], key: str, endpoint: str) -> str:
 
 MAJORS: Final = frozenset({"BTC", "ETH"})
 STABLES: Final = frozenset({"USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI", "USDE", "PAXG", "XAUT", "EUR"})
-_PERPETUAL: Final = frozenset({"PERPETUAL", "TRADIFI_PERPETUAL"})
 _STATUS: Final[dict[str, Literal["TRADING", "SETTLING", "BREAK"]]] = {
     "TRADING": "TRADING",
     "PRE_SETTLE": "SETTLING",
@@ -261,53 +236,56 @@ def asset_class(base: str) -> AssetClass:
     return "alt"
 
 
-def parse_exchange_info(raw: object, *, endpoint: str = ENDPOINTS["exchangeInfo"].label) -> list[Market]:
-    """``/fapi/v1/exchangeInfo`` → markets with filters.
+def market_from_ccxt(m: Mapping[str, Any], *, endpoint: str = ENDPOINTS["exchangeInfo"].label) -> Market:
+    """One ccxt unified market → :class:`Market`.
 
-    tick size ← PRICE_FILTER.tickSize; step size ← LOT_SIZE.stepSize; min notional ←
-    MIN_NOTIONAL.notional; min/max qty: MARKET_LOT_SIZE (the executor sends MARKET
-    orders) intersected with LOT_SIZE. A symbol without PRICE_FILTER or LOT_SIZE is
-    malformed and raises.
+    tick ← ``precision.price``, step ← ``precision.amount`` (ccxt's TICK_SIZE precision mode),
+    min notional ← ``limits.cost.min``, min/max qty ← ``limits.market`` (MARKET_LOT_SIZE: the
+    executor sends MARKET orders) intersected with ``limits.amount`` (LOT_SIZE).
     """
-    body = _as_dict(raw, endpoint)
-    symbols = body.get("symbols")
-    if not isinstance(symbols, list):
-        raise _fail(endpoint, "field 'symbols' missing or not an array")
-    out: list[Market] = []
-    for entry in symbols:
-        s = _as_dict(entry, endpoint, "symbol object")
-        symbol = _str(s, "symbol", endpoint)
-        filters_raw = s.get("filters")
-        if not isinstance(filters_raw, list):
-            raise _fail(endpoint, f"{symbol}: 'filters' missing")
-        filters: dict[str, dict[str, object]] = {}
-        for f in filters_raw:
-            fd = _as_dict(f, endpoint, "filter object")
-            filters[str(fd.get("filterType", ""))] = fd
-        if "PRICE_FILTER" not in filters or "LOT_SIZE" not in filters:
-            raise _fail(endpoint, f"{symbol}: PRICE_FILTER or LOT_SIZE filter missing")
-        lot = filters["LOT_SIZE"]
-        market_lot = filters.get("MARKET_LOT_SIZE", lot)
-        min_notional = _num(filters["MIN_NOTIONAL"], "notional", endpoint) if "MIN_NOTIONAL" in filters else 0.0
-        contract_type = str(s.get("contractType", ""))
-        base = _str(s, "baseAsset", endpoint)
-        out.append(
-            Market(
-                symbol=symbol,
-                base=base,
-                quote=_str(s, "quoteAsset", endpoint),
-                contract="perpetual" if contract_type in _PERPETUAL else "delivery",
-                status=_STATUS.get(str(s.get("status", "")), "BREAK"),
-                tick_size=_num(filters["PRICE_FILTER"], "tickSize", endpoint),
-                step_size=_num(lot, "stepSize", endpoint),
-                min_notional=min_notional,
-                max_qty=min(_num(lot, "maxQty", endpoint), _num(market_lot, "maxQty", endpoint)),
-                min_qty=max(_num(lot, "minQty", endpoint), _num(market_lot, "minQty", endpoint)),
-                asset_class=asset_class(base),
-                onboard_ms=_int(s, "onboardDate", endpoint) if "onboardDate" in s else 0,
-            )
-        )
-    return out
+    symbol = str(m.get("id") or "")
+    if not symbol:
+        raise _fail(endpoint, "a market without an id")
+    precision = _dict(m.get("precision"), f"{symbol}: precision", endpoint)
+    limits = _dict(m.get("limits"), f"{symbol}: limits", endpoint)
+    if precision.get("price") is None or precision.get("amount") is None:
+        raise _fail(endpoint, f"{symbol}: PRICE_FILTER or LOT_SIZE filter missing")
+    lot = _dict(limits.get("amount"), f"{symbol}: limits.amount", endpoint)
+    market_lot = limits.get("market") or lot
+    cost = limits.get("cost") or {}
+    max_qty = min(
+        _num(lot.get("max"), f"{symbol}: LOT_SIZE maxQty", endpoint),
+        _num(market_lot.get("max"), f"{symbol}: MARKET_LOT_SIZE maxQty", endpoint),
+    )
+    min_qty = max(
+        _num(lot.get("min"), f"{symbol}: LOT_SIZE minQty", endpoint),
+        _num(market_lot.get("min"), f"{symbol}: MARKET_LOT_SIZE minQty", endpoint),
+    )
+    base = str(m.get("base") or "")
+    # ccxt's unified `active` is a bool: settling vs break is only in the raw status.
+    raw_status = str(_dict(m.get("info"), f"{symbol}: info", endpoint).get("status", ""))
+    return Market(
+        symbol=symbol,
+        base=base,
+        quote=str(m.get("quote") or ""),
+        contract="perpetual" if m.get("swap") else "delivery",
+        status=_STATUS.get(raw_status, "BREAK"),
+        tick_size=_num(precision["price"], f"{symbol}: tickSize", endpoint),
+        step_size=_num(precision["amount"], f"{symbol}: stepSize", endpoint),
+        min_notional=_num(cost["min"], f"{symbol}: notional", endpoint) if cost.get("min") is not None else 0.0,
+        max_qty=max_qty,
+        min_qty=min_qty,
+        asset_class=asset_class(base),
+        onboard_ms=int(m["created"]) if isinstance(m.get("created"), int) else 0,
+    )
+
+
+def markets_from_ccxt(markets: object, *, endpoint: str = ENDPOINTS["exchangeInfo"].label) -> list[Market]:
+    """ccxt's ``load_markets()`` result (unified symbol → market) → markets; none at all is malformed."""
+    body = _dict(markets, "markets", endpoint)
+    if not body:
+        raise _fail(endpoint, "no 'symbols' listed")
+    return [market_from_ccxt(_dict(m, "market", endpoint), endpoint=endpoint) for m in body.values()]
 
 
 def _decimals(step: float) -> int:
@@ -330,11 +308,6 @@ def round_to_tick(price: float, tick: float) -> float:
     return round(round(price / tick) * tick, _decimals(tick))
 
 
-def format_decimal(value: float, step: float) -> str:
-    """A number as Binance wants it: plain decimal with the step's precision, no exponent."""
-    return f"{value:.{_decimals(step)}f}" if step > 0 else repr(value)
-
-
 # -- klines ----------------------------------------------------------------------------------------
 
 INTERVAL_MS: Final[dict[str, int]] = {
@@ -353,7 +326,8 @@ INTERVAL_MS: Final[dict[str, int]] = {
     "3d": 259_200_000,
     "1w": 604_800_000,
 }
-KLINES_PAGE_LIMIT: Final = 1500
+#: ccxt's fetch_ohlcv caps a page at 1000 bars (weight 5: fewer weight per bar than 1500 at 10).
+KLINES_PAGE_LIMIT: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,20 +355,16 @@ def kline_window(*, timeframe: str, limit: int, end_ms: int) -> KlineWindow:
 Bar = tuple[int, float, float, float, float, float]
 
 
-def parse_klines(raw: object, *, endpoint: str = ENDPOINTS["klines"].label) -> list[Bar]:
-    """``/fapi/v1/klines`` rows ``[openTime, "o", "h", "l", "c", "v", closeTime, ...]`` → bars."""
+def bars_from_ohlcv(rows: object, *, endpoint: str = ENDPOINTS["klines"].label) -> list[Bar]:
+    """ccxt's unified OHLCV rows ``[ts, o, h, l, c, v]`` → bars; a row ccxt could not parse is malformed."""
+    if not isinstance(rows, list):
+        raise _fail(endpoint, f"expected OHLCV rows, got {type(rows).__name__}")
     out: list[Bar] = []
-    for row in _as_list(raw, endpoint):
-        if not isinstance(row, list) or len(row) < 6:
-            raise _fail(endpoint, f"kline row is not an array of >= 6 items ({row!r:.80})")
-        try:
-            ts = int(row[0])
-            o, h, lo, c, v = (float(x) for x in row[1:6])
-        except (TypeError, ValueError):
-            raise _fail(endpoint, f"kline row has non-numeric values ({row!r:.80})") from None
-        if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
-            raise _fail(endpoint, f"kline row has non-finite values ({row!r:.80})")
-        out.append((ts, o, h, lo, c, v))
+    for row in rows:
+        if not isinstance(row, list) or len(row) < 6 or not isinstance(row[0], int):
+            raise _fail(endpoint, f"kline row is not [ts, o, h, l, c, v] ({row!r:.80})")
+        o, h, lo, c, v = (_num(x, "kline value", endpoint) for x in row[1:6])
+        out.append((row[0], o, h, lo, c, v))
     return out
 
 
@@ -431,93 +401,88 @@ def bars_to_klines(bars: Sequence[Bar], *, symbol: str, timeframe: str) -> Kline
     )
 
 
-# -- tickers, mark prices, positions, balances -----------------------------------------------------
+# -- tickers, mark prices, positions ---------------------------------------------------------------
 
 
-def parse_tickers(
-    raw_24h: object,
-    raw_book: object,
+def _market_id(entry: Mapping[str, Any], ids: Mapping[str, str]) -> str:
+    """The Binance id of a unified structure's symbol (ccxt keeps an unlisted symbol's id as its symbol)."""
+    symbol = str(entry.get("symbol") or "")
+    return ids.get(symbol, symbol)
+
+
+def tickers_from_ccxt(
+    tickers: object,
+    book: object,
     *,
+    ids: Mapping[str, str],
     endpoint_24h: str = ENDPOINTS["ticker24hr"].label,
     endpoint_book: str = ENDPOINTS["bookTicker"].label,
 ) -> dict[str, Ticker]:
-    """``/fapi/v1/ticker/24hr`` (last, quoteVolume) joined with ``/fapi/v1/ticker/bookTicker`` (bid, ask).
+    """``fetch_tickers`` (last, quoteVolume) joined with ``fetch_bids_asks`` (bid, ask) by Binance id.
 
     A symbol missing from the book ticker gets bid = ask = last.
     """
-    book: dict[str, tuple[float, float]] = {}
-    for entry in _as_list(raw_book, endpoint_book):
-        b = _as_dict(entry, endpoint_book)
-        book[_str(b, "symbol", endpoint_book)] = (
-            _num(b, "bidPrice", endpoint_book),
-            _num(b, "askPrice", endpoint_book),
-        )
+    quotes: dict[str, tuple[float, float]] = {}
+    for t in _dict(book, "book tickers", endpoint_book).values():
+        t = _dict(t, "book ticker", endpoint_book)
+        sym = _market_id(t, ids)
+        quotes[sym] = (_num(t.get("bid"), f"{sym}: bid", endpoint_book), _num(t.get("ask"), f"{sym}: ask", endpoint_book))
     out: dict[str, Ticker] = {}
-    for entry in _as_list(raw_24h, endpoint_24h):
-        t = _as_dict(entry, endpoint_24h)
-        symbol = _str(t, "symbol", endpoint_24h)
-        last = _num(t, "lastPrice", endpoint_24h)
-        bid, ask = book.get(symbol, (last, last))
-        out[symbol] = Ticker(
-            symbol=symbol,
+    for t in _dict(tickers, "tickers", endpoint_24h).values():
+        t = _dict(t, "ticker", endpoint_24h)
+        sym = _market_id(t, ids)
+        last = _num(t.get("last"), f"{sym}: lastPrice", endpoint_24h)
+        bid, ask = quotes.get(sym, (last, last))
+        ts = t.get("timestamp")
+        if not isinstance(ts, int):
+            raise _fail(endpoint_24h, f"{sym}: closeTime missing ({ts!r})")
+        out[sym] = Ticker(
+            symbol=sym,
             last=last,
-            quote_volume_24h=_num(t, "quoteVolume", endpoint_24h),
+            quote_volume_24h=_num(t.get("quoteVolume"), f"{sym}: quoteVolume", endpoint_24h),
             bid=bid,
             ask=ask,
-            ts=_int(t, "closeTime", endpoint_24h),
+            ts=ts,
         )
     return out
 
 
-def parse_mark_prices(raw: object, *, endpoint: str = ENDPOINTS["premiumIndex"].label) -> dict[str, float]:
-    """``/fapi/v1/premiumIndex`` (one object with ``symbol=``, else an array) → symbol → mark price."""
-    entries = [raw] if isinstance(raw, dict) else _as_list(raw, endpoint)
+def mark_prices_from_ccxt(
+    entries: Iterable[object], *, ids: Mapping[str, str], endpoint: str = ENDPOINTS["premiumIndex"].label
+) -> dict[str, float]:
+    """``fetch_mark_price(s)`` results → Binance id → mark price."""
     out: dict[str, float] = {}
     for entry in entries:
-        p = _as_dict(entry, endpoint)
-        out[_str(p, "symbol", endpoint)] = _num(p, "markPrice", endpoint)
+        p = _dict(entry, "mark price", endpoint)
+        sym = _market_id(p, ids)
+        out[sym] = _num(p.get("markPrice"), f"{sym}: markPrice", endpoint)
     return out
 
 
-def parse_positions(raw: object, *, endpoint: str = ENDPOINTS["positionRisk"].label) -> list[Position]:
-    """``/fapi/v3/positionRisk`` → open positions (zero amounts skipped; one-way or hedge mode)."""
+def positions_from_ccxt(
+    positions: object, *, ids: Mapping[str, str], endpoint: str = ENDPOINTS["positionRisk"].label
+) -> list[Position]:
+    """``fetch_positions`` → open positions (zero sizes skipped; one-way or hedge mode)."""
+    if not isinstance(positions, list):
+        raise _fail(endpoint, f"expected a list of positions, got {type(positions).__name__}")
     out: list[Position] = []
-    for entry in _as_list(raw, endpoint):
-        p = _as_dict(entry, endpoint)
-        amt = _num(p, "positionAmt", endpoint)
-        if amt == 0.0:
+    for entry in positions:
+        p = _dict(entry, "position", endpoint)
+        sym = _market_id(p, ids)
+        contracts = _num(p.get("contracts"), f"{sym}: positionAmt", endpoint)
+        if contracts == 0.0:
             continue
+        side = p.get("side")
+        if side not in ("long", "short"):
+            raise _fail(endpoint, f"{sym}: side is not long/short ({side!r})")
         out.append(
             Position(
-                symbol=_str(p, "symbol", endpoint),
-                side="BUY" if amt > 0 else "SELL",
-                qty=abs(amt),
-                entry_price=_num(p, "entryPrice", endpoint),
-                unrealized_pnl=_num(p, "unRealizedProfit", endpoint),
+                symbol=sym,
+                side="BUY" if side == "long" else "SELL",
+                qty=abs(contracts),
+                entry_price=_num(p.get("entryPrice"), f"{sym}: entryPrice", endpoint),
+                unrealized_pnl=_num(p.get("unrealizedPnl"), f"{sym}: unRealizedProfit", endpoint),
             )
-        )
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    asset: str
-    wallet: float  # wallet balance
-    available: float  # available for new margin
-    unrealized_pnl: float
-
-
-def parse_balances(raw: object, *, endpoint: str = ENDPOINTS["balance"].label) -> dict[str, Balance]:
-    """``/fapi/v3/balance`` → asset → balance."""
-    out: dict[str, Balance] = {}
-    for entry in _as_list(raw, endpoint):
-        b = _as_dict(entry, endpoint)
-        asset = _str(b, "asset", endpoint)
-        out[asset] = Balance(
-            asset=asset,
-            wallet=_num(b, "balance", endpoint),
-            available=_num(b, "availableBalance", endpoint),
-            unrealized_pnl=_num(b, "crossUnPnl", endpoint) if "crossUnPnl" in b else 0.0,
         )
     return out
 
@@ -525,21 +490,13 @@ def parse_balances(raw: object, *, endpoint: str = ENDPOINTS["balance"].label) -
 # -- orders ----------------------------------------------------------------------------------------
 
 CONDITIONAL_TYPES: Final = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET"})
-_ORDER_STATUS: Final[dict[str, Literal["FILLED", "REJECTED", "NEW", "CANCELED"]]] = {
-    "NEW": "NEW",
-    "PARTIALLY_FILLED": "NEW",
-    "FILLED": "FILLED",
-    "CANCELED": "CANCELED",
-    "EXPIRED": "CANCELED",
-    "EXPIRED_IN_MATCH": "CANCELED",
-    "REJECTED": "REJECTED",
-    # algo (conditional) orders
-    "TRIGGERING": "NEW",
-    "TRIGGERED": "FILLED",
-    "FINISHED": "FILLED",
+_UNIFIED_STATUS: Final[dict[str, Literal["FILLED", "REJECTED", "NEW", "CANCELED"]]] = {
+    "open": "NEW",
+    "closed": "FILLED",
+    "canceled": "CANCELED",
+    "expired": "CANCELED",
+    "rejected": "REJECTED",
 }
-
-
 _CLIENT_ID_RE: Final = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 
@@ -551,86 +508,81 @@ def binance_client_id(client_order_id: str) -> str:
     return "qt-" + hashlib.sha256(client_order_id.encode("utf-8")).hexdigest()[:32]
 
 
-def order_params(order: OrderRequest, *, step_size: float = 0.0, tick_size: float = 0.0) -> dict[str, str]:
-    """Request parameters of ``POST /fapi/v1/order`` (MARKET) or ``POST /fapi/v1/algoOrder`` (SL/TP).
+@dataclass(frozen=True, slots=True)
+class CreateOrder:
+    """The arguments of ccxt's ``create_order`` for one request."""
 
-    The intent id is the client order id (``newClientOrderId`` / ``clientAlgoId``):
-    Binance refuses a second open order with the same id, and it is how an order
-    whose reply was lost is found again.
-    """
-    qty = format_decimal(order.qty, step_size) if step_size > 0 else f"{order.qty:f}".rstrip("0").rstrip(".")
-    params: dict[str, str] = {"symbol": order.symbol, "side": order.side, "type": order.order_type, "quantity": qty}
+    type: Literal["market"]
+    side: Literal["buy", "sell"]
+    amount: float
+    params: dict[str, object]
+
+
+def create_order_args(order: OrderRequest) -> CreateOrder:
+    """ccxt ``create_order`` arguments: a MARKET order, or a stop-loss / take-profit (ccxt sends the
+    conditional ones to ``POST /fapi/v1/algoOrder``). The intent id is the client order id
+    (``newClientOrderId`` / ``clientAlgoId``): Binance refuses a second open order with the same
+    id, and it is how an order whose reply was lost is found again."""
+    params: dict[str, object] = {"clientOrderId": binance_client_id(order.client_order_id)}
     if order.order_type in CONDITIONAL_TYPES:
         if order.stop_price <= 0:
             raise ExchangeError(
                 f"{order.order_type} needs a stop price", reason="price_filter", endpoint="POST /fapi/v1/algoOrder"
             )
-        params["algoType"] = "CONDITIONAL"
-        params["clientAlgoId"] = binance_client_id(order.client_order_id)
-        params["triggerPrice"] = (
-            format_decimal(order.stop_price, tick_size) if tick_size > 0 else repr(order.stop_price)
-        )
+        key = "stopLossPrice" if order.order_type == "STOP_MARKET" else "takeProfitPrice"
+        params[key] = order.stop_price
         params["workingType"] = "MARK_PRICE"
-        params["reduceOnly"] = "true"  # a stop-loss / take-profit only ever reduces
-    else:
-        params["newClientOrderId"] = binance_client_id(order.client_order_id)
-        params["newOrderRespType"] = "RESULT"
-        if order.reduce_only:
-            params["reduceOnly"] = "true"
-    return params
+        params["reduceOnly"] = True  # a stop-loss / take-profit only ever reduces
+    elif order.reduce_only:
+        params["reduceOnly"] = True
+    return CreateOrder(type="market", side="buy" if order.side == "BUY" else "sell", amount=order.qty, params=params)
 
 
-def _side(obj: Mapping[str, object], endpoint: str) -> Literal["BUY", "SELL"]:
-    side = obj.get("side")
-    if side == "BUY":
-        return "BUY"
-    if side == "SELL":
-        return "SELL"
-    raise _fail(endpoint, f"field 'side' is not BUY/SELL ({side!r})")
+def order_from_ccxt(order: object, *, endpoint: str, ids: Mapping[str, str]) -> OrderResult:
+    """A ccxt unified order (regular or algo) → :class:`OrderResult`.
 
-
-def parse_order(raw: object, *, endpoint: str) -> OrderResult:
-    """An order object (``/fapi/v1/order``) or an algo order (``/fapi/v1/algoOrder``) → :class:`OrderResult`.
-
-    qty is the executed quantity once anything executed (else the ordered quantity);
-    price is the average fill price (0 when nothing filled). Fees come from the trades.
+    qty is the filled amount once anything executed (else the ordered amount); price is the
+    average fill price (0 when nothing filled), for an algo order its trigger price.
+    Fees come from the trades.
     """
-    o = _as_dict(raw, endpoint)
-    if "algoId" in o:
-        status_raw = _str(o, "algoStatus", endpoint)
-        extra = {"binance_status": status_raw, "algo": "true"}
-        if o.get("actualOrderId") not in (None, ""):
-            extra["actual_order_id"] = str(o.get("actualOrderId"))
+    o = _dict(order, "order", endpoint)
+    info = _dict(o.get("info"), "order info", endpoint)
+    status = o.get("status")
+    if status not in _UNIFIED_STATUS:
+        raise _fail(endpoint, f"unknown order status {status!r}")
+    side = o.get("side")
+    if side not in ("buy", "sell"):
+        raise _fail(endpoint, f"side is not buy/sell ({side!r})")
+    order_id, client_id = o.get("id"), o.get("clientOrderId")
+    if not order_id or not client_id:
+        raise _fail(endpoint, f"order id or client id missing ({order_id!r}, {client_id!r})")
+    common = {
+        "order_id": str(order_id),
+        "client_order_id": str(client_id),
+        "symbol": _market_id(o, ids),
+        "side": "BUY" if side == "buy" else "SELL",
+        "status": _UNIFIED_STATUS[status],
+        "fee_usd": 0.0,
+    }
+    # ccxt's unified status folds PARTIALLY_FILLED into open and TRIGGERED into closed: keep the raw one.
+    raw_status = str(info.get("algoStatus") or info.get("status") or "")
+    if "algoId" in info:  # ccxt has no unified flag for Binance's algo (conditional) orders
+        extra = {"binance_status": raw_status, "algo": "true"}
+        if info.get("actualOrderId") not in (None, ""):
+            extra["actual_order_id"] = str(info["actualOrderId"])
         return OrderResult(
-            order_id=str(_int(o, "algoId", endpoint)),
-            client_order_id=_str(o, "clientAlgoId", endpoint),
-            symbol=_str(o, "symbol", endpoint),
-            side=_side(o, endpoint),
-            status=_status(status_raw, endpoint),
-            qty=_num(o, "quantity", endpoint),
-            price=_num(o, "triggerPrice", endpoint),
-            fee_usd=0.0,
+            **common,  # type: ignore[arg-type]
+            qty=_num(o.get("amount"), "quantity", endpoint),
+            price=_num(o.get("triggerPrice"), "triggerPrice", endpoint),
             extra=extra,
         )
-    status_raw = _str(o, "status", endpoint)
-    executed = _num(o, "executedQty", endpoint)
+    filled = _num(o.get("filled"), "executedQty", endpoint)
     return OrderResult(
-        order_id=str(_int(o, "orderId", endpoint)),
-        client_order_id=_str(o, "clientOrderId", endpoint),
-        symbol=_str(o, "symbol", endpoint),
-        side=_side(o, endpoint),
-        status=_status(status_raw, endpoint),
-        qty=executed if executed > 0 else _num(o, "origQty", endpoint),
-        price=_num(o, "avgPrice", endpoint) if executed > 0 else 0.0,
-        fee_usd=0.0,
-        extra={"binance_status": status_raw, "executed_qty": repr(executed)},
+        **common,  # type: ignore[arg-type]
+        qty=filled if filled > 0 else _num(o.get("amount"), "origQty", endpoint),
+        price=_num(o.get("average"), "avgPrice", endpoint) if filled > 0 else 0.0,
+        extra={"binance_status": raw_status, "executed_qty": repr(filled)},
     )
-
-
-def _status(raw: str, endpoint: str) -> Literal["FILLED", "REJECTED", "NEW", "CANCELED"]:
-    if raw not in _ORDER_STATUS:
-        raise _fail(endpoint, f"unknown order status {raw!r}")
-    return _ORDER_STATUS[raw]
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,20 +594,25 @@ class Fills:
     commission: dict[str, float] = field(default_factory=dict)  # asset → amount (positive)
 
 
-def parse_user_trades(raw: object, *, order_id: str, endpoint: str = ENDPOINTS["userTrades"].label) -> Fills:
-    """``/fapi/v1/userTrades?orderId=`` → executed qty, VWAP and commission per asset."""
+def fills_from_ccxt(trades: object, *, order_id: str, endpoint: str = ENDPOINTS["userTrades"].label) -> Fills:
+    """``fetch_my_trades(orderId=)`` → executed qty, VWAP and commission per asset."""
+    if not isinstance(trades, list):
+        raise _fail(endpoint, f"expected a list of trades, got {type(trades).__name__}")
     qty = 0.0
     notional = 0.0
     commission: dict[str, float] = {}
-    for entry in _as_list(raw, endpoint):
-        t = _as_dict(entry, endpoint)
-        if str(t.get("orderId")) != order_id:
+    for entry in trades:
+        t = _dict(entry, "trade", endpoint)
+        if str(t.get("order")) != order_id:
             continue
-        q = _num(t, "qty", endpoint)
+        q = _num(t.get("amount"), "qty", endpoint)
         qty += q
-        notional += q * _num(t, "price", endpoint)
-        asset = _str(t, "commissionAsset", endpoint)
-        commission[asset] = commission.get(asset, 0.0) + abs(_num(t, "commission", endpoint))
+        notional += q * _num(t.get("price"), "price", endpoint)
+        fee = _dict(t.get("fee"), "fee", endpoint)
+        asset = str(fee.get("currency") or "")
+        if not asset:
+            raise _fail(endpoint, "commissionAsset missing")
+        commission[asset] = commission.get(asset, 0.0) + abs(_num(fee.get("cost"), "commission", endpoint))
     return Fills(qty=qty, avg_price=notional / qty if qty > 0 else 0.0, commission=commission)
 
 
@@ -680,19 +637,40 @@ def fee_in_usdt(commission: Mapping[str, float], prices: Mapping[str, float]) ->
     return total, missing
 
 
-def parse_open_orders(raw: object, *, endpoint: str = ENDPOINTS["openOrders"].label) -> list[OrderResult]:
-    return [parse_order(o, endpoint=endpoint) for o in _as_list(raw, endpoint)]
-
-
-def working_entry_orders(raw: object, *, endpoint: str = ENDPOINTS["openOrders"].label) -> int:
+def working_entry_orders(orders: object, *, endpoint: str = ENDPOINTS["openOrders"].label) -> int:
     """Open orders that may still open risk (not reduce-only, not close-position protective orders)."""
+    if not isinstance(orders, list):
+        raise _fail(endpoint, f"expected a list of orders, got {type(orders).__name__}")
     n = 0
-    for entry in _as_list(raw, endpoint):
-        o = _as_dict(entry, endpoint)
-        if o.get("reduceOnly") is True or o.get("closePosition") is True:
+    for entry in orders:
+        o = _dict(entry, "order", endpoint)
+        # closePosition has no unified field in ccxt's order structure.
+        if o.get("reduceOnly") is True or _dict(o.get("info"), "order info", endpoint).get("closePosition") is True:
             continue
         n += 1
     return n
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    """One funding settlement: its time (ms) and the rate (a fraction of notional; >0: longs pay)."""
+
+    ts: int
+    rate: float
+
+
+def funding_from_ccxt(entries: object, *, endpoint: str = ENDPOINTS["fundingRate"].label) -> list[FundingRate]:
+    """``fetch_funding_rate_history`` → funding settlements, oldest first."""
+    if not isinstance(entries, list):
+        raise _fail(endpoint, f"expected a list of funding rates, got {type(entries).__name__}")
+    out: list[FundingRate] = []
+    for entry in entries:
+        f = _dict(entry, "funding rate", endpoint)
+        ts = f.get("timestamp")
+        if not isinstance(ts, int):
+            raise _fail(endpoint, f"fundingTime missing ({ts!r})")
+        out.append(FundingRate(ts=ts, rate=_num(f.get("fundingRate"), "fundingRate", endpoint)))
+    return sorted(out, key=lambda r: r.ts)
 
 
 def error_body(code: int, msg: str) -> str:

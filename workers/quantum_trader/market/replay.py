@@ -28,8 +28,10 @@ from quantum_trader.market.base import (
     Market,
     OrderRequest,
     OrderResult,
+    PerSymbol,
     Position,
     Ticker,
+    per_symbol,
 )
 from quantum_trader.market.sim import TAKER_FEE, PaperBook
 from quantum_trader.market.symbols import classify, filters_for_price, min_notional_for, split_symbol
@@ -322,6 +324,19 @@ class ReplayExchange:
         await asyncio.sleep(0)
         now = self.clock.now_ms()
         return {s: self._mark(s, now) for s in symbols}
+
+    async def mark_prices_each(self, symbols: list[str]) -> PerSymbol[float]:
+        """Mark prices per symbol: an unlisted symbol is ``unknown_symbol``, the rest are priced."""
+        return await per_symbol(symbols, self._mark_one)
+
+    async def _mark_one(self, symbol: str) -> float:
+        return (await self.mark_prices([symbol]))[symbol]
+
+    async def klines_each(
+        self, symbols: list[str], timeframe: str, *, limit: int, end_ms: int | None = None
+    ) -> PerSymbol[Klines]:
+        """:meth:`klines` per symbol; a symbol that fails is reported with its reason, the rest proceed."""
+        return await per_symbol(symbols, lambda s: self.klines(s, timeframe, limit=limit, end_ms=end_ms))
 
     async def positions(self) -> list[Position]:
         now = self.clock.now_ms()

@@ -45,8 +45,11 @@ from quantum_trader.market.base import (
     Market,
     OrderRequest,
     OrderResult,
+    PerSymbol,
     Position,
+    SymbolFailure,
     Ticker,
+    per_symbol,
 )
 from quantum_trader.market.symbols import (
     Listing,
@@ -1081,6 +1084,20 @@ class SimExchange:
         for s in symbols:
             self._market(s)
         return await self._off_loop(lambda: {s: self.model.mark(s, now) for s in symbols})
+
+    async def mark_prices_each(self, symbols: list[str]) -> PerSymbol[float]:
+        """Mark prices per symbol: an unlisted symbol is ``unknown_symbol``, the rest are priced (one pass)."""
+        known = [s for s in dict.fromkeys(symbols) if s in self._markets]
+        failures = {
+            s: SymbolFailure(s, "unknown_symbol", f"unknown symbol {s}") for s in symbols if s not in self._markets
+        }
+        return PerSymbol(values=await self.mark_prices(known) if known else {}, failures=failures)
+
+    async def klines_each(
+        self, symbols: list[str], timeframe: str, *, limit: int, end_ms: int | None = None
+    ) -> PerSymbol[Klines]:
+        """:meth:`klines` per symbol; a symbol that fails is reported with its reason, the rest proceed."""
+        return await per_symbol(symbols, lambda s: self.klines(s, timeframe, limit=limit, end_ms=end_ms))
 
     async def positions(self) -> list[Position]:
         await self._latency()

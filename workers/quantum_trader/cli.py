@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     _clock_arg(p)
     p.set_defaults(func=cmd_why)
 
+    from quantum_trader.market.download import register as register_data
+
+    register_data(sub)  # qt data download
+
     p = sub.add_parser("operator", help="the kopf operator (arguments are passed through)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_operator, log_format=os.environ.get("QT_LOG_FORMAT", "text"))

@@ -79,6 +79,19 @@ class Klines:
         return int(self.ts.shape[0])
 
 
+#: One OHLCV bar: (open time ms, open, high, low, close, volume).
+Bar = tuple[int, float, float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRate:
+    """One perpetual funding settlement: its time (ms) and the rate, a fraction of the position's
+    notional paid by longs to shorts when positive (0.0001 = 1 bp per settlement)."""
+
+    ts: int
+    rate: float
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     symbol: str

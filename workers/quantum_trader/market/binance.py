@@ -37,7 +37,9 @@ from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import ExchangeSettings
 from quantum_trader.market import binance_parse as bp
 from quantum_trader.market.base import (
+    Bar,
     ExchangeError,
+    FundingRate,
     Klines,
     Market,
     OrderRequest,
@@ -338,7 +340,7 @@ class BinanceExchange:
         )
         unified = await self._unified(symbol, endpoint=bp.ENDPOINTS["klines"].label)
         tf = window.tf_ms
-        pages: list[list[bp.Bar]] = []
+        pages: list[list[Bar]] = []
         cursor = window.first_open
         while cursor <= window.last_open:
             n = min(self._page_limit, (window.last_open - cursor) // tf + 1)
@@ -363,11 +365,24 @@ class BinanceExchange:
             )
         return bp.bars_to_klines(bars, symbol=symbol, timeframe=timeframe)
 
-    async def _klines_page(self, unified: str, timeframe: str, *, start: int, end: int, limit: int) -> list[bp.Bar]:
+    async def _klines_page(self, unified: str, timeframe: str, *, start: int, end: int, limit: int) -> list[Bar]:
         rows = await self._call(
             "klines", unified, timeframe, start, limit, {"until": end}, weight=bp.request_weight("klines", limit=limit)
         )
         return bp.bars_from_ohlcv(rows)
+
+    async def klines_between(
+        self, symbol: str, timeframe: str, *, start_ms: int, end_ms: int, limit: int = bp.KLINES_PAGE_LIMIT
+    ) -> list[Bar]:
+        """One page of bars opening in [start_ms, end_ms] (at most ``limit``), oldest first (``qt data``)."""
+        if timeframe not in bp.INTERVAL_MS:
+            raise ExchangeError(f"unsupported timeframe {timeframe!r}", reason="exchange_error", endpoint="klines")
+        unified = await self._unified(symbol, endpoint=bp.ENDPOINTS["klines"].label)
+        wanted = (end_ms - start_ms) // bp.INTERVAL_MS[timeframe] + 1
+        page = await self._klines_page(
+            unified, timeframe, start=start_ms, end=end_ms, limit=max(1, min(limit, self._page_limit, wanted))
+        )
+        return [b for b in page if start_ms <= b[0] <= end_ms]
 
     async def klines_each(
         self, symbols: list[str], timeframe: str, *, limit: int, end_ms: int | None = None
@@ -375,7 +390,7 @@ class BinanceExchange:
         """:meth:`klines` per symbol; a symbol that fails is reported with its reason, the rest proceed."""
         return await per_symbol(symbols, lambda s: self.klines(s, timeframe, limit=limit, end_ms=end_ms))
 
-    async def funding_rates(self, symbol: str, *, since_ms: int, until_ms: int, limit: int = 1000) -> list[bp.FundingRate]:
+    async def funding_rates(self, symbol: str, *, since_ms: int, until_ms: int, limit: int = 1000) -> list[FundingRate]:
         """Funding settlements of ``symbol`` in [since_ms, until_ms] (one page of at most ``limit``)."""
         unified = await self._unified(symbol, endpoint=bp.ENDPOINTS["fundingRate"].label)
         raw = await self._call("fundingRate", unified, since_ms, limit, {"until": until_ms})

@@ -24,7 +24,9 @@ import numpy as np
 
 from quantum_trader.market.base import (
     AssetClass,
+    Bar,
     ExchangeError,
+    FundingRate,
     Klines,
     Market,
     OrderRequest,
@@ -352,9 +354,6 @@ def kline_window(*, timeframe: str, limit: int, end_ms: int) -> KlineWindow:
     return KlineWindow(first_open=last_open - (max(1, limit) - 1) * tf, last_open=last_open, tf_ms=tf)
 
 
-Bar = tuple[int, float, float, float, float, float]
-
-
 def bars_from_ohlcv(rows: object, *, endpoint: str = ENDPOINTS["klines"].label) -> list[Bar]:
     """ccxt's unified OHLCV rows ``[ts, o, h, l, c, v]`` → bars; a row ccxt could not parse is malformed."""
     if not isinstance(rows, list):
@@ -649,14 +648,6 @@ def working_entry_orders(orders: object, *, endpoint: str = ENDPOINTS["openOrder
             continue
         n += 1
     return n
-
-
-@dataclass(frozen=True, slots=True)
-class FundingRate:
-    """One funding settlement: its time (ms) and the rate (a fraction of notional; >0: longs pay)."""
-
-    ts: int
-    rate: float
 
 
 def funding_from_ccxt(entries: object, *, endpoint: str = ENDPOINTS["fundingRate"].label) -> list[FundingRate]:

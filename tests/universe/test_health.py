@@ -84,3 +84,19 @@ def test_repair_plan_is_bounded_by_max_repair_rounds_and_off_without_auto_repair
     assert repair_plan([issue], rounds_done=2, health=hs) == []
     assert repair_plan([issue], rounds_done=0, health=health(autoRepair=False)) == []
     assert repair_plan([issue], rounds_done=0, health=health(maxRepairRounds=0)) == []
+
+
+def test_health_verdict_strict_drops_the_still_unhealthy_and_names_the_repair_rounds() -> None:
+    from quantum_trader.core.profile import HealthSettings
+    from quantum_trader.universe.health import health_verdict
+    from quantum_trader.universe.model import Candidate, HealthIssue
+
+    cands = [Candidate(symbol=s, base=s[:-4], quote="USDT", asset_class="alt", volume_24h=1.0)
+             for s in ("AUSDT", "BUSDT", "CUSDT")]
+    still = {"BUSDT": [HealthIssue("BUSDT", "1h", "gaps", "1h: 3 gaps")]}
+    v = health_verdict(cands, still, initially={"AUSDT": [], "BUSDT": []}, rounds=2, health=HealthSettings(strict=True))
+    assert [c.symbol for c in v.healthy] == ["AUSDT", "CUSDT"]
+    assert (v.repaired, v.still_unhealthy, v.unhealthy_kept) == (("AUSDT",), ("BUSDT",), ())
+    assert v.drops["BUSDT"].reason == "gaps" and v.drops["BUSDT"].detail.endswith("(after 2 repair rounds)")
+    lenient = health_verdict(cands, still, initially=still, rounds=1, health=HealthSettings(strict=False))
+    assert len(lenient.healthy) == 3 and lenient.unhealthy_kept == ("BUSDT",) and not lenient.drops

@@ -25,7 +25,7 @@ from quantum_trader.core.profile import HealthSettings, UniverseSettings
 from quantum_trader.market.base import Exchange, Klines
 from quantum_trader.universe import publication as pub
 from quantum_trader.universe.discovery import discover
-from quantum_trader.universe.health import audit, repair_plan
+from quantum_trader.universe.health import HealthVerdict, audit, health_verdict, repair_plan
 from quantum_trader.universe.model import (
     STAGE_DISCOVERED,
     STAGE_ELIGIBLE,
@@ -35,10 +35,11 @@ from quantum_trader.universe.model import (
     STAGE_MERGED,
     STAGE_SELECTED,
     STAGE_VETTED,
-    Candidate,
+    Discovery,
     Drop,
     HealthIssue,
     Ranked,
+    Selection,
 )
 from quantum_trader.universe.selection import compute_selection
 
@@ -139,39 +140,30 @@ async def _fetch(
     return dict(results)
 
 
-async def run_cycle(
+Data = dict[str, dict[str, Klines]]  # symbol → timeframe → klines
+
+
+async def _klines(
+    exchange: Exchange, pairs: Sequence[tuple[str, str]], data: Data, *, bars: int, concurrency: int
+) -> None:
+    """Fetch (symbol, timeframe) klines into ``data`` (raises :class:`_FetchError`)."""
+    for (sym, tf), k in (await _fetch(exchange, pairs, bars=bars, concurrency=concurrency)).items():
+        data.setdefault(sym, {})[tf] = k
+
+
+async def _repair(
     exchange: Exchange,
+    data: Data,
+    issues: dict[str, list[HealthIssue]],
     *,
+    tfs: tuple[str, ...],
     universe: UniverseSettings,
     health: HealthSettings,
     now_ms: int,
-    log: EventLog | None = None,
-    concurrency: int = FETCH_CONCURRENCY,
-) -> CycleResult:
-    """Discovery → merge → eligibility → klines + health audit/repair → features → vetoes → ranking."""
-    tfs = tuple(universe.timeframes)
-    try:
-        markets = await exchange.markets()
-        tickers = await exchange.tickers()
-    except Exception as exc:
-        return _fail(now_ms, tfs, FAIL_DISCOVERY, exc)
-    found = discover(markets, tickers, settings=universe)
-    if found.discovered == 0:
-        return _fail(now_ms, tfs, FAIL_NO_LISTINGS, "the exchange lists no trading perpetuals")
-    drops: dict[str, Drop] = dict(found.drops)
-    candidates = list(found.candidates)
-
-    # -- klines and the data health audit, with bounded repair rounds
-    pairs = [(c.symbol, tf) for c in candidates for tf in tfs]
-    try:
-        fetched = await _fetch(exchange, pairs, bars=universe.bars, concurrency=concurrency)
-    except _FetchError as exc:
-        return _fail(now_ms, tfs, FAIL_DATA, str(exc))
-    data: dict[str, dict[str, Klines]] = {c.symbol: {} for c in candidates}
-    for (sym, tf), k in fetched.items():
-        data[sym][tf] = k
-    issues = audit(data, timeframes=tfs, now_ms=now_ms, health=health)
-    initially = set(issues)
+    log: EventLog | None,
+    concurrency: int,
+) -> tuple[dict[str, list[HealthIssue]], int]:
+    """Bounded repair rounds (backfill → refetch → re-audit) of the audit's issues; the last issues and rounds done."""
     rounds = 0
     while plan := repair_plan([i for lst in issues.values() for i in lst], rounds_done=rounds, health=health):
         rounds += 1
@@ -184,59 +176,78 @@ async def run_cycle(
                 if log is not None:
                     log.warn("UNIVERSE_BACKFILL_FAILED", symbol=issue.symbol, timeframe=issue.timeframe,
                              error=f"{type(exc).__name__}: {exc}")
-        try:
-            refetched = await _fetch(exchange, repaired_pairs, bars=universe.bars, concurrency=concurrency)
-        except _FetchError as exc:
-            return _fail(now_ms, tfs, FAIL_DATA, str(exc))
-        for (sym, tf), k in refetched.items():
-            data[sym][tf] = k
+        await _klines(exchange, repaired_pairs, data, bars=universe.bars, concurrency=concurrency)
         issues = audit({s: data[s] for s in issues}, timeframes=tfs, now_ms=now_ms, health=health)
         if log is not None:
             log.event("UNIVERSE_REPAIR_ROUND", round=rounds, backfilled=len(repaired_pairs),
                       still_unhealthy=len(issues))
-    repaired = tuple(sorted(initially - set(issues)))
-    still = tuple(sorted(issues))
-    kept_unhealthy: tuple[str, ...] = ()
-    if health.strict:
-        for sym, lst in issues.items():
-            first: HealthIssue = lst[0]
-            suffix = f" (after {rounds} repair round{'s' if rounds != 1 else ''})" if initially else ""
-            drops[sym] = Drop(STAGE_HEALTHY, first.reason, first.detail + suffix)
-        healthy: list[Candidate] = [c for c in candidates if c.symbol not in issues]
-    else:
-        kept_unhealthy = still
-        healthy = candidates
+    return issues, rounds
 
-    # -- the pure compute stage
-    started = time.perf_counter()
-    # numpy releases the GIL: other workers sharing this event loop (qt run) are not stalled
-    sel = await asyncio.to_thread(compute_selection, candidates=healthy, data=data, settings=universe)
-    compute_ms = (time.perf_counter() - started) * 1000.0
-    drops.update(sel.drops)
+
+def assemble(
+    found: Discovery, verdict: HealthVerdict, sel: Selection, *, now_ms: int, timeframes: tuple[str, ...],
+    eligible: int, rounds: int, compute_ms: float,
+) -> CycleResult:
+    """The cycle's result from its stages' outputs (pure): the funnel counts and every drop."""
+    drops: dict[str, Drop] = {**found.drops, **verdict.drops, **sel.drops}
     stages = (
         (STAGE_LISTED, found.listed),
         (STAGE_DISCOVERED, found.discovered),
         (STAGE_MERGED, found.merged),
-        (STAGE_ELIGIBLE, len(candidates)),
-        (STAGE_HEALTHY, len(healthy)),
+        (STAGE_ELIGIBLE, eligible),
+        (STAGE_HEALTHY, len(verdict.healthy)),
         (STAGE_FEATURED, sel.featured),
         (STAGE_VETTED, sel.vetted),
         (STAGE_SELECTED, len(sel.selected)),
     )
     return CycleResult(
-        outcome="ok",
-        now_ms=now_ms,
-        timeframes=tfs,
-        stages=stages,
-        drops=drops,
-        merges=dict(found.merges),
-        selected=sel.selected,
-        repaired=repaired,
-        still_unhealthy=still,
-        unhealthy_kept=kept_unhealthy,
-        repair_rounds=rounds,
-        compute_ms=compute_ms,
+        outcome="ok", now_ms=now_ms, timeframes=timeframes, stages=stages, drops=drops,
+        merges=dict(found.merges), selected=sel.selected, repaired=verdict.repaired,
+        still_unhealthy=verdict.still_unhealthy, unhealthy_kept=verdict.unhealthy_kept,
+        repair_rounds=rounds, compute_ms=compute_ms,
     )
+
+
+async def run_cycle(
+    exchange: Exchange,
+    *,
+    universe: UniverseSettings,
+    health: HealthSettings,
+    now_ms: int,
+    log: EventLog | None = None,
+    concurrency: int = FETCH_CONCURRENCY,
+) -> CycleResult:
+    """Discovery → merge → eligibility → klines + health audit/repair → features → vetoes → ranking.
+
+    Fetches (markets, tickers, klines, backfills) are the only I/O; every choice is a pure core's
+    (:func:`discover`, :func:`audit`/:func:`repair_plan`, :func:`health_verdict`,
+    :func:`compute_selection`, :func:`assemble`). Exchange trouble → a fail-closed result, never a raise.
+    """
+    tfs = tuple(universe.timeframes)
+    try:
+        markets = await exchange.markets()
+        tickers = await exchange.tickers()
+    except Exception as exc:
+        return _fail(now_ms, tfs, FAIL_DISCOVERY, exc)
+    found = discover(markets, tickers, settings=universe)
+    if found.discovered == 0:
+        return _fail(now_ms, tfs, FAIL_NO_LISTINGS, "the exchange lists no trading perpetuals")
+    candidates = list(found.candidates)
+    data: Data = {c.symbol: {} for c in candidates}
+    try:
+        await _klines(exchange, [(c.symbol, tf) for c in candidates for tf in tfs], data, bars=universe.bars,
+                      concurrency=concurrency)
+        first = audit(data, timeframes=tfs, now_ms=now_ms, health=health)
+        issues, rounds = await _repair(exchange, data, first, tfs=tfs, universe=universe, health=health, now_ms=now_ms,
+                                       log=log, concurrency=concurrency)
+    except _FetchError as exc:
+        return _fail(now_ms, tfs, FAIL_DATA, str(exc))
+    verdict = health_verdict(candidates, issues, initially=first, rounds=rounds, health=health)
+    started = time.perf_counter()
+    # numpy releases the GIL: other workers sharing this event loop (qt run) are not stalled
+    sel = await asyncio.to_thread(compute_selection, candidates=list(verdict.healthy), data=data, settings=universe)
+    return assemble(found, verdict, sel, now_ms=now_ms, timeframes=tfs, eligible=len(candidates), rounds=rounds,
+                    compute_ms=(time.perf_counter() - started) * 1000.0)
 
 
 # -- documents ----------------------------------------------------------------------------------

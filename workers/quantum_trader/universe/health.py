@@ -15,7 +15,8 @@ symbol/timeframes the next repair round backfills (bounded by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from quantum_trader.universe.model import (
     R_STALE,
     R_TOO_FEW_BARS,
     REPAIRABLE,
+    STAGE_HEALTHY,
+    Candidate,
+    Drop,
     HealthIssue,
 )
 
@@ -95,3 +99,37 @@ def repair_plan(issues: Iterable[HealthIssue], *, rounds_done: int, health: Heal
     if not health.auto_repair or rounds_done >= health.max_repair_rounds:
         return []
     return [i for i in issues if i.reason in REPAIRABLE]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthVerdict:
+    """Which candidates go on to the compute stage after the audit and its repair rounds."""
+
+    healthy: tuple[Candidate, ...]
+    drops: Mapping[str, Drop] = field(default_factory=dict)  # strict: the unhealthy, at stage ``healthy``
+    repaired: tuple[str, ...] = ()  # unhealthy at first, healthy after repair
+    still_unhealthy: tuple[str, ...] = ()
+    unhealthy_kept: tuple[str, ...] = ()  # not strict: unhealthy but kept (the cycle is not last_ok)
+
+
+def health_verdict(
+    candidates: Sequence[Candidate],
+    issues: Mapping[str, list[HealthIssue]],
+    *,
+    initially: Iterable[str],
+    rounds: int,
+    health: HealthSettings,
+) -> HealthVerdict:
+    """``health.strict``: drop every still-unhealthy symbol with its first issue; else keep them (flagged)."""
+    first_bad = set(initially)
+    still = tuple(sorted(issues))
+    repaired = tuple(sorted(first_bad - set(issues)))
+    if not health.strict:
+        return HealthVerdict(tuple(candidates), {}, repaired, still, still)
+    drops: dict[str, Drop] = {}
+    for sym, lst in issues.items():
+        first: HealthIssue = lst[0]
+        suffix = f" (after {rounds} repair round{'s' if rounds != 1 else ''})" if first_bad else ""
+        drops[sym] = Drop(STAGE_HEALTHY, first.reason, first.detail + suffix)
+    healthy = tuple(c for c in candidates if c.symbol not in issues)
+    return HealthVerdict(healthy, drops, repaired, still, ())

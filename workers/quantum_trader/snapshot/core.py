@@ -294,3 +294,59 @@ def measure_coverage(recent_intents: Iterable[str], *, fresh: frozenset[str]) ->
     missing = tuple(s for s in wanted if s not in fresh)
     ratio = 1.0 if not wanted else len(covered) / len(wanted)
     return Coverage(ratio=ratio, covered=covered, missing=missing)
+
+
+# -- one cycle, end to end (what the shell calls) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CyclePlan:
+    """Stages 1–4 of one cycle: the allowlist, top-K and the symbols to fetch."""
+
+    allowlist: Allowlist
+    top_k: int
+    candidates: CandidatePlan
+
+
+def plan_cycle(
+    settings: SnapshotSettings,
+    *,
+    active: UniverseView | None,
+    last_ok: UniverseView | None,
+    positions: Iterable[str],
+    recent_intents: Mapping[str, int],
+    demand: Mapping[str, int],
+    ewma_latency_s: float | None,
+    now_ms: int,
+) -> CyclePlan:
+    allowlist = resolve_allowlist(settings, active=active, last_ok=last_ok, now_ms=now_ms)
+    top_k = compute_top_k(ewma_latency_s=ewma_latency_s, settings=settings)
+    candidates = choose_candidates(
+        allowlist=allowlist, recent_intents=recent_intents, demand=demand, positions=positions, top_k=top_k,
+        settings=settings,
+    )
+    return CyclePlan(allowlist, top_k, candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleOutcome:
+    """Stages 5–6: the rows to write, symbols without a price, the tradable set and the coverage."""
+
+    rows: tuple[SnapshotRow, ...]
+    missing: tuple[str, ...]
+    tradable: frozenset[str]
+    coverage: Coverage
+
+
+def finish_cycle(
+    plan: CyclePlan,
+    *,
+    marks: Mapping[str, float],
+    positions: Mapping[str, PositionView],
+    recent_intents: Iterable[str],
+    now_ms: int,
+) -> CycleOutcome:
+    rows, missing = build_snapshots(plan.candidates.symbols, marks=marks, positions=positions, now_ms=now_ms)
+    tradable = tradable_symbols(rows, allowlist=plan.allowlist)
+    coverage = measure_coverage(recent_intents, fresh=frozenset(r.symbol for r in rows))
+    return CycleOutcome(rows, missing, tradable, coverage)

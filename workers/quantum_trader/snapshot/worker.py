@@ -154,10 +154,11 @@ def _log_allowlist(ctx: WorkerContext, state: State, allowlist: core.Allowlist) 
             )
 
 
-async def cycle(ctx: WorkerContext, state: State, *, settings: SnapshotSettings) -> core.Coverage | None:
-    """One snapshot cycle; returns the coverage, or None when the exchange failed (nothing written)."""
-    keys, profile = ctx.keys, ctx.profile.name
-    now_ms = ctx.clock.now_ms()
+async def _read_state(ctx: WorkerContext, state: State, *, settings: SnapshotSettings, now_ms: int) -> tuple[
+    core.UniverseView | None, core.UniverseView | None, dict[str, core.PositionView]
+]:
+    """The universe documents, positions (book + exchange) and the router's demand; windows aged."""
+    keys = ctx.keys
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.get(keys.universe_active)
     pipe.get(keys.universe_last_ok)
@@ -166,65 +167,71 @@ async def cycle(ctx: WorkerContext, state: State, *, settings: SnapshotSettings)
     await read_demand(ctx, state, settings=settings)
     state.intents = core.remember(state.intents, [], now_ms=now_ms, window_s=settings.intent_window)
     state.demand = core.remember(state.demand, [], now_ms=now_ms, window_s=settings.intent_window)
-
-    allowlist = core.resolve_allowlist(
-        settings, active=core.parse_universe(raw_active), last_ok=core.parse_universe(raw_last_ok), now_ms=now_ms
-    )
-    _log_allowlist(ctx, state, allowlist)
     positions = await _positions(ctx, raw_positions or {})
-    top_k = core.compute_top_k(ewma_latency_s=state.ewma_latency_s, settings=settings)
-    plan = core.choose_candidates(
-        allowlist=allowlist, recent_intents=state.intents, demand=state.demand, positions=positions,
-        top_k=top_k, settings=settings,
-    )
-    state.planned = frozenset(plan.symbols)
-    marks: dict[str, float] = {}
-    if plan.symbols:
-        started = time.perf_counter()
-        try:
-            marks = await ctx.exchange.mark_prices(list(plan.symbols))
-        except Exception as exc:
-            ctx.error("exchange")
-            ctx.log.warn("SNAPSHOT_FETCH_FAILED", symbols=len(plan.symbols), error=f"{type(exc).__name__}: {exc}")
-            return None
-        per_symbol = (time.perf_counter() - started) / len(plan.symbols)
-        state.ewma_latency_s = core.ewma(state.ewma_latency_s, per_symbol)
-    rows, missing = core.build_snapshots(plan.symbols, marks=marks, positions=positions, now_ms=ctx.clock.now_ms())
-    tradable = core.tradable_symbols(rows, allowlist=allowlist)
-    await write(ctx, rows, tradable, ttl_ms=int(settings.ttl * 1000))
+    return core.parse_universe(raw_active), core.parse_universe(raw_last_ok), positions
 
-    coverage = core.measure_coverage(state.intents, fresh=frozenset(r.symbol for r in rows))
+
+async def _fetch_marks(ctx: WorkerContext, state: State, symbols: tuple[str, ...]) -> dict[str, float] | None:
+    """Mark prices of the planned symbols (None when the exchange failed); updates the latency EWMA."""
+    if not symbols:
+        return {}
+    started = time.perf_counter()
+    try:
+        marks = await ctx.exchange.mark_prices(list(symbols))
+    except Exception as exc:
+        ctx.error("exchange")
+        ctx.log.warn("SNAPSHOT_FETCH_FAILED", symbols=len(symbols), error=f"{type(exc).__name__}: {exc}")
+        return None
+    state.ewma_latency_s = core.ewma(state.ewma_latency_s, (time.perf_counter() - started) / len(symbols))
+    return marks
+
+
+async def cycle(ctx: WorkerContext, state: State, *, settings: SnapshotSettings) -> core.Coverage | None:
+    """One snapshot cycle: reads → plan (core) → fetch → outcome (core) → write → report.
+
+    Returns the coverage, or None when the exchange failed (nothing written; old snapshots expire)."""
+    now_ms = ctx.clock.now_ms()
+    active, last_ok, positions = await _read_state(ctx, state, settings=settings, now_ms=now_ms)
+    plan = core.plan_cycle(
+        settings, active=active, last_ok=last_ok, positions=positions, recent_intents=state.intents,
+        demand=state.demand, ewma_latency_s=state.ewma_latency_s, now_ms=now_ms,
+    )
+    _log_allowlist(ctx, state, plan.allowlist)
+    state.planned = frozenset(plan.candidates.symbols)
+    marks = await _fetch_marks(ctx, state, plan.candidates.symbols)
+    if marks is None:
+        return None
+    out = core.finish_cycle(plan, marks=marks, positions=positions, recent_intents=state.intents,
+                            now_ms=ctx.clock.now_ms())
+    await write(ctx, out.rows, out.tradable, ttl_ms=int(settings.ttl * 1000))
+    _report(ctx, state, plan, out, settings=settings)
+    ctx.processed(1)
+    return out.coverage
+
+
+def _report(
+    ctx: WorkerContext, state: State, plan: core.CyclePlan, out: core.CycleOutcome, *, settings: SnapshotSettings
+) -> None:
+    profile, coverage, top_k = ctx.profile.name, out.coverage, plan.top_k
     metrics.SNAPSHOT_COVERAGE.labels(profile).set(coverage.ratio)
     if coverage.missing:
         metrics.SNAPSHOT_MISSES.labels(profile).inc(len(coverage.missing))
         if coverage.missing != state.last_missing:  # one line per change, not per cycle
             ctx.log.warn("SNAPSHOT_MISS", count=len(coverage.missing), symbols=list(coverage.missing))
     state.last_missing = coverage.missing
-    metrics.SNAPSHOT_SYMBOLS.labels(profile).set(len(tradable))
+    metrics.SNAPSHOT_SYMBOLS.labels(profile).set(len(out.tradable))
     metrics.SNAPSHOT_TOP_K.labels(profile).set(top_k)
     if state.ewma_latency_s is not None:
         metrics.SNAPSHOT_FETCH_LATENCY.labels(profile).set(state.ewma_latency_s)
-    if missing:
-        ctx.log.warn("NO_MARK_PRICE", count=len(missing), symbols=list(missing[:20]))
-    shape = (len(rows), len(tradable), top_k, *(plan.count(t) for t in ("intent", "demand", "position", "backfill")),
-             coverage.ratio)
+    if out.missing:
+        ctx.log.warn("NO_MARK_PRICE", count=len(out.missing), symbols=list(out.missing[:20]))
+    tiers = {t: plan.candidates.count(t) for t in ("intent", "demand", "position", "backfill")}
+    shape = (len(out.rows), len(out.tradable), top_k, *tiers.values(), coverage.ratio)
     log = ctx.log.event if shape != state.last_shape else ctx.log.debug
     state.last_shape = shape
-    log(
-        "SNAPSHOT_CYCLE",
-        snapshots=len(rows),
-        tradable=len(tradable),
-        top_k=top_k,
-        intent=plan.count("intent"),
-        demand=plan.count("demand"),
-        position=plan.count("position"),
-        backfill=plan.count("backfill"),
-        ranking=settings.ranking,
-        coverage=round(coverage.ratio, 4),
-        latency_ms=round((state.ewma_latency_s or 0.0) * 1000, 3),
-    )
-    ctx.processed(1)
-    return coverage
+    log("SNAPSHOT_CYCLE", snapshots=len(out.rows), tradable=len(out.tradable), top_k=top_k, **tiers,
+        ranking=settings.ranking, coverage=round(coverage.ratio, 4),
+        latency_ms=round((state.ewma_latency_s or 0.0) * 1000, 3))
 
 
 async def write(ctx: WorkerContext, rows: tuple[core.SnapshotRow, ...], tradable: frozenset[str], *, ttl_ms: int) -> None:

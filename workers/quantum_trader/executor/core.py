@@ -326,90 +326,54 @@ def apply_fill(
     if plan.order is None:
         return reject_transition(intent, decision_id=decision_id, reason=plan.reason, mode=mode, now_ms=now_ms)
     if fill.status != "FILLED" or fill.qty <= 0:
-        reason = fill.reason if fill.reason and fill.reason != "none" else "venue_rejected"
-        return reject_transition(
-            intent,
-            decision_id=decision_id,
-            reason=reason,
-            mode=mode,
-            now_ms=now_ms,
-            order_id=fill.order_id,
-            venue_error=reason not in POLICY_REJECTIONS,
-        )
+        return _venue_rejection(intent, fill, decision_id=decision_id, mode=mode, now_ms=now_ms)
     ref = plan.order.reference_price
     direction = 1 if intent.side == "BUY" else -1
     slip = (fill.price / ref - 1.0) * direction * 10_000.0 if ref > 0 else 0.0
     result = _result(
-        intent,
-        decision_id=decision_id,
-        order_id=fill.order_id,
-        qty=fill.qty,
-        price=fill.price,
-        slippage_bps=slip,
-        fee=fill.fee_usd,
-        status="FILLED",
-        reason="none",
-        mode=mode,
-        now_ms=now_ms,
+        intent, decision_id=decision_id, order_id=fill.order_id, qty=fill.qty, price=fill.price,
+        slippage_bps=slip, fee=fill.fee_usd, status="FILLED", reason="none", mode=mode, now_ms=now_ms,
     )
-    expected = position.to_json() if position is not None else ""
     if plan.kind == "open":
-        new = Position(
-            symbol=intent.symbol,
-            side=intent.side,
-            qty=fill.qty,
-            entry_price=fill.price,
-            stop_loss=intent.stop_loss,
-            take_profit=intent.take_profit,
-            opened_ts=now_ms,
-            order_id=fill.order_id,
-            intent_id=intent.intent_id,
-            entry_fee_usd=fill.fee_usd,
-            leverage=intent.leverage,
-        )
-        event = PositionEvent(
-            event="OPENED",
-            symbol=intent.symbol,
-            side=intent.side,
-            qty=fill.qty,
-            entry_price=fill.price,
-            exit_price=0.0,
-            pnl_usd=0.0,
-            close_reason="none",
-            order_id=fill.order_id,
-            ts=now_ms,
-        )
-        return Transition(
-            symbol=intent.symbol,
-            expected=expected,
-            op="set",
-            new_position=new,
-            result=result,
-            event=event,
-            venue_error=False,
-            ledger_intent=intent.intent_id,
-            ledger_value=fill.order_id,
-        )
+        return _opened(intent, fill, result=result, position=position, now_ms=now_ms)
     if position is None:  # reduce planned against a position that vanished: shell re-plans
-        return reject_transition(
-            intent, decision_id=decision_id, reason=REJECT_NO_POSITION, mode=mode, now_ms=now_ms
-        )
+        return reject_transition(intent, decision_id=decision_id, reason=REJECT_NO_POSITION, mode=mode, now_ms=now_ms)
     closed_qty = min(fill.qty, position.qty)
     closing = close_position(
-        position,
-        qty=closed_qty,
-        exit_price=fill.price,
-        exit_fee=fill.fee_usd,
-        reason="signal",
-        cooldown_ms=cooldown_ms,
-        now_ms=now_ms,
-        close_all=plan.close_all or closed_qty >= position.qty - _EPS,
+        position, qty=closed_qty, exit_price=fill.price, exit_fee=fill.fee_usd, reason="signal",
+        cooldown_ms=cooldown_ms, now_ms=now_ms, close_all=plan.close_all or closed_qty >= position.qty - _EPS,
     )
-    return replace(
-        closing,
-        result=result,
-        venue_error=False,
-        ledger_intent=intent.intent_id,
+    return replace(closing, result=result, venue_error=False, ledger_intent=intent.intent_id,
+                   ledger_value=fill.order_id)
+
+
+def _venue_rejection(
+    intent: TradeIntent, fill: VenueFill, *, decision_id: str, mode: ExecMode, now_ms: int
+) -> Transition:
+    """A venue that did not fill: REJECTED with its reason (an execution error unless it is a policy reason)."""
+    reason = fill.reason if fill.reason and fill.reason != "none" else "venue_rejected"
+    return reject_transition(
+        intent, decision_id=decision_id, reason=reason, mode=mode, now_ms=now_ms, order_id=fill.order_id,
+        venue_error=reason not in POLICY_REJECTIONS,
+    )
+
+
+def _opened(
+    intent: TradeIntent, fill: VenueFill, *, result: ExecutionResult, position: Position | None, now_ms: int
+) -> Transition:
+    """A filled opening order: the new position, its OPENED event, the result and the ledger entry."""
+    new = Position(
+        symbol=intent.symbol, side=intent.side, qty=fill.qty, entry_price=fill.price,
+        stop_loss=intent.stop_loss, take_profit=intent.take_profit, opened_ts=now_ms, order_id=fill.order_id,
+        intent_id=intent.intent_id, entry_fee_usd=fill.fee_usd, leverage=intent.leverage,
+    )
+    event = PositionEvent(
+        event="OPENED", symbol=intent.symbol, side=intent.side, qty=fill.qty, entry_price=fill.price,
+        exit_price=0.0, pnl_usd=0.0, close_reason="none", order_id=fill.order_id, ts=now_ms,
+    )
+    return Transition(
+        symbol=intent.symbol, expected=position.to_json() if position is not None else "", op="set",
+        new_position=new, result=result, event=event, venue_error=False, ledger_intent=intent.intent_id,
         ledger_value=fill.order_id,
     )
 

@@ -376,12 +376,36 @@ def decide_batch(inp: BatchInput, *, settings: RouterSettings, base_size_usd: fl
     cands = list(inp.candidates)
     if not cands:
         return _result(acc, "empty")
+    capacity = _capacity(inp, cands, acc, settings=settings)
+    if isinstance(capacity, BatchResult):
+        return capacity
+    open_orders, slots = capacity
+    cands = drop_stale(cands, acc, window_s=settings.candidate_window)
+    cands = drop_duplicates(cands, acc, already_routed=inp.already_routed)
+    cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
+    cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
+    cands = drop_invalid(cands, acc)
+    allowed = slots.allowed
+    if slots.super_only:
+        cands = _supers_only(cands, acc, open_orders=open_orders, settings=settings)
+        if not cands:
+            return _result(acc, "target_reached", open_orders=open_orders, slots=slots)
+        allowed = min(allowed, len(cands))
+    intents = _select(cands, acc, allowed=allowed, open_orders=open_orders, slots=slots, settings=settings,
+                      base_size_usd=base_size_usd, now_ms=inp.now_ms)
+    return _result(
+        acc, "published" if intents else "none_selected", intents=intents, open_orders=open_orders, slots=slots
+    )
 
+
+def _capacity(
+    inp: BatchInput, cands: list[Candidate], acc: _Acc, *, settings: RouterSettings
+) -> tuple[int, Slots] | BatchResult:
+    """Paused, unknown or full capacity drop the whole batch (fail closed); else (open orders, slots)."""
     if inp.paused:
         acc.drop(cands, PAUSED)
         acc.log("PAUSED", "warn", dropped=len(cands))
         return _result(acc, "paused")
-
     open_orders = read_capacity(inp.open_orders_raw)
     if open_orders is None:
         acc.drop(cands, CAPACITY_UNKNOWN)
@@ -393,31 +417,39 @@ def decide_batch(inp: BatchInput, *, settings: RouterSettings, base_size_usd: fl
             dropped=len(cands),
         )
         return _result(acc, "capacity_unknown")
-
     slots = compute_slots(open_orders, settings=settings)
     if slots.slots <= 0:
         acc.drop(cands, CAPACITY_FULL)
         acc.log("CAPACITY_FULL", "warn", open=open_orders, max=settings.max_open_orders)
         return _result(acc, "capacity_full", open_orders=open_orders, slots=slots)
+    return open_orders, slots
 
-    cands = drop_stale(cands, acc, window_s=settings.candidate_window)
-    cands = drop_duplicates(cands, acc, already_routed=inp.already_routed)
-    cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
-    cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
-    cands = drop_invalid(cands, acc)
 
-    allowed = slots.allowed
-    if slots.super_only:
-        supers = [c for c in cands if c.signal.confidence >= settings.super_confidence]
-        others = [c for c in cands if c.signal.confidence < settings.super_confidence]
-        acc.drop(others, TARGET_REACHED)
-        if not supers:
-            acc.log("TARGET_REACHED", open=open_orders, target=settings.target_open_orders)
-            return _result(acc, "target_reached", open_orders=open_orders, slots=slots)
+def _supers_only(
+    cands: list[Candidate], acc: _Acc, *, open_orders: int, settings: RouterSettings
+) -> list[Candidate]:
+    """At or above target: only super signals may pass; the rest → ``target_reached``."""
+    supers = [c for c in cands if c.signal.confidence >= settings.super_confidence]
+    acc.drop([c for c in cands if c.signal.confidence < settings.super_confidence], TARGET_REACHED)
+    if not supers:
+        acc.log("TARGET_REACHED", open=open_orders, target=settings.target_open_orders)
+    else:
         acc.log("SUPER_SIGNAL_BYPASS", open=open_orders, target=settings.target_open_orders, count=len(supers))
-        cands = supers
-        allowed = min(allowed, len(supers))
+    return supers
 
+
+def _select(
+    cands: list[Candidate],
+    acc: _Acc,
+    *,
+    allowed: int,
+    open_orders: int,
+    slots: Slots,
+    settings: RouterSettings,
+    base_size_usd: float,
+    now_ms: int,
+) -> list[TradeIntent]:
+    """Rank, keep the best ``allowed`` (the rest → ``not_selected``) and size their intents."""
     ranked = rank(cands)
     chosen = ranked[:allowed]
     acc.drop(ranked[allowed:], NOT_SELECTED)
@@ -431,30 +463,14 @@ def decide_batch(inp: BatchInput, *, settings: RouterSettings, base_size_usd: fl
     )
     intents: list[TradeIntent] = []
     for rank_no, c in enumerate(chosen, start=1):
-        intent = build_intent(
-            c.signal, rank_no=rank_no, settings=settings, base_size_usd=base_size_usd, now_ms=inp.now_ms
-        )
+        intent = build_intent(c.signal, rank_no=rank_no, settings=settings, base_size_usd=base_size_usd, now_ms=now_ms)
         intents.append(intent)
-        acc.log(
-            f"RANK_{rank_no}",
-            symbol=intent.symbol,
-            side=intent.side,
-            conf=intent.confidence,
-            score=_fmt_score(intent.score),
-            intent_id=intent.intent_id,
-        )
+        acc.log(f"RANK_{rank_no}", symbol=intent.symbol, side=intent.side, conf=intent.confidence,
+                score=_fmt_score(intent.score), intent_id=intent.intent_id)
         if intent.size_boost > 1.0:
-            acc.log(
-                "SIZE_BOOST",
-                rank=rank_no,
-                conf=intent.confidence,
-                factor=f"{intent.size_boost:.2f}",
-                size_from=f"{base_size_usd:g}",
-                size_to=f"{intent.position_size_usd:g}",
-            )
-    return _result(
-        acc, "published" if intents else "none_selected", intents=intents, open_orders=open_orders, slots=slots
-    )
+            acc.log("SIZE_BOOST", rank=rank_no, conf=intent.confidence, factor=f"{intent.size_boost:.2f}",
+                    size_from=f"{base_size_usd:g}", size_to=f"{intent.position_size_usd:g}")
+    return intents
 
 
 def due(*, buffered: int, oldest_buffered_ms: int | None, now_ms: int, settings: RouterSettings) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
@@ -264,6 +265,131 @@ def compute_selection(
     return decide(candidates=candidates, tables=tables, settings=settings, data=data)
 
 
+@dataclass(frozen=True)
+class _Featured:
+    """The feature stage's output: per-timeframe tables, the decision features and who is usable."""
+
+    symbols: list[str]
+    per_tf: dict[str, dict[str, ft.F64]]
+    decision: dict[str, ft.F64]
+    usable: npt.NDArray[np.bool_]
+    drops: dict[str, Drop]
+
+
+def _feature_stage(candidates: Sequence[Candidate], tables: Mapping[str, Table], settings: UniverseSettings) -> _Featured:
+    """Decision features per symbol; a reason code from a table or a non-finite feature drops it (``featured``)."""
+    symbols = [c.symbol for c in candidates]
+    tfs = tuple(settings.timeframes)
+    per_tf: dict[str, dict[str, ft.F64]] = {}
+    reasons = np.full(len(symbols), "", dtype=object)
+    for tf in tfs:
+        table, why = tables[tf]
+        per_tf[tf] = table
+        for i in np.flatnonzero(why != "").tolist():
+            if not reasons[i]:
+                reasons[i] = f"{why[i]}|{tf}"
+    s = per_tf[tfs[-1]]
+    with np.errstate(all="ignore"):
+        momentum = np.mean([per_tf[tf]["roc"] for tf in tfs], axis=0)
+        cost = _cost_pct(candidates, settings)
+        decision = {
+            "trend": s["trend"], "momentum": momentum, "atr_pct": s["atr_pct"], "er": s["er"], "hurst": s["hurst"],
+            "friction": cost, "friction_ratio": cost / per_tf[tfs[0]]["atr_pct"],
+        }
+    finite = np.ones(len(symbols), dtype=bool)
+    for name in _DECISION_FEATURES:
+        finite &= np.isfinite(decision[name])
+    usable = finite & (reasons == "")
+    drops: dict[str, Drop] = {}
+    for i in np.flatnonzero(~usable).tolist():
+        if reasons[i]:
+            code, where = str(reasons[i]).split("|")
+            drops[symbols[i]] = Drop(STAGE_FEATURED, code, f"{where}: {code.replace('_', ' ')}")
+        else:
+            bad = [name for name in _DECISION_FEATURES if not math.isfinite(float(decision[name][i]))]
+            drops[symbols[i]] = Drop(STAGE_FEATURED, R_NON_FINITE, "not finite: " + ",".join(bad))
+    return _Featured(symbols, per_tf, decision, usable, drops)
+
+
+def _features_of(f: _Featured, i: int, tfs: Sequence[str]) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for tf in tfs:
+        for name in ft.TIMEFRAME_FEATURES:
+            key = "mom" if name == "roc" else name
+            row[f"{key}_{tf}"] = float(f.per_tf[tf][name][i])
+    for name in ("trend", "momentum", "atr_pct", "er", "hurst", "friction", "friction_ratio"):
+        row[name] = float(f.decision[name][i])
+    for name in ("entropy", "acf1", "lb_p", "qvol_24h"):
+        row[name] = float(f.per_tf[tfs[-1]][name][i])
+    return row
+
+
+def _veto_stage(
+    f: _Featured, candidates: Sequence[Candidate], settings: UniverseSettings
+) -> npt.NDArray[np.intp]:
+    """Vetoes (first one wins), each with its reason code and the numbers behind it; the vetted indices."""
+    d, symbols, usable = f.decision, f.symbols, f.usable
+    momentum, cost = d["momentum"], d["friction"]
+    er_min = np.asarray([getattr(settings.efficiency_min, c.asset_class) for c in candidates], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        low_eff = usable & (d["er"] < er_min)
+        toxic = usable & ~low_eff & (d["hurst"] > settings.toxic_hurst) & (momentum < 0)
+        friction = usable & ~low_eff & ~toxic & (cost >= np.abs(momentum)) if settings.friction_veto else (
+            np.zeros(len(symbols), dtype=bool)
+        )
+    for i in np.flatnonzero(low_eff).tolist():
+        f.drops[symbols[i]] = Drop(
+            STAGE_VETTED, R_LOW_EFFICIENCY, f"er {d['er'][i]:.4f} < {er_min[i]:.4f} ({candidates[i].asset_class})"
+        )
+    for i in np.flatnonzero(toxic).tolist():
+        f.drops[symbols[i]] = Drop(
+            STAGE_VETTED,
+            R_TOXIC,
+            f"hurst {d['hurst'][i]:.3f} > {settings.toxic_hurst:.2f} with momentum {momentum[i]:.3f}%",
+        )
+    for i in np.flatnonzero(friction).tolist():
+        f.drops[symbols[i]] = Drop(
+            STAGE_VETTED, R_FRICTION, f"cost {cost[i]:.3f}% >= |momentum| {abs(momentum[i]):.3f}%"
+        )
+    return np.flatnonzero(usable & ~low_eff & ~toxic & ~friction)
+
+
+def _score_stage(
+    f: _Featured, vetted: npt.NDArray[np.intp], candidates: Sequence[Candidate], settings: UniverseSettings
+) -> tuple[list[int], dict[int, float]]:
+    """Weighted percentile score of |trend|, |momentum| and volatility quality; the rank order and scores."""
+    w = settings.weights
+    total_w = w.trend + w.momentum + w.volatility
+    atr_v = f.decision["atr_pct"][vetted]
+    with np.errstate(all="ignore"):
+        vol_quality = -np.abs(np.log(atr_v / np.median(atr_v))) if vetted.size else np.zeros(0)
+        parts = (
+            w.trend * percentile_ranks(np.abs(f.decision["trend"][vetted]))
+            + w.momentum * percentile_ranks(np.abs(f.decision["momentum"][vetted]))
+            + w.volatility * percentile_ranks(vol_quality)
+        )
+    scores = 100.0 * parts / total_w if total_w > 0 else np.zeros(vetted.size)
+    volumes = [c.volume_24h for c in candidates]
+    ranked_pos = sorted(range(vetted.size), key=lambda p: (-scores[p], -volumes[vetted[p]], f.symbols[vetted[p]]))
+    return [int(vetted[p]) for p in ranked_pos], {int(vetted[p]): float(scores[p]) for p in range(vetted.size)}
+
+
+def _cluster_returns(
+    order: list[int], symbols: list[str], data: Mapping[str, Mapping[str, Klines]] | None, settings: UniverseSettings
+) -> npt.NDArray[np.float64]:
+    """Log returns of the slow timeframe's last closes, per ranked symbol (zeros when clusters are off)."""
+    returns = np.zeros((len(symbols), 1))
+    if settings.max_per_cluster > 0 and order and data is not None:
+        slow = tuple(settings.timeframes)[-1]
+        width = min(CORR_BARS, min(min(len(data[symbols[i]][slow]), settings.bars) for i in order) - 1)
+        returns = np.zeros((len(symbols), max(width, 1)))
+        with np.errstate(all="ignore"):
+            for i in order:
+                close = np.asarray(data[symbols[i]][slow].close[-width - 1 :], dtype=np.float64)
+                returns[i] = np.diff(np.log(close))
+    return returns
+
+
 def decide(
     *,
     candidates: Sequence[Candidate],
@@ -275,114 +401,13 @@ def decide(
 
     ``data`` (klines) is only needed for the correlation clusters (``universe.maxPerCluster`` > 0).
     """
-    symbols = [c.symbol for c in candidates]
-    n_sym = len(symbols)
-    tfs = tuple(settings.timeframes)
-    slow = tfs[-1]
-    drops: dict[str, Drop] = {}
-    per_tf: dict[str, dict[str, ft.F64]] = {}
-    reasons = np.full(n_sym, "", dtype=object)
-    for tf in tfs:
-        table, why = tables[tf]
-        per_tf[tf] = table
-        for i in np.flatnonzero(why != "").tolist():
-            if not reasons[i]:
-                reasons[i] = f"{why[i]}|{tf}"
-
-    s = per_tf[slow]
-    with np.errstate(all="ignore"):
-        momentum = np.mean([per_tf[tf]["roc"] for tf in tfs], axis=0)
-        cost = _cost_pct(candidates, settings)
-        atr_fast = per_tf[tfs[0]]["atr_pct"]
-        decision = {
-            "trend": s["trend"],
-            "momentum": momentum,
-            "atr_pct": s["atr_pct"],
-            "er": s["er"],
-            "hurst": s["hurst"],
-            "friction": cost,
-            "friction_ratio": cost / atr_fast,
-        }
-    finite = np.ones(n_sym, dtype=bool)
-    for name in _DECISION_FEATURES:
-        finite &= np.isfinite(decision[name])
-
-    usable = finite & (reasons == "")
-    for i in np.flatnonzero(~usable).tolist():
-        sym = symbols[i]
-        if reasons[i]:
-            code, where = str(reasons[i]).split("|")
-            drops[sym] = Drop(STAGE_FEATURED, code, f"{where}: {code.replace('_', ' ')}")
-        else:
-            bad = [name for name in _DECISION_FEATURES if not math.isfinite(float(decision[name][i]))]
-            drops[sym] = Drop(STAGE_FEATURED, R_NON_FINITE, "not finite: " + ",".join(bad))
-
-    def features_of(i: int) -> dict[str, float]:
-        row: dict[str, float] = {}
-        for tf in tfs:
-            for name in ft.TIMEFRAME_FEATURES:
-                key = "mom" if name == "roc" else name
-                row[f"{key}_{tf}"] = float(per_tf[tf][name][i])
-        for name in ("trend", "momentum", "atr_pct", "er", "hurst", "friction", "friction_ratio"):
-            row[name] = float(decision[name][i])
-        for name in ("entropy", "acf1", "lb_p", "qvol_24h"):
-            row[name] = float(s[name][i])
-        return row
-
-    # -- vetoes (first one wins), each with its reason code and the numbers behind it
-    er_min = np.asarray([getattr(settings.efficiency_min, c.asset_class) for c in candidates], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        low_eff = usable & (decision["er"] < er_min)
-        toxic = usable & ~low_eff & (decision["hurst"] > settings.toxic_hurst) & (momentum < 0)
-        friction = usable & ~low_eff & ~toxic & (cost >= np.abs(momentum)) if settings.friction_veto else (
-            np.zeros(n_sym, dtype=bool)
-        )
-    for i in np.flatnonzero(low_eff).tolist():
-        drops[symbols[i]] = Drop(
-            STAGE_VETTED,
-            R_LOW_EFFICIENCY,
-            f"er {decision['er'][i]:.4f} < {er_min[i]:.4f} ({candidates[i].asset_class})",
-        )
-    for i in np.flatnonzero(toxic).tolist():
-        drops[symbols[i]] = Drop(
-            STAGE_VETTED,
-            R_TOXIC,
-            f"hurst {decision['hurst'][i]:.3f} > {settings.toxic_hurst:.2f} with momentum {momentum[i]:.3f}%",
-        )
-    for i in np.flatnonzero(friction).tolist():
-        drops[symbols[i]] = Drop(
-            STAGE_VETTED, R_FRICTION, f"cost {cost[i]:.3f}% >= |momentum| {abs(momentum[i]):.3f}%"
-        )
-    vetted = np.flatnonzero(usable & ~low_eff & ~toxic & ~friction)
-
-    # -- score and rank
-    w = settings.weights
-    total_w = w.trend + w.momentum + w.volatility
-    atr_v = decision["atr_pct"][vetted]
-    with np.errstate(all="ignore"):
-        vol_quality = -np.abs(np.log(atr_v / np.median(atr_v))) if vetted.size else np.zeros(0)
-        parts = (
-            w.trend * percentile_ranks(np.abs(decision["trend"][vetted]))
-            + w.momentum * percentile_ranks(np.abs(momentum[vetted]))
-            + w.volatility * percentile_ranks(vol_quality)
-        )
-    scores = 100.0 * parts / total_w if total_w > 0 else np.zeros(vetted.size)
-    volumes = np.asarray([c.volume_24h for c in candidates], dtype=np.float64)
-    ranked_pos = sorted(range(vetted.size), key=lambda p: (-scores[p], -volumes[vetted[p]], symbols[vetted[p]]))
-    order = [int(vetted[p]) for p in ranked_pos]
-    score_of = {int(vetted[p]): float(scores[p]) for p in range(vetted.size)}
-
-    returns = np.zeros((n_sym, 1))
-    if settings.max_per_cluster > 0 and order and data is not None:
-        width = min(CORR_BARS, min(min(len(data[symbols[i]][slow]), settings.bars) for i in order) - 1)
-        returns = np.zeros((n_sym, max(width, 1)))
-        with np.errstate(all="ignore"):
-            for i in order:
-                close = np.asarray(data[symbols[i]][slow].close[-width - 1 :], dtype=np.float64)
-                returns[i] = np.diff(np.log(close))
+    f = _feature_stage(candidates, tables, settings)
+    symbols, drops = f.symbols, f.drops
+    vetted = _veto_stage(f, candidates, settings)
+    order, score_of = _score_stage(f, vetted, candidates, settings)
     chosen, cluster_drops = _cluster_select(
         order,
-        returns=returns,
+        returns=_cluster_returns(order, symbols, data, settings),
         size=settings.size,
         max_per_cluster=settings.max_per_cluster,
         threshold=settings.cluster_correlation,
@@ -393,23 +418,16 @@ def decide(
     chosen_set = set(chosen)
     for position, i in enumerate(order, start=1):
         if i not in chosen_set and symbols[i] not in drops:
-            drops[symbols[i]] = Drop(
-                STAGE_SELECTED, R_CUTOFF, f"score rank {position} outside the top {settings.size}"
-            )
+            drops[symbols[i]] = Drop(STAGE_SELECTED, R_CUTOFF, f"score rank {position} outside the top {settings.size}")
     selected = tuple(
         Ranked(
             symbol=symbols[i],
             rank=rank,
             score=round(score_of[i], 4),
-            volume_24h=float(volumes[i]),
-            leverage=leverage_for(float(decision["atr_pct"][i])),
-            features=features_of(i),
+            volume_24h=float(candidates[i].volume_24h),
+            leverage=leverage_for(float(f.decision["atr_pct"][i])),
+            features=_features_of(f, i, tuple(settings.timeframes)),
         )
         for rank, i in enumerate(chosen, start=1)
     )
-    return Selection(
-        featured=int(usable.sum()),
-        vetted=int(vetted.size),
-        selected=selected,
-        drops=drops,
-    )
+    return Selection(featured=int(f.usable.sum()), vetted=int(vetted.size), selected=selected, drops=drops)

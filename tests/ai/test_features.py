@@ -19,8 +19,8 @@ def bars() -> Bars:
     return make_market(n_symbols=6, n_bars=WINDOW + 200, seed=3).bars
 
 
-def test_feature_set_has_about_eighteen_documented_names() -> None:
-    assert 16 <= N_FEATURES <= 22
+def test_feature_set_has_about_two_dozen_documented_names() -> None:
+    assert 20 <= N_FEATURES <= 30
     assert len(set(FEATURE_NAMES)) == N_FEATURES
     import quantum_trader.ai.features as mod
 

@@ -80,12 +80,26 @@ def test_too_little_data_is_refused_with_a_reason(dataset: Dataset) -> None:
                            timeframe="15m")
 
 
+BEATS = {"better": True, "best_baseline": "linear", "baseline_log_loss": 0.69, "model_log_loss": 0.68,
+         "p_value": 0.01}
+
+
 def test_quality_gate_uses_profile_thresholds() -> None:
     ai = AiSettings(min_auc=0.55, max_calibration_error=0.03)
-    assert quality_gate({"auc": 0.56, "ece": 0.02}, ai) == (True, [])
-    ok, reasons = quality_gate({"auc": 0.54, "ece": 0.04}, ai)
+    assert quality_gate({"auc": 0.56, "ece": 0.02, "vs_baseline": BEATS}, ai) == (True, [])
+    ok, reasons = quality_gate({"auc": 0.54, "ece": 0.04, "vs_baseline": BEATS}, ai)
     assert not ok and len(reasons) == 2 and "minAuc" in reasons[0] and "maxCalibrationError" in reasons[1]
-    assert not quality_gate({"auc": float("nan"), "ece": 0.0}, ai)[0]
+    assert not quality_gate({"auc": float("nan"), "ece": 0.0, "vs_baseline": BEATS}, ai)[0]
+
+
+def test_quality_gate_refuses_a_model_not_better_than_the_best_baseline() -> None:
+    ai = AiSettings()
+    lost = {**BEATS, "better": False, "baseline_log_loss": 0.6912, "model_log_loss": 0.6915, "p_value": 0.41,
+            "best_baseline": "reversal"}
+    ok, reasons = quality_gate({"auc": 0.56, "ece": 0.02, "vs_baseline": lost}, ai)
+    assert not ok and reasons == ["not_better_than_baseline: reversal log_loss 0.6912 <= model 0.6915 (p=0.41)"]
+    ok, reasons = quality_gate({"auc": 0.56, "ece": 0.02}, ai)  # no comparison: fail closed
+    assert not ok and reasons[0].startswith("not_better_than_baseline")
 
 
 def test_params_from_settings_use_two_horizons_and_purge_the_longest() -> None:

@@ -27,7 +27,7 @@ from quantum_trader.core.service import WorkerContext
 from quantum_trader.market.sim import SimExchange
 from quantum_trader.universe.publication import universe_hash
 
-from tests.ai.conftest import dataset, market, trained  # noqa: F401 - session fixtures
+from tests.ai.conftest import beats_baselines, dataset, market, trained  # noqa: F401 - session fixtures
 
 TF = 900_000
 SPEED = 600.0  # one 15m bar per 1.5 s
@@ -129,6 +129,30 @@ async def test_fallback_worker_publishes_one_signal_per_universe_symbol_at_each_
     assert "MODEL_FALLBACK" in caplog.text
 
 
+async def test_a_rejected_training_run_leaves_its_best_baseline_as_the_calibrated_fallback(
+    redis_url: str, trained: TrainResult, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    caplog.set_level(logging.INFO, logger="quantum_trader")
+
+    async def rejected_run(client: aredis.Redis, keys: Keys) -> None:
+        reg = await registry.register(client, keys, bundle=replace(trained.bundle, version="lost"),
+                                      card={"created_ms": 1}, report=trained.report, ai=AiSettings(),
+                                      probe=np.zeros((4, N_FEATURES)), fallback=trained.fallback)
+        assert not reg.promoted and reg.reasons[0].startswith("not_better_than_baseline")
+
+    async with running(redis_url, make_profile(), before=rejected_run) as w:
+        async def one_bar() -> bool:
+            return len(_bars(await w.signals())) >= 1
+        await w.wait_for(one_bar)
+        sigs = await w.signals()
+    assert {s.model for s in sigs} == {f"fallback-{trained.fallback.name}"}
+    assert all(s.model_version == "lost" and not s.rl_gate_pass for s in sigs)
+    # its confidence is what it showed out of sample: nowhere near the trend rule's 0.95
+    assert max(s.confidence for s in sigs) < 0.75
+    assert "MODEL_FALLBACK_LOADED" in caplog.text
+    assert metrics.AI_MODEL_FALLBACK.labels("aitest")._value.get() == 1
+
+
 async def test_without_fallback_and_without_a_model_nothing_is_published_and_it_says_so(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -151,7 +175,8 @@ async def test_promoted_model_is_hot_reloaded_and_signs_its_signals(
             return any(s.model == "fallback-trend" for s in await w.signals())
         await w.wait_for(fallback_seen)
         await registry.register(w.client, w.keys, bundle=bundle, card={"created_ms": START - 3_600_000},
-                                report=trained.report, ai=AiSettings(), probe=np.zeros((4, N_FEATURES)))
+                                report=beats_baselines(trained.report), ai=AiSettings(),
+                                probe=np.zeros((4, N_FEATURES)))
 
         async def model_seen() -> bool:
             return any(s.model == "lgbm-20261121T120000Z-hot001" for s in await w.signals())
@@ -173,7 +198,7 @@ async def test_corrupt_promoted_artefact_is_refused_and_the_worker_keeps_running
 
     async def corrupt(client: aredis.Redis, keys: Keys) -> None:
         bundle = replace(trained.bundle, version="broken")
-        await registry.register(client, keys, bundle=bundle, card={"created_ms": 1}, report=trained.report,
+        await registry.register(client, keys, bundle=bundle, card={"created_ms": 1}, report=beats_baselines(trained.report),
                                 ai=AiSettings(), probe=np.zeros((4, N_FEATURES)))
         await client.set(keys.model_artifact("broken"), registry.encode_artifact(b"\x00" * 100))
 

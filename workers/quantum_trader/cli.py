@@ -174,7 +174,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from quantum_trader.ai.command import run
 
     profile = _profile(args.profile)
-    return run(profile, as_json=args.json, redis_url=resolve_redis_url(profile, required=False))
+    # Only a Redis named explicitly: never a running pipeline found by profile name (another checkout's).
+    return run(profile, as_json=args.json, redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
+               force=args.force)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -258,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="walk-forward training and out-of-sample report")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--redis-url", default=None,
+                   help="registry to write into (default: $REDIS_URL; without either, report only)")
+    p.add_argument("--force", action="store_true",
+                   help="promote even if the quality gate refuses (recorded in the model card)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("check", parents=[common], help="GO/NO-GO checklist over live Redis state")

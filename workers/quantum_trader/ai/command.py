@@ -5,8 +5,13 @@
 2. Build pooled rows, train walk-forward (:mod:`quantum_trader.ai.training`), report
    OOS AUC, log loss, Brier, ECE, hit rate per confidence bucket and — when the exchange
    exposes ``oracle_probability`` (the sim) — the share of the oracle's skill recovered.
-3. With a Redis URL: register the version (artefact + model card) and promote it if it
-   passes the quality gate (:mod:`quantum_trader.ai.registry`). Without: report only.
+   Beside the model, on the same rows: the naive baselines (:mod:`quantum_trader.ai.baselines`)
+   with block-bootstrap intervals and the paired test of :mod:`quantum_trader.ai.scorecard`.
+3. With a Redis URL — only one given explicitly (``REDIS_URL`` or ``--redis-url``; never a
+   guessed one), named in the report — register the version (artefact + model card) and the
+   fallback baseline, and promote the version if it passes the quality gate (it must beat the
+   best baseline; :mod:`quantum_trader.ai.registry`). ``--force`` promotes despite the gate,
+   loudly, and the card records it. Without a Redis URL: report only.
 
 Progress goes to stderr; stdout carries the table, or one JSON document with ``--json``.
 Exit 0 after a report (promoted or not); 1 with one line on stderr when training is impossible
@@ -71,8 +76,20 @@ def _say(msg: str, stream: TextIO) -> None:
     print(f"qt train: {msg}", file=stream, flush=True)
 
 
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _train(
-    profile: TradingProfile, *, redis_url: str | None, clock: Clock, err: TextIO
+    profile: TradingProfile, *, redis_url: str | None, clock: Clock, err: TextIO, force: bool = False
 ) -> dict[str, Any]:
     ai = profile.spec.ai
     if ai.history_bars < MIN_HISTORY_BARS:
@@ -142,6 +159,11 @@ async def _train(
         "symbols": list(aligned.symbols),
         "skipped": dict(aligned.skipped),
         "report": report,
+        "model": report["model"],
+        "baselines": report["baselines"],
+        "vs_baseline": report["vs_baseline"],
+        "fallback": report["fallback"],
+        "redis": redact(redis_url) if redis_url else None,
         "registered": False,
         "promoted": False,
         "reasons": [],
@@ -154,19 +176,24 @@ async def _train(
         try:
             probe = ds.x[np.linspace(0, ds.n - 1, min(256, ds.n)).astype(int)]
             reg = await registry.register(client, Keys(profile.name), bundle=result.bundle, card=card,
-                                          report=report, ai=ai, probe=probe)
+                                          report=report, ai=ai, probe=probe, fallback=result.fallback,
+                                          force=force)
         finally:
             await client.aclose()
         out.update(registered=True, promoted=reg.promoted, reasons=list(reg.reasons),
-                   artifact_sha256=reg.card["artifact_sha256"])
-        _say(f"version {version} {'PROMOTED' if reg.promoted else 'REJECTED'}"
+                   forced=bool(reg.card.get("forced")), artifact_sha256=reg.card["artifact_sha256"])
+        if out["forced"]:
+            _say(f"--force: PROMOTING version {version} DESPITE the quality gate: {'; '.join(reg.reasons)} "
+                 "(recorded in its model card)", err)
+        _say(f"registry {redact(redis_url)} (profile {profile.name}): version {version} "
+             f"{'PROMOTED' if reg.promoted else 'REJECTED'}"
              + (f" ({'; '.join(reg.reasons)})" if reg.reasons else ""), err)
     else:
         from quantum_trader.ai.training import quality_gate
 
         passed, reasons = quality_gate(report, ai)
         out["reasons"] = reasons
-        out["would_promote"] = passed
+        out["would_promote"] = passed or (force and bool(reasons))
     return out
 
 
@@ -208,6 +235,7 @@ def render_table(doc: dict[str, Any]) -> str:
             f"skill vs oracle: AUC {_pct(o['auc_skill_share'])} of the oracle's (AUC − 0.5), "
             f"log loss {_pct(o['log_loss_skill_share'])} of its improvement over a constant"
         )
+    lines += ["", *baseline_table(doc)]
     lines += ["", f"{'confidence':<14}{'rows':>8}{'hit rate':>10}{'mean conf':>11}"]
     for b in r["buckets"]:
         if b["count"]:
@@ -221,17 +249,52 @@ def render_table(doc: dict[str, Any]) -> str:
         f"{_pct(m['profitable_rate_fail'])} when not",
         "base models AUC (own horizon): " + ", ".join(f"h={h} {a}" for h, a in r["base_models"].items()),
         "folds: " + ", ".join(f"#{f['fold']} auc {f.get('auc', '-')}" for f in r["folds"]),
+        *_importance_lines(r.get("importance", [])),
         f"training time {r['train_seconds']:.1f} s; data hash {doc['data_hash']}",
     ]
     if doc["skipped"]:
         lines.append("skipped symbols: " + ", ".join(f"{s} ({why})" for s, why in doc["skipped"].items()))
     if doc["registered"]:
         verdict = "PROMOTED" if doc["promoted"] else "REJECTED: " + "; ".join(doc["reasons"])
-        lines.append(f"registry: version {doc['version']} {verdict}")
+        if doc.get("forced"):
+            verdict = "PROMOTED BY --force DESPITE: " + "; ".join(doc["reasons"])
+        lines.append(f"registry {doc['redis']}: version {doc['version']} {verdict}")
     else:
         verdict = "would pass" if doc.get("would_promote") else "would fail: " + "; ".join(doc["reasons"])
         lines.append(f"registry: not registered (no Redis URL); quality gate {verdict}")
     return "\n".join(lines)
+
+
+def _ci(v: list[float], nd: int) -> str:
+    return f"{v[0]:.{nd}f}-{v[1]:.{nd}f}"
+
+
+def baseline_table(doc: dict[str, Any]) -> list[str]:
+    """The model and every baseline on the same out-of-sample rows, with 95 % intervals."""
+    c = doc["vs_baseline"]
+    head = (f"{'model vs baselines':<20}{'AUC':>8}{'95 % CI':>15}{'log loss':>10}{'95 % CI':>17}"
+            f"{'Brier':>8}{'p(model better)':>17}")
+    rows = [head]
+    for e in [doc["model"], *doc["baselines"]]:
+        mark = " *" if e["name"] == c["best_baseline"] else ""
+        p = e.get("p_model_better")
+        rows.append(f"{e['name'] + mark:<20}{e['auc']:>8.4f}{_ci(e['auc_ci'], 4):>15}{e['log_loss']:>10.4f}"
+                    f"{_ci(e['log_loss_ci'], 4):>17}{e['brier']:>8.4f}{'' if p is None else f'{p:.3f}':>17}")
+    verdict = "BEATS" if c["better"] else "does NOT beat"
+    rows.append(f"(* best baseline) the model {verdict} {c['best_baseline']}: log loss {c['model_log_loss']:.4f} vs "
+                f"{c['baseline_log_loss']:.4f}, p={c['p_value']:.3f} ({c['test']}; needs p < {c['alpha']})")
+    fb = doc.get("fallback")
+    if fb:
+        rows.append(f"fallback while nothing is promoted: baseline {fb['name']}, recalibrated on its own "
+                    "out-of-sample record")
+    return rows
+
+
+def _importance_lines(imp: list[dict[str, Any]]) -> list[str]:
+    if not imp:
+        return []
+    top = ", ".join(f"{d['feature']} {d['log_loss_increase'] * 1000:+.2f}" for d in imp[:6])
+    return [f"permutation importance (OOS log loss increase, millinats): {top}"]
 
 
 def _day(ts: int) -> str:
@@ -243,6 +306,7 @@ def run(
     *,
     as_json: bool,
     redis_url: str | None,
+    force: bool = False,
     clock: Clock | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -252,7 +316,7 @@ def run(
     stderr = err or sys.stderr
     started = time.perf_counter()
     try:
-        doc = asyncio.run(_train(profile, redis_url=redis_url, clock=clock or WallClock(), err=stderr))
+        doc = asyncio.run(_train(profile, redis_url=redis_url, clock=clock or WallClock(), err=stderr, force=force))
     except TrainingError as exc:
         print(f"qt train: cannot train: {exc}", file=stderr)
         return EXIT_FAIL

@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from quantum_trader.ai.features import WINDOW, Bars, feature_matrix, index
+from quantum_trader.ai.features import WINDOW, Bars, feature_matrix, index, return_lags
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -42,6 +42,7 @@ class Dataset:
     ts: I64  # bar open time (ms)
     rv: F64  # rv_16 at the row (for the dead band)
     symbols: tuple[str, ...]
+    lags: F64  # (N, LAGS) 1-bar returns at lags 0..LAGS-1 in units of rv_96 (baseline inputs)
     oracle: F64 | None = None  # P(up over primary horizon) from the data generator, when known
 
     @property
@@ -68,6 +69,7 @@ class Dataset:
             ts=self.ts[mask],
             rv=self.rv[mask],
             symbols=self.symbols,
+            lags=self.lags[mask],
             oracle=None if self.oracle is None else self.oracle[mask],
         )
 
@@ -82,6 +84,7 @@ class Dataset:
             ts=self.ts,
             rv=self.rv[perm],
             symbols=self.symbols,
+            lags=self.lags,
             oracle=None,
         )
 
@@ -110,8 +113,9 @@ def build_dataset(
     if bars.n_symbols != len(symbols) or bars.n_bars != ts.shape[0]:
         raise ValueError("bars, symbols and ts disagree in shape")
     feats = feature_matrix(bars)
+    lags = return_lags(bars)
     fwd = {h: forward_returns(bars.close, h) for h in horizons}
-    ok = np.all(np.isfinite(feats), axis=2)
+    ok = np.all(np.isfinite(feats), axis=2) & np.all(np.isfinite(lags), axis=2)
     for f in fwd.values():
         ok &= np.isfinite(f)
     if oracle is not None:
@@ -127,6 +131,7 @@ def build_dataset(
         ts=ts[t_i].astype(np.int64),
         rv=feats[sym_i, t_i, index("rv_16")],
         symbols=symbols,
+        lags=np.ascontiguousarray(lags[sym_i, t_i, :]),
         oracle=None if oracle is None else oracle[sym_i, t_i],
     )
 

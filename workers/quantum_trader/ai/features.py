@@ -1,4 +1,4 @@
-"""The AI feature set: 20 features per symbol and bar, vectorised over all symbols (pure numpy).
+"""The AI feature set: 26 features per symbol and bar, vectorised over all symbols (pure numpy).
 
 Inputs are 2-D arrays ``(symbols, bars)`` of one timeframe, oldest bar first, all
 symbols on the same bar grid. Every feature at bar ``t`` is a function of bars
@@ -38,6 +38,16 @@ features of different symbols are comparable and can be pooled.
 | 17 | rv_16 | standard deviation of 1-bar log returns over 16 bars |
 | 18 | vol_regime | log(rv_16 / rv_96) — volatility regime (>0: expanding) |
 | 19 | efficiency_16 | Kaufman efficiency ratio over 16 bars (0 = noise, 1 = straight line) |
+| 20 | ret_2 | log return over 2 bars / (rv_96 · √2) |
+| 21 | ret_8 | log return over 8 bars / (rv_96 · √8) |
+| 22 | ema_gap_5 | (close − EMA5) / ATR — distance from a short moving average |
+| 23 | ema_gap_10 | (close − EMA10) / ATR |
+| 24 | range_pos_16 | position of close in the 16-bar high–low range, −0.5 … 0.5 |
+| 25 | volume_surprise | log(1 + volume) − its mean over the previous 16 bars |
+
+:func:`return_lags` gives the 1-bar returns of the last ``LAGS`` bars in units of the current
+``rv_96`` (lag 0 = the bar that just closed): the inputs of the naive baselines
+(:mod:`quantum_trader.ai.baselines`); their sum over the first ``k`` lags is ``ret_k · √k``.
 """
 
 from __future__ import annotations
@@ -73,12 +83,19 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "rv_16",
     "vol_regime",
     "efficiency_16",
+    "ret_2",
+    "ret_8",
+    "ema_gap_5",
+    "ema_gap_10",
+    "range_pos_16",
+    "volume_surprise",
 )
 N_FEATURES: Final = len(FEATURE_NAMES)
 SLOW_FACTOR: Final = 4
 EMA_TAPS_PER_SPAN: Final = 3.5
 ATR_BARS: Final = 14
 RV_LONG: Final = 96
+LAGS: Final = 16
 _EPS: Final = 1e-12
 
 
@@ -109,6 +126,7 @@ def _linear_kernels() -> tuple[F64, int]:
     e12, e26, e20, e50 = (_ema_kernel(s) for s in (12, 26, 20, 50))
     eslow = _ema_kernel(20 * SLOW_FACTOR)
     e9 = _ema_kernel(9)
+    e5, e10 = _ema_kernel(5), _ema_kernel(10)
     macd_len = max(e12.shape[0], e26.shape[0])
     macd = _pad(e12, macd_len) - _pad(e26, macd_len)
     macd_sig = np.convolve(e9, macd)  # EMA9 of the MACD series, as lag weights on close
@@ -125,6 +143,8 @@ def _linear_kernels() -> tuple[F64, int]:
         _pad(eslow, taps) - _shift(eslow, SLOW_FACTOR, taps),  # ema_slope_slow
         _pad(macd, taps),  # macd
         _pad(macd, taps) - _pad(macd_sig, taps),  # macd_hist
+        ident - _pad(e5, taps),  # ema_gap_5
+        ident - _pad(e10, taps),  # ema_gap_10
     ]
     # Reverse the lag axis so that ``window[:, -taps:] @ K`` applies lag 0 to the newest bar.
     k: F64 = np.ascontiguousarray(np.stack(cols, axis=1)[::-1, :])
@@ -192,6 +212,13 @@ class _Ops:
     def mean(self, x: F64, n: int) -> F64:
         return self.aligned(self.window(x, n).mean(axis=2), n, x.shape[1])
 
+    def lag_mean(self, x: F64, n: int) -> F64:
+        """Mean of the ``n`` values before each bar (the bar itself excluded)."""
+        if self.latest:
+            out: F64 = x[:, -1 - n : -1].mean(axis=1, keepdims=True)
+            return out
+        return self.lag(self.mean(x, n), 1)
+
     def std(self, x: F64, n: int) -> F64:
         return self.aligned(self.window(x, n).std(axis=2), n, x.shape[1])
 
@@ -205,7 +232,7 @@ class _Ops:
         return self.aligned(self.window(x, n).min(axis=2), n, x.shape[1])
 
     def linear(self, close: F64) -> F64:
-        """The price-linear kernels: ``(S, T, 7)`` or ``(S, 1, 7)``."""
+        """The price-linear kernels: ``(S, T, 9)`` or ``(S, 1, 9)``."""
         if self.latest:
             out: F64 = (close[:, -_TAPS:] @ _KERNELS)[:, None, :]
             return out
@@ -275,6 +302,11 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
     hi48 = ops.max(h, 48)
     lo48 = ops.min(lo, 48)
     range_pos = _safe_div(close_t - lo48, hi48 - lo48) - 0.5
+    hi16 = ops.max(h, 16)
+    lo16 = ops.min(lo, 16)
+    range_pos_16 = _safe_div(close_t - lo16, hi16 - lo16) - 0.5
+    lv17 = lv[:, -17:] if latest else lv
+    volume_surprise = np.clip(ops.cur(lv17) - ops.lag_mean(lv17, 16), -6.0, 6.0)
 
     vol_regime = np.log(_safe_div(rv16, rv96) + _EPS)
     path = ops.sum(np.abs(r1[:, -16:] if latest else r1), 16)
@@ -287,7 +319,7 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
         ret(64),
         _safe_div(atr, close_t),
         rsi,
-        *(lin_atr[:, :, j] for j in range(lin_atr.shape[2])),
+        *(lin_atr[:, :, j] for j in range(7)),
         bb_width,
         bb_pos,
         volume_z,
@@ -295,6 +327,12 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
         rv16,
         vol_regime,
         efficiency,
+        ret(2),
+        ret(8),
+        lin_atr[:, :, 7],
+        lin_atr[:, :, 8],
+        range_pos_16,
+        volume_surprise,
     ]
     out = np.stack(cols, axis=2)
     if not latest:
@@ -317,3 +355,30 @@ def latest_features(bars: Bars) -> F64:
 def index(name: str) -> int:
     """Column of a feature by name."""
     return FEATURE_NAMES.index(name)
+
+
+def return_lags(bars: Bars, *, latest: bool = False) -> F64:
+    """1-bar log returns at lags ``0 … LAGS − 1`` in units of the current ``rv_96``.
+
+    ``(symbols, bars, LAGS)`` with NaN during the same warm-up as the features, or with
+    ``latest`` the last bar only: ``(symbols, LAGS)``. Reads bars ``t − 96 − 1 … t`` only.
+    """
+    if bars.n_bars < WINDOW:
+        shape = (bars.n_symbols, LAGS) if latest else (bars.n_symbols, bars.n_bars, LAGS)
+        return np.full(shape, np.nan)
+    c = bars.close[:, -(RV_LONG + 1) :] if latest else bars.close
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1 = np.diff(np.log(c), axis=1)
+    ops = _Ops(c.shape[1] - 1, latest=latest)
+    rv96 = ops.std(r1, RV_LONG)  # (S, T - 1) or (S, 1)
+    cols = [_safe_div(ops.lag(r1, k) if not latest else r1[:, r1.shape[1] - 1 - k : r1.shape[1] - k], rv96)
+            for k in range(LAGS)]
+    out: F64 = np.stack(cols, axis=2)
+    out[~np.isfinite(out)] = np.nan
+    if latest:
+        lat: F64 = out[:, 0, :]
+        return lat
+    full = np.full((bars.n_symbols, bars.n_bars, LAGS), np.nan)
+    full[:, 1:, :] = out
+    full[:, : WINDOW - 1, :] = np.nan
+    return full

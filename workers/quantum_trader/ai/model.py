@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantum_trader.ai.evaluation import sigmoid
-from quantum_trader.ai.features import FEATURE_NAMES, N_FEATURES
+from quantum_trader.ai.features import FEATURE_NAMES, N_FEATURES, index
 
 if TYPE_CHECKING:
     import lightgbm
@@ -86,10 +86,13 @@ class ModelBundle:
         return out
 
     def predict(self, x: F64, *, hold_below: float | None = None) -> Prediction:
-        """Predict every row. With ``hold_below``, the meta-label model runs only on rows whose
+        """Predict every row of the full feature matrix ``(rows, N_FEATURES)`` (the bundle reads its
+        own ``feature_names`` columns). With ``hold_below``, the meta-label model runs only on rows whose
         confidence reaches it (the others are HOLD, whose gate never passes: ``p_profit`` = 0)."""
-        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise ValueError(f"expected (rows, {len(self.feature_names)}) features, got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != N_FEATURES:
+            raise ValueError(f"expected (rows, {N_FEATURES}) features, got {x.shape}")
+        if self.feature_names != FEATURE_NAMES:
+            x = x[:, [index(n) for n in self.feature_names]]
         z = self.base_scores(x)
         p_up = sigmoid(z @ self.meta_coef + self.meta_intercept)
         rows = np.ones(x.shape[0], dtype=bool)
@@ -132,8 +135,9 @@ def load_bundle(data: bytes, *, expected_sha256: str | None = None) -> ModelBund
         raise ArtifactError("unknown_format", str(doc.get("format") if isinstance(doc, dict) else type(doc)))
     try:
         names = tuple(str(n) for n in doc["feature_names"])
-        if names != FEATURE_NAMES:
-            raise ArtifactError("feature_mismatch", f"artefact has {len(names)} features, this build {N_FEATURES}")
+        unknown = [n for n in names if n not in FEATURE_NAMES]
+        if unknown or not names or len(set(names)) != len(names):
+            raise ArtifactError("feature_mismatch", f"artefact features unknown to this build: {unknown[:5]}")
         horizons = tuple(int(h) for h in doc["horizons"])
         boosters = tuple(lightgbm.Booster(model_str=str(s)) for s in doc["boosters"])
         if len(boosters) != len(horizons) or not boosters:
@@ -158,7 +162,7 @@ def load_bundle(data: bytes, *, expected_sha256: str | None = None) -> ModelBund
     except (KeyError, TypeError, ValueError, lightgbm.basic.LightGBMError) as exc:
         raise ArtifactError("malformed", f"{type(exc).__name__}: {exc}"[:200]) from None
     for b in (*bundle.boosters, bundle.metalabel):
-        if b.num_feature() not in (N_FEATURES, N_FEATURES + len(horizons) + 1):
+        if b.num_feature() not in (len(bundle.feature_names), len(bundle.feature_names) + len(horizons) + 1):
             raise ArtifactError("malformed", "booster feature count")
     smoke = bundle.predict(np.zeros((2, N_FEATURES)))
     if not (np.all(np.isfinite(smoke.p_up)) and np.all(np.isfinite(smoke.p_profit))):

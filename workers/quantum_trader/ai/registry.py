@@ -4,12 +4,17 @@
   that clients with ``decode_responses=True`` can read it;
 * ``Keys.model_registry`` — hash ``version → model card JSON`` (features, training window,
   parameters, out-of-sample metrics, data hash, artefact SHA-256, gate result, status);
-* ``Keys.model_promoted`` — the version the ai worker serves (hot-reloaded by polling).
+* ``Keys.model_promoted`` — the version the ai worker serves (hot-reloaded by polling);
+* ``Keys.model_fallback`` — the best baseline of the latest training run, recalibrated on its
+  own out-of-sample record (:mod:`quantum_trader.ai.baselines`): what the worker serves while
+  no version is promoted.
 
 A version is promoted only if (1) its artefact, read back from Redis, loads and reproduces
-the trainer's predictions, and (2) it passes the quality gate (OOS AUC ≥ ai.minAuc and
-ECE ≤ ai.maxCalibrationError). Otherwise it is stored with ``status: rejected`` and the
-reasons, and the promoted pointer does not move.
+the trainer's predictions, and (2) it passes the quality gate (it beats the best baseline,
+OOS AUC ≥ ai.minAuc and ECE ≤ ai.maxCalibrationError). Otherwise it is stored with
+``status: rejected`` and the reasons, and the promoted pointer does not move. ``force``
+promotes a version whose only failures are the quality gate's; its card records
+``forced: true`` and the reasons it overrode. A defective artefact is never promoted.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, Final
 import numpy as np
 import redis.asyncio as aredis
 
+from quantum_trader.ai.baselines import Baseline
 from quantum_trader.ai.model import ArtifactError, ModelBundle, load_bundle, sha256_hex
 from quantum_trader.ai.training import quality_gate
 from quantum_trader.core.keys import Keys
@@ -78,23 +84,27 @@ async def register(
     report: dict[str, Any],
     ai: AiSettings,
     probe: np.ndarray,
+    fallback: Baseline | None = None,
+    force: bool = False,
 ) -> Registration:
-    """Store the version's artefact and card; promote it when it passes (see module doc)."""
+    """Store the version's artefact and card (and the fallback baseline); promote it when it
+    passes, or with ``force`` when only the quality gate failed (see module doc)."""
     version = bundle.version
     data = bundle.to_bytes()
     sha = sha256_hex(data)
     await redis.set(keys.model_artifact(version), encode_artifact(data))
-    reasons: list[str] = []
+    defects: list[str] = []
     try:
         stored = await redis.get(keys.model_artifact(version))
         if stored is None:
             raise ArtifactError("missing", "artefact vanished after write")
         verify_roundtrip(bundle, decode_artifact(stored), sha256=sha, probe=probe)
     except ArtifactError as exc:
-        reasons.append(f"artifact_invalid:{exc.reason}")
+        defects.append(f"artifact_invalid:{exc.reason}")
     passed, gate_reasons = quality_gate(report, ai)
-    reasons.extend(gate_reasons)
-    promoted = not reasons
+    reasons = defects + gate_reasons
+    forced = force and not defects and bool(gate_reasons)
+    promoted = not reasons or forced
     full = {
         **card,
         "version": version,
@@ -107,9 +117,16 @@ async def register(
             "max_calibration_error": ai.max_calibration_error,
         },
         "status": STATUS_PROMOTED if promoted else STATUS_REJECTED,
+        "forced": forced,
     }
+    if forced:
+        full["forced_over"] = list(gate_reasons)
+    if fallback is not None:
+        full["fallback"] = {**fallback.to_dict(), "version": version}
     pipe = redis.pipeline(transaction=True)
     pipe.hset(keys.model_registry, version, json.dumps(full, separators=(",", ":"), default=str))
+    if fallback is not None:
+        pipe.set(keys.model_fallback, json.dumps(full["fallback"], separators=(",", ":")))
     if promoted:
         pipe.set(keys.model_promoted, version)
     await pipe.execute()
@@ -147,3 +164,18 @@ async def load_version(redis: aredis.Redis, keys: Keys, version: str) -> tuple[M
     if bundle.version != version:
         raise ArtifactError("version_mismatch", f"artefact says {bundle.version}")
     return bundle, card
+
+
+async def load_fallback(redis: aredis.Redis, keys: Keys) -> tuple[Baseline, str] | None:
+    """The stored fallback baseline and the training version it came from; None when absent.
+
+    Raises :class:`ArtifactError` (``malformed``) when the stored document cannot be used.
+    """
+    raw = _text(await redis.get(keys.model_fallback))
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+        return Baseline.from_dict(doc), str(doc["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError("malformed", f"fallback baseline: {exc}"[:200]) from None

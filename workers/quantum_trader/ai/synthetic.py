@@ -85,3 +85,42 @@ def make_market(
         sigma=sigma,
         eta_sd=eta_sd,
     )
+
+
+def make_interaction_market(
+    *, n_symbols: int, n_bars: int, seed: int = 0, strength: float = 0.25, tf_ms: int = 900_000
+) -> SyntheticMarket:
+    """A market whose only predictability is non-linear: an interaction no lagged-return line can use.
+
+    ``r[t+1] = strength · sigma · sign(r[t-15] + … + r[t]) · (|r[t]| / sigma − 0.8) + sigma · eps``:
+    a large last return continues in the direction of the 16-bar trend, a small one reverses it.
+    Its mean is zero given any single lag (so reversal, momentum and a linear model on lags find
+    nothing), a model seeing both the 1-bar and the 16-bar return can use it, and one seeing the
+    last bar only cannot. ``mu`` is the planted drift of the next bar (``phi`` = 0, no oracle horizon
+    beyond 1 bar).
+    """
+    rng = np.random.default_rng(seed)
+    sigma = rng.uniform(0.002, 0.008, n_symbols)
+    eps = rng.normal(0.0, 1.0, (n_symbols, n_bars))
+    r = np.zeros((n_symbols, n_bars))
+    mu = np.zeros((n_symbols, n_bars))
+    trend = np.zeros(n_symbols)
+    for t in range(1, n_bars):
+        r[:, t] = mu[:, t - 1] + sigma * eps[:, t]
+        trend += r[:, t] - (r[:, t - 16] if t >= 16 else 0.0)
+        mu[:, t] = strength * sigma * np.sign(trend) * (np.abs(r[:, t]) / sigma - 0.8)
+    price0 = rng.uniform(0.5, 50_000.0, n_symbols)
+    close = price0[:, None] * np.exp(np.cumsum(r, axis=1))
+    open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1)
+    wick = np.abs(rng.normal(0.0, 1.0, (2, n_symbols, n_bars))) * sigma[None, :, None] * 0.5
+    start_ms = 1_700_000_000_000 - 1_700_000_000_000 % tf_ms
+    return SyntheticMarket(
+        bars=Bars(high=np.maximum(open_, close) * (1.0 + wick[0]), low=np.minimum(open_, close) * (1.0 - wick[1]),
+                  close=close, volume=rng.lognormal(10.0, 0.5, (n_symbols, n_bars)) * (1.0 + 50.0 * np.abs(r))),
+        ts=(start_ms - (n_bars - 1 - np.arange(n_bars)) * tf_ms).astype(np.int64),
+        symbols=tuple(f"NLN{i:03d}USDT" for i in range(n_symbols)),
+        mu=mu,
+        phi=0.0,
+        sigma=sigma,
+        eta_sd=np.zeros(n_symbols),
+    )

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from quantum_trader.ai.dataset import DEAD_BAND_SIGMA, Dataset, walk_forward_folds
+from quantum_trader.ai import scorecard
+from quantum_trader.ai.baselines import BASELINES, Baseline, fit_baseline, recalibrate
+from quantum_trader.ai.dataset import DEAD_BAND_SIGMA, Dataset, Fold, walk_forward_folds
 from quantum_trader.ai.evaluation import (
     auc,
     brier,
@@ -40,6 +42,7 @@ from quantum_trader.ai.evaluation import (
     log_loss,
     sigmoid,
 )
+from quantum_trader.ai.features import FEATURE_NAMES, index
 from quantum_trader.ai.model import ModelBundle, meta_inputs
 from quantum_trader.core.profile import AiSettings
 
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
+I64 = npt.NDArray[np.int64]
 Progress = Callable[[str], None]
 
 MIN_TRAIN_ROWS: Final = 500
@@ -79,6 +83,11 @@ class TrainParams:
     cost_bps: float = 8.0  # round-trip taker fees assumed by the meta-label target
     metalabel_threshold: float = 0.5
     hold_below: float = 0.55
+    features: tuple[str, ...] = FEATURE_NAMES  # the model's inputs (a subset only to test the gate)
+
+    @property
+    def columns(self) -> list[int]:
+        return [index(n) for n in self.features]
 
     @property
     def primary(self) -> int:
@@ -123,6 +132,8 @@ class TrainResult:
     report: dict[str, Any]  # JSON-able out-of-sample report
     oos_mask: B = field(repr=False)
     oos_p_up: F64 = field(repr=False)
+    fallback: Baseline = field(repr=False)  # the best baseline, recalibrated on its OOS record
+    baseline_oos: dict[str, F64] = field(repr=False)  # each baseline's OOS P(up) (NaN elsewhere)
     seconds: float = 0.0
 
 
@@ -141,8 +152,16 @@ def _raw(b: lightgbm.Booster, x: F64) -> F64:
 
 
 def quality_gate(report: dict[str, Any], ai: AiSettings) -> tuple[bool, list[str]]:
-    """Promote only if OOS AUC ≥ ai.minAuc and ECE ≤ ai.maxCalibrationError. Returns (passed, reasons)."""
+    """Promote only if the model beats the best baseline (:mod:`~quantum_trader.ai.scorecard`), its
+    OOS AUC ≥ ai.minAuc and ECE ≤ ai.maxCalibrationError. Returns (passed, reasons)."""
     reasons = []
+    comparison = report.get("vs_baseline")
+    if not isinstance(comparison, dict):
+        reasons.append(f"{scorecard.REASON_NOT_BETTER}: no baseline comparison in the report")
+    else:
+        why = scorecard.not_better_reason(comparison)
+        if why:
+            reasons.append(why)
     if not report["auc"] >= ai.min_auc:
         reasons.append(f"auc {report['auc']:.4f} < minAuc {ai.min_auc}")
     if not report["ece"] <= ai.max_calibration_error:
@@ -164,39 +183,119 @@ def train_walk_forward(
     timeframe: str,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train, evaluate out-of-sample, refit the final bundle. Raises TrainingError on too little data."""
+    """Train, evaluate out-of-sample beside the baselines, refit the final bundle and the fallback.
+
+    Raises TrainingError on too little data.
+    """
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     if ds.n < MIN_TRAIN_ROWS * 4:
         raise TrainingError(f"only {ds.n} usable rows (need {MIN_TRAIN_ROWS * 4})")
-    hs = params.horizons
+    x = ds.x[:, params.columns]
     h0 = params.primary
     y = ds.label_up(h0)
     folds = walk_forward_folds(
         ds.t, n_blocks=params.n_blocks, purge=params.purge_bars, embargo=params.embargo_bars, first=1
     )
+    oof, fold_rows, fold_boosters = _base_models(ds, x, params=params, folds=folds, say=say)
+    has_oof = np.all(np.isfinite(oof), axis=1)
+    p_oos, pp_oos, metas = _meta_models(ds, x, params=params, folds=folds[1:], oof=oof, say=say)
+    for row in fold_rows:
+        te = np.isfinite(p_oos) & (ds.t >= row["test_bars"][0]) & (ds.t <= row["test_bars"][1])
+        if te.any():
+            row["auc"] = round(auc(y[te], p_oos[te]), 4)
+    oos = np.isfinite(p_oos)
+    say("baselines on the same folds")
+    base_oos = _baseline_predictions(ds, y, folds=folds[1:], oos=oos, horizon=h0)
+    report = _report(ds, params=params, oos=oos, p=p_oos, pp=pp_oos, oof=oof)
+    report["folds"] = fold_rows
+    card = scorecard.score(
+        y=y[oos], t=ds.t[oos], predictions={"model": p_oos[oos], **{n: b[oos] for n, b in base_oos.items()}},
+        edges=[(f.test_start, f.test_end) for f in folds[1:]], fold_ks=[f.k for f in folds[1:]], seed=params.seed,
+    )
+    report.update(model=card["model"], baselines=card["baselines"], vs_baseline=card["comparison"])
+    say("permutation importance on the held-out folds")
+    report["importance"] = _permutation_importance(
+        x, y, t=ds.t, params=params, folds=folds[1:], oos=oos, boosters=fold_boosters, metas=metas
+    )
+
+    say(f"final models on all {ds.n} rows")
+    finals = tuple(
+        _fit(x[m], ds.label_up(h)[m], params, rounds=params.rounds)
+        for h in params.horizons
+        for m in [ds.trainable(h, dead_band=params.dead_band)]
+    )
+    coef, icpt = fit_logistic(oof[has_oof], y[has_oof])
+    p_all = sigmoid(oof[has_oof] @ coef + icpt)
+    ml_final = _fit(
+        meta_inputs(x[has_oof], oof[has_oof], p_all),
+        _profitable(p_all, ds.fwd[h0][has_oof], params.cost_bps),
+        params,
+        rounds=params.metalabel_rounds,
+    )
+    bundle = ModelBundle(
+        version=version,
+        timeframe=timeframe,
+        horizons=params.horizons,
+        primary_horizon=h0,
+        boosters=finals,
+        meta_coef=coef,
+        meta_intercept=icpt,
+        metalabel=ml_final,
+        metalabel_threshold=params.metalabel_threshold,
+        feature_names=params.features,
+    )
+    best = str(card["comparison"]["best_baseline"])
+    fallback = recalibrate(
+        fit_baseline(best, lags=ds.lags, y=y, horizon=h0), p_oos=base_oos[best][oos], y_oos=y[oos]
+    )
+    seconds = time.perf_counter() - started
+    report["train_seconds"] = round(seconds, 3)
+    report["meta_model"] = {"coef": [round(float(c), 5) for c in coef], "intercept": round(icpt, 5)}
+    report["fallback"] = fallback.to_dict()
+    return TrainResult(bundle=bundle, report=report, oos_mask=oos, oos_p_up=p_oos, fallback=fallback,
+                       baseline_oos=base_oos, seconds=seconds)
+
+
+def _base_models(
+    ds: Dataset, x: F64, *, params: TrainParams, folds: list[Fold], say: Progress
+) -> tuple[F64, list[dict[str, Any]], dict[int, tuple[lightgbm.Booster, ...]]]:
+    """Out-of-fold base scores (one column per horizon), fold descriptions, each fold's boosters."""
+    hs = params.horizons
     oof = np.full((ds.n, len(hs)), np.nan)
-    fold_rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    boosters: dict[int, tuple[lightgbm.Booster, ...]] = {}
     for fold in folds:
         tr = fold.train_mask(ds.t)
         te = fold.test_mask(ds.t)
         if not te.any():
             continue
+        fitted = []
         for j, h in enumerate(hs):
             m = tr & ds.trainable(h, dead_band=params.dead_band)
             say(f"base model h={h} fold {fold.k}/{params.n_blocks - 1}: {int(m.sum())} training rows")
-            booster = _fit(ds.x[m], ds.label_up(h)[m], params, rounds=params.rounds)
-            oof[te, j] = _raw(booster, ds.x[te])
-        fold_rows.append(
+            booster = _fit(x[m], ds.label_up(h)[m], params, rounds=params.rounds)
+            oof[te, j] = _raw(booster, x[te])
+            fitted.append(booster)
+        boosters[fold.k] = tuple(fitted)
+        rows.append(
             {"fold": fold.k, "train_rows": int(tr.sum()), "test_rows": int(te.sum()),
              "train_end_bar": fold.train_end, "test_bars": [fold.test_start, fold.test_end]}
         )
+    return oof, rows, boosters
 
+
+def _meta_models(
+    ds: Dataset, x: F64, *, params: TrainParams, folds: list[Fold], oof: F64, say: Progress
+) -> tuple[F64, F64, dict[int, tuple[F64, float]]]:
+    """Out-of-sample P(up) and P(profitable) from per-fold meta and meta-label models."""
     has_oof = np.all(np.isfinite(oof), axis=1)
+    y = ds.label_up(params.primary)
+    fwd0 = ds.fwd[params.primary]
     p_oos = np.full(ds.n, np.nan)
     pp_oos = np.full(ds.n, np.nan)
-    fwd0 = ds.fwd[h0]
-    for fold in folds[1:]:
+    metas: dict[int, tuple[F64, float]] = {}
+    for fold in folds:
         tr = fold.train_mask(ds.t) & has_oof
         te = fold.test_mask(ds.t) & has_oof
         if tr.sum() < MIN_TRAIN_ROWS or not te.any():
@@ -206,50 +305,69 @@ def train_walk_forward(
         p_te = sigmoid(oof[te] @ coef + icpt)
         say(f"meta + meta-label fold {fold.k}/{params.n_blocks - 1}: {int(tr.sum())} rows")
         ml = _fit(
-            meta_inputs(ds.x[tr], oof[tr], p_tr),
+            meta_inputs(x[tr], oof[tr], p_tr),
             _profitable(p_tr, fwd0[tr], params.cost_bps),
             params,
             rounds=params.metalabel_rounds,
         )
         p_oos[te] = p_te
-        pp_oos[te] = np.asarray(ml.predict(meta_inputs(ds.x[te], oof[te], p_te), num_threads=1))
-        for row in fold_rows:
-            if row["fold"] == fold.k:
-                row["auc"] = round(auc(y[te], p_te), 4)
+        pp_oos[te] = np.asarray(ml.predict(meta_inputs(x[te], oof[te], p_te), num_threads=1))
+        metas[fold.k] = (coef, icpt)
+    return p_oos, pp_oos, metas
 
-    oos = np.isfinite(p_oos)
-    report = _report(ds, params=params, oos=oos, p=p_oos, pp=pp_oos, oof=oof)
-    report["folds"] = fold_rows
 
-    say(f"final models on all {ds.n} rows")
-    finals = tuple(
-        _fit(ds.x[m], ds.label_up(h)[m], params, rounds=params.rounds)
-        for h in hs
-        for m in [ds.trainable(h, dead_band=params.dead_band)]
-    )
-    coef, icpt = fit_logistic(oof[has_oof], y[has_oof])
-    p_all = sigmoid(oof[has_oof] @ coef + icpt)
-    ml_final = _fit(
-        meta_inputs(ds.x[has_oof], oof[has_oof], p_all),
-        _profitable(p_all, fwd0[has_oof], params.cost_bps),
-        params,
-        rounds=params.metalabel_rounds,
-    )
-    bundle = ModelBundle(
-        version=version,
-        timeframe=timeframe,
-        horizons=hs,
-        primary_horizon=h0,
-        boosters=finals,
-        meta_coef=coef,
-        meta_intercept=icpt,
-        metalabel=ml_final,
-        metalabel_threshold=params.metalabel_threshold,
-    )
-    seconds = time.perf_counter() - started
-    report["train_seconds"] = round(seconds, 3)
-    report["meta_model"] = {"coef": [round(float(c), 5) for c in coef], "intercept": round(icpt, 5)}
-    return TrainResult(bundle=bundle, report=report, oos_mask=oos, oos_p_up=p_oos, seconds=seconds)
+def _baseline_predictions(ds: Dataset, y: F64, *, folds: list[Fold], oos: B, horizon: int) -> dict[str, F64]:
+    """Each baseline fitted on the fold's training rows, predicting the fold's out-of-sample rows."""
+    out = {name: np.full(ds.n, np.nan) for name in BASELINES}
+    for fold in folds:
+        tr = fold.train_mask(ds.t)
+        te = fold.test_mask(ds.t) & oos
+        if not te.any():
+            continue
+        for name in BASELINES:
+            b = fit_baseline(name, lags=ds.lags[tr], y=y[tr], horizon=horizon)
+            out[name][te] = b.p_up(ds.lags[te])
+    return out
+
+
+def _permutation_importance(
+    x: F64,
+    y: F64,
+    *,
+    t: I64,
+    params: TrainParams,
+    folds: list[Fold],
+    oos: B,
+    boosters: dict[int, tuple[lightgbm.Booster, ...]],
+    metas: dict[int, tuple[F64, float]],
+) -> list[dict[str, Any]]:
+    """Out-of-sample log loss increase when one feature is shuffled within each held-out fold.
+
+    Each fold's rows are scored by that fold's base and meta models (never trained on them);
+    a feature whose shuffling costs nothing carries none of the model's out-of-sample gain.
+    """
+    rng = np.random.default_rng(params.seed)
+    parts = [(f.k, oos & f.test_mask(t)) for f in folds if f.k in boosters and f.k in metas]
+    parts = [(k, m) for k, m in parts if m.any()]
+    if not parts:
+        return []
+
+    def p_up(k: int, xs: F64) -> F64:
+        z = np.stack([_raw(b, xs) for b in boosters[k]], axis=1)
+        coef, icpt = metas[k]
+        return sigmoid(z @ coef + icpt)
+
+    y_all = np.concatenate([y[m] for _, m in parts])
+    base = log_loss(y_all, np.concatenate([p_up(k, x[m]) for k, m in parts]))
+    out = []
+    for j, name in enumerate(params.features):
+        preds = []
+        for k, m in parts:
+            xs = x[m].copy()
+            xs[:, j] = rng.permutation(xs[:, j])
+            preds.append(p_up(k, xs))
+        out.append({"feature": name, "log_loss_increase": round(log_loss(y_all, np.concatenate(preds)) - base, 6)})
+    return sorted(out, key=lambda d: -float(d["log_loss_increase"]))
 
 
 def _report(

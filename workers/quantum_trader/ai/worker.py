@@ -11,9 +11,11 @@ Loop (clock-aware, never trains):
   reason (``AI_SKIPPED`` metric + log line), compute features for all symbols at once,
   batch-predict, publish one ``Signal`` per symbol (HOLD included) in one pipeline.
 
-No promoted model: with ``ai.allowFallback`` the explicit trend model runs
-(``model=fallback-trend``, gauge ``qt_ai_model_fallback`` = 1, ``MODEL_FALLBACK`` log line
-at start-up and at every bar close); without it (production) nothing is published and
+No promoted model: with ``ai.allowFallback`` the fallback runs — the best baseline of the
+last ``qt train`` (``Keys.model_fallback``, recalibrated on its own out-of-sample record;
+``model=fallback-<baseline>``), or, before any training, the explicit trend rule
+(``model=fallback-trend``) — with gauge ``qt_ai_model_fallback`` = 1 and a ``MODEL_FALLBACK``
+log line at start-up and at every bar close; without it (production) nothing is published and
 ``MODEL_MISSING`` is logged at every bar close.
 """
 
@@ -26,13 +28,14 @@ from typing import Any, Final
 import numpy as np
 
 from quantum_trader.ai import registry
+from quantum_trader.ai.baselines import Baseline
 from quantum_trader.ai.data import (
     SKIP_FEATURES_NAN,
     align,
     fetch_klines,
     last_closed_open_ms,
 )
-from quantum_trader.ai.features import WINDOW, latest_features
+from quantum_trader.ai.features import WINDOW, latest_features, return_lags
 from quantum_trader.ai.model import ArtifactError, ModelBundle
 from quantum_trader.ai.signals import (
     FALLBACK_MODEL,
@@ -57,16 +60,22 @@ class _State:
     bundle: ModelBundle | None = None
     card: dict[str, Any] = field(default_factory=dict)
     bad_versions: set[str] = field(default_factory=set)
+    fallback: Baseline | None = None  # the last training run's best baseline
+    fallback_version: str = ""
     last_bar: int | None = None  # the last bar whose signals were decided
     no_universe_bar: int | None = None  # the bar for which AI_NO_UNIVERSE was last logged
 
     @property
     def model(self) -> str:
-        return model_tag(self.bundle.version) if self.bundle else FALLBACK_MODEL
+        if self.bundle:
+            return model_tag(self.bundle.version)
+        return f"fallback-{self.fallback.name}" if self.fallback else FALLBACK_MODEL
 
     @property
     def version(self) -> str:
-        return self.bundle.version if self.bundle else FALLBACK_VERSION
+        if self.bundle:
+            return self.bundle.version
+        return self.fallback_version if self.fallback else FALLBACK_VERSION
 
 
 def signal_id(symbol: str, bar_close_ms: int) -> str:
@@ -82,11 +91,30 @@ def _set_model_metrics(ctx: WorkerContext, state: _State, *, previous: str | Non
     metrics.AI_MODEL_INFO.labels(p, state.version).set(1)
 
 
+async def reload_fallback(ctx: WorkerContext, state: _State) -> None:
+    """With no promoted model: pick up the fallback baseline of the latest training run."""
+    if state.bundle is not None:
+        return
+    try:
+        got = await registry.load_fallback(ctx.redis, ctx.keys)
+    except ArtifactError as exc:
+        ctx.log.error("MODEL_FALLBACK_CORRUPT", reason=exc.reason, detail=exc.detail, serving=state.model)
+        return
+    if got is None or (state.fallback is not None and got[1] == state.fallback_version):
+        return
+    previous = state.version
+    state.fallback, state.fallback_version = got
+    _set_model_metrics(ctx, state, previous=previous)
+    ctx.log.event("MODEL_FALLBACK_LOADED", model=state.model, version=state.fallback_version, previous=previous)
+
+
 async def reload_model(ctx: WorkerContext, state: _State) -> bool:
     """Poll the promoted version; swap in a new one if it verifies. Returns True when swapped."""
     ai = ctx.profile.spec.ai
     try:
         version = await registry.promoted_version(ctx.redis, ctx.keys)
+        if version is None:
+            await reload_fallback(ctx, state)
     except Exception as exc:  # Redis hiccup: keep serving the current model
         ctx.log.warn("MODEL_POLL_FAILED", error=type(exc).__name__)
         return False
@@ -118,7 +146,7 @@ def _announce_missing(ctx: WorkerContext, state: _State, *, when: str) -> None:
     if state.bundle is not None:
         return
     if ai.allow_fallback:
-        ctx.log.warn("MODEL_FALLBACK", model=FALLBACK_MODEL, reason="no promoted model", when=when,
+        ctx.log.warn("MODEL_FALLBACK", model=state.model, reason="no promoted model", when=when,
                      fix="run `qt train` (promotes a version that passes the quality gate)")
     else:
         ctx.log.error("MODEL_MISSING", reason="no promoted model and ai.allowFallback is false",
@@ -165,6 +193,11 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -
             pred = state.bundle.predict(xs, hold_below=ai.hold_below)
             decisions = decide_model(syms, x=xs, price=price, p_up=pred.p_up, p_profit=pred.p_profit,
                                      hold_below=ai.hold_below, gate_threshold=state.bundle.metalabel_threshold)
+        elif syms and state.fallback is not None:
+            lags = return_lags(aligned.bars, latest=True)[ok]
+            p_up = state.fallback.p_up(np.nan_to_num(lags))
+            decisions = decide_model(syms, x=xs, price=price, p_up=p_up, p_profit=np.zeros_like(p_up),
+                                     hold_below=ai.hold_below, gate_threshold=np.inf)
         elif syms:
             decisions = decide_fallback(syms, x=xs, price=price, hold_below=ai.hold_below)
     elapsed = time.perf_counter() - started

@@ -232,6 +232,11 @@ class Keys:
         """String: the promoted model version."""
         return f"{self.prefix}model:promoted"
 
+    @property
+    def model_fallback(self) -> str:
+        """String: JSON of the best baseline of the last training run (served when nothing is promoted)."""
+        return f"{self.prefix}model:fallback"
+
     def model_artifact(self, version: str) -> str:
         """String (bytes): a model version's artefact bundle."""
         return f"{self.prefix}model:artifact:{version}"

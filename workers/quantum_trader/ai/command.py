@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
 from quantum_trader.ai.dataset import build_dataset, data_hash
 from quantum_trader.ai.features import FEATURE_NAMES, WINDOW
+from quantum_trader.ai.guards import lookahead_check
 from quantum_trader.ai.training import TrainingError, TrainParams, TrainResult, train_walk_forward
 from quantum_trader.core.clock import Clock, WallClock
 from quantum_trader.core.keys import Keys
@@ -123,9 +124,12 @@ async def _train(
         digest = data_hash(aligned.bars, ts=aligned.ts, symbols=aligned.symbols)
         version = version_for(now, digest)
         _say(f"{ds.n} rows; training walk-forward (version {version})", err)
+        _say("look-ahead check: features recomputed on truncated history", err)
+        lookahead = lookahead_check(aligned.bars)
         result: TrainResult = train_walk_forward(
             ds, params=params, version=version, timeframe=ai.timeframe, progress=lambda m: _say(m, err)
         )
+        result.report["guards"] = {"lookahead": lookahead}
     finally:
         await exchange.close()
     report = result.report
@@ -250,6 +254,8 @@ def render_table(doc: dict[str, Any]) -> str:
         "base models AUC (own horizon): " + ", ".join(f"h={h} {a}" for h, a in r["base_models"].items()),
         "folds: " + ", ".join(f"#{f['fold']} auc {f.get('auc', '-')}" for f in r["folds"]),
         *_importance_lines(r.get("importance", [])),
+        _stacking_line(r.get("stacking")),
+        _guard_line(r.get("guards", {}).get("lookahead")),
         f"training time {r['train_seconds']:.1f} s; data hash {doc['data_hash']}",
     ]
     if doc["skipped"]:
@@ -288,6 +294,20 @@ def baseline_table(doc: dict[str, Any]) -> list[str]:
         rows.append(f"fallback while nothing is promoted: baseline {fb['name']}, recalibrated on its own "
                     "out-of-sample record")
     return rows
+
+
+def _stacking_line(st: dict[str, Any] | None) -> str:
+    if not st:
+        return "stacking: n/a"
+    verdict = "kept" if st["kept"] else "dropped (the primary base model alone is as good)"
+    return f"stacking {verdict}: OOS log loss stack {st['stack_log_loss']:.4f} vs primary alone {st['single_log_loss']:.4f}"
+
+
+def _guard_line(look: dict[str, Any] | None) -> str:
+    if not look:
+        return "look-ahead check: not run"
+    found = ", ".join(look["leaking"]) or "none"
+    return f"look-ahead check at {len(look['bars_checked'])} bars (features on truncated history): leaks {found}"
 
 
 def _importance_lines(imp: list[dict[str, Any]]) -> list[str]:

@@ -43,6 +43,7 @@ from quantum_trader.ai.evaluation import (
     sigmoid,
 )
 from quantum_trader.ai.features import FEATURE_NAMES, index
+from quantum_trader.ai.guards import guard_reasons
 from quantum_trader.ai.model import ModelBundle, meta_inputs
 from quantum_trader.core.profile import AiSettings
 
@@ -162,6 +163,7 @@ def quality_gate(report: dict[str, Any], ai: AiSettings) -> tuple[bool, list[str
         why = scorecard.not_better_reason(comparison)
         if why:
             reasons.append(why)
+    reasons.extend(guard_reasons(report, timeframe=ai.timeframe))
     if not report["auc"] >= ai.min_auc:
         reasons.append(f"auc {report['auc']:.4f} < minAuc {ai.min_auc}")
     if not report["ece"] <= ai.max_calibration_error:
@@ -199,7 +201,7 @@ def train_walk_forward(
     )
     oof, fold_rows, fold_boosters = _base_models(ds, x, params=params, folds=folds, say=say)
     has_oof = np.all(np.isfinite(oof), axis=1)
-    p_oos, pp_oos, metas = _meta_models(ds, x, params=params, folds=folds[1:], oof=oof, say=say)
+    p_oos, pp_oos, metas, stacking = _meta_models(ds, x, params=params, folds=folds[1:], oof=oof, say=say)
     for row in fold_rows:
         te = np.isfinite(p_oos) & (ds.t >= row["test_bars"][0]) & (ds.t <= row["test_bars"][1])
         if te.any():
@@ -209,6 +211,7 @@ def train_walk_forward(
     base_oos = _baseline_predictions(ds, y, folds=folds[1:], oos=oos, horizon=h0)
     report = _report(ds, params=params, oos=oos, p=p_oos, pp=pp_oos, oof=oof)
     report["folds"] = fold_rows
+    report["stacking"] = stacking
     card = scorecard.score(
         y=y[oos], t=ds.t[oos], predictions={"model": p_oos[oos], **{n: b[oos] for n, b in base_oos.items()}},
         edges=[(f.test_start, f.test_end) for f in folds[1:]], fold_ks=[f.k for f in folds[1:]], seed=params.seed,
@@ -225,7 +228,11 @@ def train_walk_forward(
         for h in params.horizons
         for m in [ds.trainable(h, dead_band=params.dead_band)]
     )
-    coef, icpt = fit_logistic(oof[has_oof], y[has_oof])
+    if stacking["kept"]:
+        coef, icpt = fit_logistic(oof[has_oof], y[has_oof])
+    else:
+        one, icpt = fit_logistic(oof[has_oof, :1], y[has_oof])
+        coef = np.r_[one, np.zeros(oof.shape[1] - 1)]
     p_all = sigmoid(oof[has_oof] @ coef + icpt)
     ml_final = _fit(
         meta_inputs(x[has_oof], oof[has_oof], p_all),
@@ -287,22 +294,42 @@ def _base_models(
 
 def _meta_models(
     ds: Dataset, x: F64, *, params: TrainParams, folds: list[Fold], oof: F64, say: Progress
-) -> tuple[F64, F64, dict[int, tuple[F64, float]]]:
-    """Out-of-sample P(up) and P(profitable) from per-fold meta and meta-label models."""
+) -> tuple[F64, F64, dict[int, tuple[F64, float]], dict[str, Any]]:
+    """Out-of-sample P(up) and P(profitable) from per-fold meta and meta-label models.
+
+    The stacking layer (a logistic regression on every horizon's base score) is kept only if its
+    pooled out-of-sample log loss beats the primary base model alone (calibrated the same way);
+    otherwise the meta model reads the primary score only (the other coefficients are 0).
+    """
     has_oof = np.all(np.isfinite(oof), axis=1)
     y = ds.label_up(params.primary)
     fwd0 = ds.fwd[params.primary]
-    p_oos = np.full(ds.n, np.nan)
-    pp_oos = np.full(ds.n, np.nan)
-    metas: dict[int, tuple[F64, float]] = {}
+    fits: dict[str, dict[int, tuple[F64, float]]] = {"stack": {}, "single": {}}
+    p_alt = {"stack": np.full(ds.n, np.nan), "single": np.full(ds.n, np.nan)}
     for fold in folds:
         tr = fold.train_mask(ds.t) & has_oof
         te = fold.test_mask(ds.t) & has_oof
         if tr.sum() < MIN_TRAIN_ROWS or not te.any():
             raise TrainingError(f"fold {fold.k}: too few out-of-fold rows for the meta model")
         coef, icpt = fit_logistic(oof[tr], y[tr])
+        fits["stack"][fold.k] = (coef, icpt)
+        one, icpt1 = fit_logistic(oof[tr, :1], y[tr])
+        fits["single"][fold.k] = (np.r_[one, np.zeros(oof.shape[1] - 1)], icpt1)
+        for kind in ("stack", "single"):
+            c, i = fits[kind][fold.k]
+            p_alt[kind][te] = sigmoid(oof[te] @ c + i)
+    ok = np.isfinite(p_alt["stack"])
+    ll = {kind: log_loss(y[ok], p[ok]) for kind, p in p_alt.items()}
+    kind = "stack" if len(params.horizons) > 1 and ll["stack"] < ll["single"] else "single"
+    stacking = {"kept": kind == "stack", "stack_log_loss": round(ll["stack"], 5),
+                "single_log_loss": round(ll["single"], 5)}
+    p_oos = p_alt[kind]
+    pp_oos = np.full(ds.n, np.nan)
+    for fold in folds:
+        tr = fold.train_mask(ds.t) & has_oof
+        te = fold.test_mask(ds.t) & has_oof
+        coef, icpt = fits[kind][fold.k]
         p_tr = sigmoid(oof[tr] @ coef + icpt)
-        p_te = sigmoid(oof[te] @ coef + icpt)
         say(f"meta + meta-label fold {fold.k}/{params.n_blocks - 1}: {int(tr.sum())} rows")
         ml = _fit(
             meta_inputs(x[tr], oof[tr], p_tr),
@@ -310,10 +337,8 @@ def _meta_models(
             params,
             rounds=params.metalabel_rounds,
         )
-        p_oos[te] = p_te
-        pp_oos[te] = np.asarray(ml.predict(meta_inputs(x[te], oof[te], p_te), num_threads=1))
-        metas[fold.k] = (coef, icpt)
-    return p_oos, pp_oos, metas
+        pp_oos[te] = np.asarray(ml.predict(meta_inputs(x[te], oof[te], p_oos[te]), num_threads=1))
+    return p_oos, pp_oos, fits[kind], stacking
 
 
 def _baseline_predictions(ds: Dataset, y: F64, *, folds: list[Fold], oos: B, horizon: int) -> dict[str, F64]:

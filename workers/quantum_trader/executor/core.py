@@ -446,3 +446,33 @@ def unrealized_pnl(positions: Mapping[str, Position], marks: Mapping[str, float]
     return sum(
         (marks[s] - p.entry_price) * p.qty * p.direction for s, p in positions.items() if marks.get(s, 0.0) > 0
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ExitOrder:
+    """A position whose stop or target the mark crossed, and the reduce-only order that closes it."""
+
+    position: Position
+    reason: CloseReason
+    order: VenueOrder
+
+
+def exit_client_order_id(position: Position) -> str:
+    """Deterministic client id of the SL/TP exit of one position (a retried close is idempotent)."""
+    return f"X-{position.order_id}"[:36]
+
+
+def plan_exits(positions: Mapping[str, Position], marks: Mapping[str, float]) -> list[ExitOrder]:
+    """The SL/TP exits due at these marks, in the positions' order (no mark → no decision)."""
+    out: list[ExitOrder] = []
+    for sym, pos in positions.items():
+        mark = marks.get(sym)
+        reason = exit_reason(pos, mark) if mark is not None else None
+        if reason is None or mark is None:
+            continue
+        order = VenueOrder(
+            intent_id=exit_client_order_id(pos), client_order_id=exit_client_order_id(pos), symbol=sym,
+            side="SELL" if pos.side == "BUY" else "BUY", qty=pos.qty, reference_price=mark, reduce_only=True,
+        )
+        out.append(ExitOrder(pos, reason, order))
+    return out

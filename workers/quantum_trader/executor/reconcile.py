@@ -89,53 +89,9 @@ def diff(
     for symbol in sorted(set(on_exchange) | set(raw)):
         if symbol in in_flight:
             continue
-        ex = on_exchange.get(symbol)
-        stored = raw.get(symbol)
-        if stored is None and ex is not None:
-            actions.append(
-                ReconcileAction(
-                    kind=ADOPTED, symbol=symbol, value=adopted_position_json(ex, now_ms=now_ms),
-                    detail=f"exchange has {ex.side} {ex.qty:g} @ {ex.entry_price:g}; Redis had none",
-                )
-            )
-            continue
-        if stored is None:
-            continue
-        try:
-            mine: StatePosition | None = StatePosition.from_json(stored)
-        except ValueError:
-            mine = None
-        if ex is None:
-            what = f"{mine.side} {mine.qty:g}" if mine else "an unreadable record"
-            actions.append(
-                ReconcileAction(kind=DROPPED, symbol=symbol, expected=stored,
-                                detail=f"Redis had {what}; the exchange has no position")
-            )
-            continue
-        if mine is None:
-            actions.append(
-                ReconcileAction(kind=CORRECTED, symbol=symbol, expected=stored,
-                                value=adopted_position_json(ex, now_ms=now_ms),
-                                detail=f"unreadable Redis record replaced by exchange {ex.side} {ex.qty:g}")
-            )
-            continue
-        if mine.side == ex.side and _same(mine.qty, ex.qty, rel=rel_tol) and _same(
-            mine.entry_price, ex.entry_price, rel=1e-4
-        ):
-            continue
-        data = json.loads(stored)
-        if mine.side != ex.side:  # a flipped position: the old stop/target make no sense
-            data["stop_loss"] = 0.0
-            data["take_profit"] = 0.0
-        data.update(side=ex.side, qty=ex.qty, entry_price=ex.entry_price)
-        actions.append(
-            ReconcileAction(
-                kind=CORRECTED, symbol=symbol, expected=stored,
-                value=json.dumps(data, separators=(",", ":"), sort_keys=True),
-                detail=f"Redis {mine.side} {mine.qty:g} @ {mine.entry_price:g} → exchange "
-                f"{ex.side} {ex.qty:g} @ {ex.entry_price:g}",
-            )
-        )
+        action = _position_action(symbol, on_exchange.get(symbol), raw.get(symbol), now_ms=now_ms, rel_tol=rel_tol)
+        if action is not None:
+            actions.append(action)
     dropped = {a.symbol for a in actions if a.kind == DROPPED}
     adopted = {a.symbol for a in actions if a.kind == ADOPTED}
     expected = len((set(raw) - dropped) | adopted) + max(0, working_orders)
@@ -148,6 +104,46 @@ def diff(
             )
         )
     return actions
+
+
+def _position_action(
+    symbol: str, ex: ExchangePosition | None, stored: str | None, *, now_ms: int, rel_tol: float
+) -> ReconcileAction | None:
+    """What one symbol needs: adopt, drop, replace an unreadable record, correct, or nothing."""
+    if stored is None:
+        if ex is None:
+            return None
+        return ReconcileAction(
+            kind=ADOPTED, symbol=symbol, value=adopted_position_json(ex, now_ms=now_ms),
+            detail=f"exchange has {ex.side} {ex.qty:g} @ {ex.entry_price:g}; Redis had none",
+        )
+    try:
+        mine: StatePosition | None = StatePosition.from_json(stored)
+    except ValueError:
+        mine = None
+    if ex is None:
+        what = f"{mine.side} {mine.qty:g}" if mine else "an unreadable record"
+        return ReconcileAction(kind=DROPPED, symbol=symbol, expected=stored,
+                               detail=f"Redis had {what}; the exchange has no position")
+    if mine is None:
+        return ReconcileAction(kind=CORRECTED, symbol=symbol, expected=stored,
+                               value=adopted_position_json(ex, now_ms=now_ms),
+                               detail=f"unreadable Redis record replaced by exchange {ex.side} {ex.qty:g}")
+    if mine.side == ex.side and _same(mine.qty, ex.qty, rel=rel_tol) and _same(
+        mine.entry_price, ex.entry_price, rel=1e-4
+    ):
+        return None
+    data = json.loads(stored)
+    if mine.side != ex.side:  # a flipped position: the old stop/target make no sense
+        data["stop_loss"] = 0.0
+        data["take_profit"] = 0.0
+    data.update(side=ex.side, qty=ex.qty, entry_price=ex.entry_price)
+    return ReconcileAction(
+        kind=CORRECTED, symbol=symbol, expected=stored,
+        value=json.dumps(data, separators=(",", ":"), sort_keys=True),
+        detail=f"Redis {mine.side} {mine.qty:g} @ {mine.entry_price:g} → exchange "
+        f"{ex.side} {ex.qty:g} @ {ex.entry_price:g}",
+    )
 
 
 # KEYS: positions hash, open_orders. ARGV: working orders, then per action: kind, symbol, value, expected.

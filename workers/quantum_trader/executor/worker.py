@@ -40,14 +40,14 @@ from quantum_trader.executor.core import (
     Filters,
     Transition,
     close_position,
-    exit_reason,
     filters_by_symbol,
+    plan_exits,
     unrealized_pnl,
 )
 from quantum_trader.executor.scripts import Applier
-from quantum_trader.executor.venue import Venue, VenueFill, VenueOrder
+from quantum_trader.executor.venue import Venue, VenueFill
 from quantum_trader.ledger.ledgers import decision_id_for, prune_ledgers
-from quantum_trader.ledger.positions import Position, parse_positions
+from quantum_trader.ledger.positions import parse_positions
 from quantum_trader.ledger.risk import RiskState, utc_day
 from quantum_trader.ledger.scripts import (
     ALREADY_EXECUTED,
@@ -76,11 +76,6 @@ def _str(v: str | bytes) -> str:
 
 class GuardFailed(RuntimeError):
     """A position changed between read and write; the batch is retried on fresh state."""
-
-
-def exit_client_order_id(position: Position) -> str:
-    """Deterministic client id of the SL/TP exit of one position (a retried close is idempotent)."""
-    return f"X-{position.order_id}"[:36]
 
 
 class Executor:
@@ -352,22 +347,10 @@ class Executor:
         metrics.EXEC_UNREALIZED_PNL.labels(self.profile).set(unrealized_pnl(positions, marks))
         cooldown_ms = self.limits.cooldown_ms
         transitions: list[Transition] = []
-        for sym, pos in positions.items():
-            mark = marks.get(sym)
-            reason = exit_reason(pos, mark) if mark is not None else None
-            if reason is None or mark is None:
-                continue
-            order = VenueOrder(
-                intent_id=exit_client_order_id(pos),
-                client_order_id=exit_client_order_id(pos),
-                symbol=sym,
-                side="SELL" if pos.side == "BUY" else "BUY",
-                qty=pos.qty,
-                reference_price=mark,
-                reduce_only=True,
-            )
+        for ex in plan_exits(positions, marks):
+            sym, pos, reason = ex.position.symbol, ex.position, ex.reason
             try:
-                fill = await self.venue.submit(order)
+                fill = await self.venue.submit(ex.order)
             except ExchangeError as exc:
                 self.log.warn("EXIT_FAILED", symbol=sym, reason=exc.reason, close_reason=reason)
                 continue

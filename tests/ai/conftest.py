@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from quantum_trader.ai.dataset import Dataset, build_dataset
+from quantum_trader.ai.dataset import Dataset, ExitRules, build_dataset
 from quantum_trader.ai.synthetic import SyntheticMarket, make_interaction_market, make_market
 from quantum_trader.ai.training import TrainParams, TrainResult, train_walk_forward
 
 HORIZONS = (4, 8)
+EXITS = ExitRules(stop_atr=1.5, take_atr=3.0, horizon=HORIZONS[0])  # the default profile's
 SMALL = TrainParams(horizons=HORIZONS, rounds=60, metalabel_rounds=30, threads=1)
 
 
@@ -19,7 +20,7 @@ def market() -> SyntheticMarket:
 @pytest.fixture(scope="session")
 def dataset(market: SyntheticMarket) -> Dataset:
     return build_dataset(market.bars, ts=market.ts, symbols=market.symbols, horizons=HORIZONS,
-                         oracle=market.oracle(HORIZONS[0]))
+                         oracle=market.oracle(HORIZONS[0]), exits=EXITS)
 
 
 @pytest.fixture(scope="session")

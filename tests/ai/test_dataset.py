@@ -5,13 +5,15 @@ import itertools
 import numpy as np
 from quantum_trader.ai.dataset import (
     Dataset,
+    ExitRules,
     block_edges,
     build_dataset,
     data_hash,
+    exit_returns,
     forward_returns,
     walk_forward_folds,
 )
-from quantum_trader.ai.features import WINDOW
+from quantum_trader.ai.features import WINDOW, Bars
 from quantum_trader.ai.synthetic import SyntheticMarket
 
 
@@ -76,3 +78,33 @@ def test_build_dataset_rejects_mismatched_shapes(market: SyntheticMarket) -> Non
 
     with pytest.raises(ValueError):
         build_dataset(market.bars, ts=market.ts[1:], symbols=market.symbols, horizons=(4,))
+
+
+def _bars_from(path: list[tuple[float, float, float]]) -> Bars:
+    """One symbol; each bar (high, low, close)."""
+    a = np.array(path, dtype=float).T
+    return Bars(high=a[0][None, :], low=a[1][None, :], close=a[2][None, :], volume=np.ones((1, a.shape[1])))
+
+
+def test_exit_returns_take_the_first_barrier_and_the_stop_when_a_bar_crosses_both() -> None:
+    rules = ExitRules(stop_atr=1.0, take_atr=2.0, horizon=3)
+    atr = np.ones((1, 5))
+    # entry at 100: long stop 99 / take 102; short stop 101 / take 98
+    up = _bars_from([(100, 100, 100), (100.5, 99.5, 100.2), (102.5, 100, 102.2), (103, 102, 102.5), (103, 102, 103)])
+    long_r, short_r = exit_returns(up, atr=atr, rules=rules)
+    assert abs(long_r[0, 0] - np.log(102 / 100)) < 1e-12  # take-profit in bar 2
+    assert abs(short_r[0, 0] - (-np.log(101 / 100))) < 1e-12  # short stopped at 101 in bar 2
+    both = _bars_from([(100, 100, 100), (102.5, 98.5, 100), (100, 100, 100), (100, 100, 100), (100, 100, 100)])
+    long_r, short_r = exit_returns(both, atr=atr, rules=rules)
+    assert abs(long_r[0, 0] - np.log(99 / 100)) < 1e-12 and abs(short_r[0, 0] + np.log(101 / 100)) < 1e-12
+    calm = _bars_from([(100, 100, 100), (100.3, 99.8, 100.1), (100.4, 99.9, 100.2), (100.5, 100, 100.4), (1, 1, 1)])
+    long_r, short_r = exit_returns(calm, atr=atr, rules=rules)
+    assert abs(long_r[0, 0] - np.log(100.4 / 100)) < 1e-12 and abs(short_r[0, 0] + long_r[0, 0]) < 1e-12
+    assert np.isnan(long_r[0, -3:]).all()  # no known future for the time exit
+
+
+def test_dataset_with_exit_rules_carries_each_side_s_exit_return(dataset: Dataset) -> None:
+    assert dataset.exit_long is not None and dataset.exit_short is not None
+    assert np.isfinite(dataset.exit_long).all() and np.isfinite(dataset.exit_short).all()
+    untouched = np.isclose(dataset.exit_long, -dataset.exit_short)  # no barrier: both exit at the same close
+    assert 0.3 < untouched.mean() < 0.98

@@ -44,6 +44,7 @@ async def test_a_passing_version_is_stored_with_its_card_and_promoted(
     assert card["artifact_sha256"] == reg.card["artifact_sha256"]
     bundle, _ = await registry.load_version(aredis_client, KEYS, "v1")
     np.testing.assert_allclose(bundle.predict(dataset.x[:50]).p_up, trained.bundle.predict(dataset.x[:50]).p_up)
+    assert bundle.metalabel_filter == trained.bundle.metalabel_filter
 
 
 async def test_a_version_failing_the_gate_is_recorded_rejected_and_not_promoted(

@@ -52,3 +52,16 @@ def test_fallback_is_a_trend_follower_whose_confidence_can_exceed_the_router_min
 def test_model_names_say_what_produced_the_signal() -> None:
     assert model_tag("20261121T120000Z-abc123") == "lgbm-20261121T120000Z-abc123"
     assert FALLBACK_MODEL == "fallback-trend"
+
+
+def test_a_failing_meta_label_turns_the_signal_into_hold_only_when_the_bundle_filters() -> None:
+    from quantum_trader.ai.signals import decide_model
+
+    x = np.zeros((2, N_FEATURES))
+    p_up, p_profit = np.array([0.7, 0.3]), np.array([0.6, 0.4])
+    kept = decide_model(("A", "B"), x=x, price=np.ones(2), p_up=p_up, p_profit=p_profit, hold_below=0.55,
+                        gate_threshold=0.5)
+    assert [d.side for d in kept] == ["BUY", "SELL"]
+    filtered = decide_model(("A", "B"), x=x, price=np.ones(2), p_up=p_up, p_profit=p_profit, hold_below=0.55,
+                            gate_threshold=0.5, gate_filters=True)
+    assert [d.side for d in filtered] == ["BUY", "HOLD"] and filtered[0].rl_gate_pass

@@ -105,3 +105,12 @@ def test_quality_gate_refuses_a_model_not_better_than_the_best_baseline() -> Non
 def test_params_from_settings_use_two_horizons_and_purge_the_longest() -> None:
     p = TrainParams.from_settings(AiSettings(horizon_bars=6))
     assert p.horizons == (6, 12) and p.purge_bars == 12 and p.embargo_bars == 6
+
+
+def test_meta_label_filter_is_kept_only_when_passing_signals_earned_more_out_of_sample(
+    trained: TrainResult,
+) -> None:
+    m = trained.report["metalabel"]
+    assert m["exits"] == "stop/take-profit/time" and m["signals"] > 0
+    assert m["filter"] == (m["net_bps_passing"] > m["net_bps_signals"])
+    assert trained.bundle.metalabel_filter == m["filter"]

@@ -34,7 +34,7 @@ import numpy as np
 from redis.exceptions import RedisError
 
 from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
-from quantum_trader.ai.dataset import build_dataset, data_hash
+from quantum_trader.ai.dataset import ExitRules, build_dataset, data_hash
 from quantum_trader.ai.features import FEATURE_NAMES, WINDOW
 from quantum_trader.ai.guards import lookahead_check
 from quantum_trader.ai.training import TrainingError, TrainParams, TrainResult, train_walk_forward
@@ -119,8 +119,10 @@ async def _train(
             except (ValueError, ExchangeError) as exc:
                 _say(f"oracle unavailable ({exc})", err)
         params = TrainParams.from_settings(ai)
+        exits = ExitRules(stop_atr=profile.spec.router.stop_loss_atr, take_atr=profile.spec.router.take_profit_atr,
+                          horizon=params.primary)
         ds = build_dataset(aligned.bars, ts=aligned.ts, symbols=aligned.symbols, horizons=params.horizons,
-                           oracle=oracle)
+                           oracle=oracle, exits=exits)
         digest = data_hash(aligned.bars, ts=aligned.ts, symbols=aligned.symbols)
         version = version_for(now, digest)
         _say(f"{ds.n} rows; training walk-forward (version {version})", err)
@@ -150,6 +152,7 @@ async def _train(
             "symbols": list(aligned.symbols),
         },
         "params": _params_dict(params),
+        "exits": {"stop_atr": exits.stop_atr, "take_atr": exits.take_atr, "horizon_bars": exits.horizon},
         "oos": {k: v for k, v in report.items() if k != "folds"},
         "folds": report.get("folds", []),
         "data_hash": digest,
@@ -249,8 +252,10 @@ def render_table(doc: dict[str, Any]) -> str:
     lines += [
         "",
         f"meta-label (rl_gate_pass): AUC {m['auc']}, pass rate {_pct(m['pass_rate'])}, "
-        f"profitable after {m['cost_bps']} bps: {_pct(m['profitable_rate_pass'])} when pass vs "
-        f"{_pct(m['profitable_rate_fail'])} when not",
+        f"profitable after {m['cost_bps']} bps ({m.get('exits', 'held H bars')}): "
+        f"{_pct(m['profitable_rate_pass'])} when pass vs {_pct(m['profitable_rate_fail'])} when not",
+        f"meta-label filter {'ON' if m.get('filter') else 'off'}: net per signal {m.get('net_bps_signals')} bps "
+        f"(all {m.get('signals')} signals) vs {m.get('net_bps_passing')} bps when passing",
         "base models AUC (own horizon): " + ", ".join(f"h={h} {a}" for h, a in r["base_models"].items()),
         "folds: " + ", ".join(f"#{f['fold']} auc {f.get('auc', '-')}" for f in r["folds"]),
         *_importance_lines(r.get("importance", [])),

@@ -6,6 +6,11 @@
   a dead band (``|return| ≤ DEAD_BAND_SIGMA · rv_16 · √H``) so noise is not
   labelled as signal; evaluation and calibration use every row (the question
   asked at inference is "P(close[t+H] > close[t])", with no dead band).
+* Exits: with :class:`ExitRules` (the executor's stop-loss and take-profit in ATRs, from the
+  profile's ``router.stopLossAtr`` / ``router.takeProfitAtr``, and a time exit at the label
+  horizon) every row also carries the log return a long and a short opened at its close would
+  have earned under those exits (:func:`exit_returns`); the meta-label model learns
+  "profitable after costs" from these, not from a fixed-horizon sign.
 * Folds: time is cut into ``n_blocks`` contiguous blocks of bars; the model for
   block ``k`` trains only on bars before it, minus a gap of ``purge + embargo``
   bars so that no training label window ``[t, t + max(H)]`` reaches into the
@@ -44,6 +49,8 @@ class Dataset:
     symbols: tuple[str, ...]
     lags: F64  # (N, LAGS) 1-bar returns at lags 0..LAGS-1 in units of rv_96 (baseline inputs)
     oracle: F64 | None = None  # P(up over primary horizon) from the data generator, when known
+    exit_long: F64 | None = None  # log return of a long under the exit rules (None: no rules given)
+    exit_short: F64 | None = None  # the same for a short
 
     @property
     def n(self) -> int:
@@ -71,6 +78,8 @@ class Dataset:
             symbols=self.symbols,
             lags=self.lags[mask],
             oracle=None if self.oracle is None else self.oracle[mask],
+            exit_long=None if self.exit_long is None else self.exit_long[mask],
+            exit_short=None if self.exit_short is None else self.exit_short[mask],
         )
 
     def with_permuted_returns(self, seed: int) -> Dataset:
@@ -86,6 +95,8 @@ class Dataset:
             symbols=self.symbols,
             lags=self.lags,
             oracle=None,
+            exit_long=None if self.exit_long is None else self.exit_long[perm],
+            exit_short=None if self.exit_short is None else self.exit_short[perm],
         )
 
 
@@ -97,6 +108,58 @@ def forward_returns(close: F64, h: int) -> F64:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ExitRules:
+    """How a position opened at a bar's close ends: the first of stop, take-profit, time."""
+
+    stop_atr: float  # stop-loss distance in ATR(14) (profile router.stopLossAtr, default 1.5)
+    take_atr: float  # take-profit distance in ATR(14) (profile router.takeProfitAtr, default 3.0)
+    horizon: int  # bars until the time exit (profile ai.horizonBars)
+
+
+def exit_returns(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64]:
+    """``(long, short)`` log returns per (symbol, bar) of a position opened at the bar's close.
+
+    The levels are ``close ± distance · atr`` (``atr`` in price units, per symbol and bar). Bars
+    ``t+1 … t+horizon`` are scanned in order; a bar whose range crosses the stop exits at the stop,
+    one that crosses the take-profit exits there, and a bar that crosses both counts as the stop
+    (the conservative reading: bar data cannot tell which came first). No exit by the horizon: the
+    close ``horizon`` bars later. NaN where the future or the ATR is unknown.
+    """
+    c, hi, lo = bars.close, bars.high, bars.low
+    n = c.shape[1]
+    h = rules.horizon
+    out_l = np.full_like(c, np.nan)
+    out_s = np.full_like(c, np.nan)
+    if n <= h:
+        return out_l, out_s
+    m = n - h
+    c0, a0 = c[:, :m], atr[:, :m]
+    levels = {
+        "l_stop": c0 - rules.stop_atr * a0, "l_take": c0 + rules.take_atr * a0,
+        "s_stop": c0 + rules.stop_atr * a0, "s_take": c0 - rules.take_atr * a0,
+    }
+    exit_l = np.full_like(c0, np.nan)
+    exit_s = np.full_like(c0, np.nan)
+    for k in range(1, h + 1):
+        bh, bl = hi[:, k : k + m], lo[:, k : k + m]
+        open_l, open_s = np.isnan(exit_l), np.isnan(exit_s)
+        l_stop, l_take = open_l & (bl <= levels["l_stop"]), open_l & (bh >= levels["l_take"])
+        s_stop, s_take = open_s & (bh >= levels["s_stop"]), open_s & (bl <= levels["s_take"])
+        exit_l = np.where(l_stop, levels["l_stop"], np.where(l_take, levels["l_take"], exit_l))
+        exit_s = np.where(s_stop, levels["s_stop"], np.where(s_take, levels["s_take"], exit_s))
+    last = c[:, h : h + m]
+    exit_l = np.where(np.isnan(exit_l), last, exit_l)
+    exit_s = np.where(np.isnan(exit_s), last, exit_s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out_l[:, :m] = np.log(np.maximum(exit_l, 1e-300) / c0)
+        out_s[:, :m] = -np.log(np.maximum(exit_s, 1e-300) / c0)
+    bad = ~np.isfinite(a0)
+    out_l[:, :m][bad] = np.nan
+    out_s[:, :m][bad] = np.nan
+    return out_l, out_s
+
+
 def build_dataset(
     bars: Bars,
     *,
@@ -104,6 +167,7 @@ def build_dataset(
     symbols: tuple[str, ...],
     horizons: tuple[int, ...],
     oracle: F64 | None = None,
+    exits: ExitRules | None = None,
 ) -> Dataset:
     """Pool every (symbol, bar) that has a full feature window and a known future for all horizons.
 
@@ -120,6 +184,10 @@ def build_dataset(
         ok &= np.isfinite(f)
     if oracle is not None:
         ok &= np.isfinite(oracle)
+    ex_l = ex_s = None
+    if exits is not None:
+        ex_l, ex_s = exit_returns(bars, atr=feats[:, :, index("atr_pct")] * bars.close, rules=exits)
+        ok &= np.isfinite(ex_l) & np.isfinite(ex_s)
     sym_i, t_i = np.nonzero(ok)
     order = np.lexsort((sym_i, t_i))  # time-major: rows sorted by bar, then symbol
     sym_i, t_i = sym_i[order], t_i[order]
@@ -133,6 +201,8 @@ def build_dataset(
         symbols=symbols,
         lags=np.ascontiguousarray(lags[sym_i, t_i, :]),
         oracle=None if oracle is None else oracle[sym_i, t_i],
+        exit_long=None if ex_l is None else ex_l[sym_i, t_i],
+        exit_short=None if ex_s is None else ex_s[sym_i, t_i],
     )
 
 
@@ -194,10 +264,12 @@ __all__ = [
     "DEAD_BAND_SIGMA",
     "WINDOW",
     "Dataset",
+    "ExitRules",
     "Fold",
     "block_edges",
     "build_dataset",
     "data_hash",
+    "exit_returns",
     "forward_returns",
     "walk_forward_folds",
 ]

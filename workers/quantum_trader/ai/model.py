@@ -79,6 +79,7 @@ class ModelBundle:
     metalabel: lightgbm.Booster
     metalabel_threshold: float
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    metalabel_filter: bool = False  # a failing meta-label turns the signal into HOLD (earned OOS)
 
     def base_scores(self, x: F64) -> F64:
         cols = [np.asarray(b.predict(x, raw_score=True, num_threads=PREDICT_THREADS)) for b in self.boosters]
@@ -117,6 +118,7 @@ class ModelBundle:
             "meta": {"coef": [float(c) for c in self.meta_coef], "intercept": self.meta_intercept},
             "metalabel": self.metalabel.model_to_string(),
             "metalabel_threshold": self.metalabel_threshold,
+            "metalabel_filter": self.metalabel_filter,
         }
         return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), level=6)
 
@@ -156,6 +158,7 @@ def load_bundle(data: bytes, *, expected_sha256: str | None = None) -> ModelBund
             metalabel=lightgbm.Booster(model_str=str(doc["metalabel"])),
             metalabel_threshold=float(doc["metalabel_threshold"]),
             feature_names=names,
+            metalabel_filter=doc.get("metalabel_filter", False) is True,
         )
     except ArtifactError:
         raise

@@ -3,7 +3,8 @@
 * Model signals: side = BUY when calibrated P(up) ≥ 0.5 else SELL; confidence =
   the calibrated probability of that side (``max(p, 1 − p)``); HOLD when the
   confidence is below ``ai.holdBelow``; ``rl_gate_pass`` when the side is not HOLD
-  and the meta-label model's P(profitable) ≥ its threshold.
+  and the meta-label model's P(profitable) ≥ its threshold; HOLD as well when the
+  meta-label fails and the bundle's filter is on (kept only where it paid out of sample).
 * Fallback (``model=fallback-trend``, only with no promoted model and
   ``ai.allowFallback``): an explicit trend follower — the close's distance from the
   slow (1h) EMA and that EMA's slope, both in ATRs, must agree in sign; strength =
@@ -88,9 +89,16 @@ def decide_model(
     p_profit: F64,
     hold_below: float,
     gate_threshold: float,
+    gate_filters: bool = False,
 ) -> list[Decision]:
-    """One decision per symbol from calibrated P(up) and the meta-label P(profitable)."""
+    """One decision per symbol from calibrated P(up) and the meta-label P(profitable).
+
+    With ``gate_filters`` (the bundle earned it out of sample) a signal whose meta-label fails
+    is HOLD instead of BUY/SELL.
+    """
     side, conf = sides(p_up, hold_below=hold_below)
+    if gate_filters:
+        side = [s if s == "HOLD" or p_profit[i] >= gate_threshold else "HOLD" for i, s in enumerate(side)]
     reg = regimes(x)
     atr = x[:, index("atr_pct")] * price
     return [

@@ -11,8 +11,10 @@ Procedure on a pooled :class:`~quantum_trader.ai.dataset.Dataset` with time cut 
    i.e. a multivariate Platt scaling fitted on data the base models never trained
    on; predict Bk → calibrated P(up).
 3. **Meta-label model**: on the same rows, LightGBM predicts whether the primary
-   signal (BUY if P(up) ≥ 0.5 else SELL) earned more than ``cost_bps`` over H bars;
-   its probability ≥ ``metalabel_threshold`` sets ``rl_gate_pass``.
+   signal (BUY if P(up) ≥ 0.5 else SELL) earned more than ``cost_bps`` under the exit rules
+   (stop, take-profit, time exit at H — the executor's; H bars held when the dataset has none);
+   its probability ≥ ``metalabel_threshold`` sets ``rl_gate_pass``, and when passing signals
+   earned more than all signals out of sample it also filters: a failing signal becomes HOLD.
 4. **Report**: every metric is computed on B2 … B(K−1), where base, meta and
    meta-label predictions all come from models that never saw those bars (nor the
    purge/embargo gap before them).
@@ -171,9 +173,20 @@ def quality_gate(report: dict[str, Any], ai: AiSettings) -> tuple[bool, list[str
     return (not reasons, reasons)
 
 
-def _profitable(p_up: F64, fwd: F64, cost_bps: float) -> F64:
-    side = np.where(p_up >= 0.5, 1.0, -1.0)
-    out: F64 = (side * fwd > cost_bps / 10_000.0).astype(np.float64)
+def _trade_net(ds: Dataset, rows: B, p_up: F64, params: TrainParams) -> F64:
+    """Net log return after ``cost_bps`` of the side the model picks (BUY if P(up) ≥ 0.5) on ``rows``:
+    under the exit rules (stop, take-profit, time) when the dataset carries them, else held H bars."""
+    buy = p_up >= 0.5
+    if ds.exit_long is not None and ds.exit_short is not None:
+        gross = np.where(buy, ds.exit_long[rows], ds.exit_short[rows])
+    else:
+        gross = np.where(buy, 1.0, -1.0) * ds.fwd[params.primary][rows]
+    out: F64 = gross - params.cost_bps / 10_000.0
+    return out
+
+
+def _profitable(ds: Dataset, rows: B, p_up: F64, params: TrainParams) -> F64:
+    out: F64 = (_trade_net(ds, rows, p_up, params) > 0.0).astype(np.float64)
     return out
 
 
@@ -236,7 +249,7 @@ def train_walk_forward(
     p_all = sigmoid(oof[has_oof] @ coef + icpt)
     ml_final = _fit(
         meta_inputs(x[has_oof], oof[has_oof], p_all),
-        _profitable(p_all, ds.fwd[h0][has_oof], params.cost_bps),
+        _profitable(ds, has_oof, p_all, params),
         params,
         rounds=params.metalabel_rounds,
     )
@@ -251,6 +264,7 @@ def train_walk_forward(
         metalabel=ml_final,
         metalabel_threshold=params.metalabel_threshold,
         feature_names=params.features,
+        metalabel_filter=bool(report["metalabel"]["filter"]),
     )
     best = str(card["comparison"]["best_baseline"])
     fallback = recalibrate(
@@ -303,7 +317,6 @@ def _meta_models(
     """
     has_oof = np.all(np.isfinite(oof), axis=1)
     y = ds.label_up(params.primary)
-    fwd0 = ds.fwd[params.primary]
     fits: dict[str, dict[int, tuple[F64, float]]] = {"stack": {}, "single": {}}
     p_alt = {"stack": np.full(ds.n, np.nan), "single": np.full(ds.n, np.nan)}
     for fold in folds:
@@ -333,7 +346,7 @@ def _meta_models(
         say(f"meta + meta-label fold {fold.k}/{params.n_blocks - 1}: {int(tr.sum())} rows")
         ml = _fit(
             meta_inputs(x[tr], oof[tr], p_tr),
-            _profitable(p_tr, fwd0[tr], params.cost_bps),
+            _profitable(ds, tr, p_tr, params),
             params,
             rounds=params.metalabel_rounds,
         )
@@ -395,6 +408,37 @@ def _permutation_importance(
     return sorted(out, key=lambda d: -float(d["log_loss_increase"]))
 
 
+def _bps(v: F64) -> float | None:
+    return round(float(v.mean()) * 10_000, 2) if v.size else None
+
+
+def _metalabel_report(ds: Dataset, *, oos: B, p: F64, pp: F64, params: TrainParams) -> dict[str, Any]:
+    """How the meta-label model sorts the model's signals out of sample, and whether it filters.
+
+    Signals = rows whose confidence reaches ``hold_below``; net = the chosen side's return under the
+    exit rules after ``cost_bps``. The filter (a failing meta-label turns the signal into HOLD) is
+    kept only if the passing signals' mean net return beats that of all signals.
+    """
+    net = _trade_net(ds, oos, p, params)
+    prof = (net > 0.0).astype(np.float64)
+    passed = pp >= params.metalabel_threshold
+    sig = np.maximum(p, 1.0 - p) >= params.hold_below
+    all_bps, pass_bps = _bps(net[sig]), _bps(net[sig & passed])
+    return {
+        "auc": round(auc(prof, pp), 4),
+        "threshold": params.metalabel_threshold,
+        "pass_rate": round(float(passed.mean()), 4),
+        "profitable_rate_pass": round(float(prof[passed].mean()), 4) if passed.any() else None,
+        "profitable_rate_fail": round(float(prof[~passed].mean()), 4) if (~passed).any() else None,
+        "cost_bps": params.cost_bps,
+        "exits": "stop/take-profit/time" if ds.exit_long is not None else f"held {params.primary} bars",
+        "signals": int(sig.sum()),
+        "net_bps_signals": all_bps,
+        "net_bps_passing": pass_bps,
+        "filter": bool(all_bps is not None and pass_bps is not None and pass_bps > all_bps),
+    }
+
+
 def _report(
     ds: Dataset, *, params: TrainParams, oos: B, p: F64, pp: F64, oof: F64
 ) -> dict[str, Any]:
@@ -428,16 +472,7 @@ def _report(
             for j, h in enumerate(params.horizons)
         },
     }
-    prof = _profitable(po, ds.fwd[h0][oos], params.cost_bps)
-    passed = pp[oos] >= params.metalabel_threshold
-    out["metalabel"] = {
-        "auc": round(auc(prof, pp[oos]), 4),
-        "threshold": params.metalabel_threshold,
-        "pass_rate": round(float(passed.mean()), 4),
-        "profitable_rate_pass": round(float(prof[passed].mean()), 4) if passed.any() else None,
-        "profitable_rate_fail": round(float(prof[~passed].mean()), 4) if (~passed).any() else None,
-        "cost_bps": params.cost_bps,
-    }
+    out["metalabel"] = _metalabel_report(ds, oos=oos, p=po, pp=pp[oos], params=params)
     if ds.oracle is not None:
         o = ds.oracle[oos]
         o_auc = auc(y, o)

@@ -192,7 +192,8 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -
         if syms and state.bundle is not None:
             pred = state.bundle.predict(xs, hold_below=ai.hold_below)
             decisions = decide_model(syms, x=xs, price=price, p_up=pred.p_up, p_profit=pred.p_profit,
-                                     hold_below=ai.hold_below, gate_threshold=state.bundle.metalabel_threshold)
+                                     hold_below=ai.hold_below, gate_threshold=state.bundle.metalabel_threshold,
+                                     gate_filters=state.bundle.metalabel_filter)
         elif syms and state.fallback is not None:
             lags = return_lags(aligned.bars, latest=True)[ok]
             p_up = state.fallback.p_up(np.nan_to_num(lags))

@@ -163,11 +163,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _data_clock(profile: TradingProfile, at: str | None, needs: dict[str, list[str]]) -> Clock | None:
+    """On a replay exchange: the data's clock (last bar close, or ``--at``); else None (wall clock)."""
+    if profile.spec.exchange.name != "replay":
+        if at is not None:
+            raise CommandError("--at needs a replay exchange (spec.exchange.name: replay)", code=EXIT_USAGE)
+        return None
+    from quantum_trader.market.base import ExchangeError
+    from quantum_trader.market.replay import replay_clock
+
+    try:
+        return replay_clock(profile.spec.exchange, needs=needs, at=at)
+    except ExchangeError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_universe(args: argparse.Namespace) -> int:
     from quantum_trader.universe.command import run
 
     profile = _profile(args.profile)
-    return run(profile, as_json=args.json, redis_url=os.environ.get("REDIS_URL"))
+    clock = _data_clock(profile, args.at, {"spec.universe.timeframes": list(profile.spec.universe.timeframes)})
+    return run(profile, as_json=args.json, redis_url=os.environ.get("REDIS_URL"), clock=clock)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -175,8 +191,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     profile = _profile(args.profile)
     # Only a Redis named explicitly: never a running pipeline found by profile name (another checkout's).
+    clock = _data_clock(profile, args.at, {"spec.ai.timeframe": [profile.spec.ai.timeframe]})
     return run(profile, as_json=args.json, redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
-               force=args.force)
+               force=args.force, clock=clock)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from quantum_trader.backtest.command import run
+
+    return run(args, profile=_profile(args.profile))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -256,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("universe", parents=[common], help="one universe cycle: ranked table and funnel")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--at", help="replay: the cycle as of this time (ISO, UTC; default: the data's last bar)")
     p.set_defaults(func=cmd_universe)
 
     p = sub.add_parser("train", parents=[common], help="walk-forward training and out-of-sample report")
@@ -264,7 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry to write into (default: $REDIS_URL; without either, report only)")
     p.add_argument("--force", action="store_true",
                    help="promote even if the quality gate refuses (recorded in the model card)")
+    p.add_argument("--at", help="replay: train as of this time (ISO, UTC; default: the data's last bar)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("backtest", parents=[common], help="the same decisions over history; report, trades, plots")
+    from quantum_trader.backtest.options import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("check", parents=[common], help="GO/NO-GO checklist over live Redis state")
     p.add_argument("--json", action="store_true")

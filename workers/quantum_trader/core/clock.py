@@ -1,4 +1,5 @@
-"""Clocks behind one Protocol: wall time for production, virtual time for the sim and backtests.
+"""Clocks behind one Protocol: wall time for production, virtual time for the sim, data time for
+replays and backtests.
 
 Decision code never reads a clock; shells pass ``clock.now_ms()`` into it.
 """
@@ -80,4 +81,30 @@ class ManualClock:
 
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+class DataClock:
+    """Time taken from market data (replay, backtests): it stands still until moved.
+
+    ``qt train`` / ``qt universe`` on a replay exchange stand at the data's last bar close;
+    a backtest moves it bar by bar with :meth:`advance_to`. It never moves backwards, and
+    ``sleep`` moves it forward by the slept time (a worker that waits lets data time pass).
+    """
+
+    def __init__(self, start_ms: int) -> None:
+        self._ms = int(start_ms)
+
+    def now(self) -> float:
+        return self._ms / 1000.0
+
+    def now_ms(self) -> int:
+        return self._ms
+
+    def advance_to(self, ms: int) -> None:
+        """Move to ``ms``; a time before now is ignored (data time is monotonic)."""
+        self._ms = max(self._ms, int(ms))
+
+    async def sleep(self, seconds: float) -> None:
+        self._ms += max(0, int(seconds * 1000))
         await asyncio.sleep(0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -19,7 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from quantum_trader.core.clock import Clock
+from quantum_trader.core.clock import Clock, DataClock
 from quantum_trader.core.profile import ExchangeSettings
 from quantum_trader.market.base import (
     TIMEFRAME_MS,
@@ -219,7 +220,12 @@ class ReplayExchange:
             if not finer:
                 if not any(s == symbol for s, _ in self._files):
                     raise ExchangeError(f"unknown symbol {symbol}", reason="unknown_symbol")
-                raise ExchangeError(f"no {timeframe} data for {symbol} in {self.folder}", reason="no_data")
+                have = ", ".join(sorted({tf for s2, tf in self._files if s2 == symbol}, key=TIMEFRAME_MS.get))
+                raise ExchangeError(
+                    f"replay has no {timeframe} bars for {symbol} (it has {have}; a {timeframe} series needs "
+                    f"a {timeframe} file or a finer one that divides it) in {self.folder}",
+                    reason="no_data",
+                )
             fine = max(finer, key=lambda tf: TIMEFRAME_MS[tf])
             series = _aggregate(self._load(symbol, fine), fine_ms=TIMEFRAME_MS[fine], tf_ms=tf_ms)
         self._series[key] = series
@@ -237,6 +243,17 @@ class ReplayExchange:
         if first is None or last is None:
             raise ExchangeError(f"replay data in {self.folder} has no bars", reason="no_data")
         return first, last
+
+    def lacking(self, timeframe: str) -> list[str]:
+        """Symbols that have neither a ``timeframe`` file nor a finer file it can be aggregated from."""
+        tf_ms = TIMEFRAME_MS[timeframe]
+        return [
+            s
+            for s in self.symbols()
+            if not any(
+                s2 == s and TIMEFRAME_MS[tf] <= tf_ms and tf_ms % TIMEFRAME_MS[tf] == 0 for s2, tf in self._files
+            )
+        ]
 
     def _closed(self, symbol: str, timeframe: str, end_ms: int) -> tuple[_Series, int]:
         """The series and the number of its bars closed at ``end_ms``."""
@@ -366,6 +383,64 @@ class ReplayExchange:
 
     async def close(self) -> None:
         return None
+
+
+def _parse_at(at: str) -> int:
+    """An ISO date or datetime (UTC unless it says otherwise) or epoch ms → epoch ms."""
+    from datetime import UTC, datetime
+
+    text = at.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ExchangeError(
+            f"--at {at!r} is not an ISO date/datetime (e.g. 2024-03-01 or 2024-03-01T12:00) or epoch ms",
+            reason="bad_time",
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def replay_clock(
+    settings: ExchangeSettings, *, needs: Mapping[str, Sequence[str]], at: str | None = None
+) -> DataClock:
+    """The clock a command runs under on a replay exchange: the data's last bar close, or ``at``.
+
+    ``needs`` maps a profile setting to the timeframes it reads (``{"spec.ai.timeframe": ["15m"]}``);
+    a symbol without such bars is refused with one line naming the symbol, the timeframe and the
+    setting, instead of surfacing later as a fetch failure or as ``stale`` against the wall clock.
+    """
+    exchange = ReplayExchange(settings, clock=DataClock(0))
+    for setting, timeframes in needs.items():
+        for tf in timeframes:
+            lacking = exchange.lacking(tf)
+            if lacking:
+                have = sorted({t for s, t in exchange._files if s == lacking[0]}, key=TIMEFRAME_MS.get)
+                more = f" (and {len(lacking) - 1} more symbols)" if len(lacking) > 1 else ""
+                shown = tf if len(timeframes) == 1 else "[" + ", ".join(timeframes) + "]"
+                raise ExchangeError(
+                    f"replay has no {tf} bars for {lacking[0]}{more}; {setting} is {shown} "
+                    f"(the folder has {', '.join(have)} for it: change {setting} or add {tf} files)",
+                    reason="no_data",
+                )
+    first, last = exchange.time_range()
+    if at is None:
+        return DataClock(last)
+    at_ms = _parse_at(at)
+    if not first < at_ms <= last:
+        raise ExchangeError(
+            f"--at {at} is outside the replay data ({_iso(first)} .. {_iso(last)})", reason="bad_time"
+        )
+    return DataClock(at_ms)
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def write_csv(path: Path, klines: Klines) -> None:

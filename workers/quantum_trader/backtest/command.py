@@ -1,0 +1,296 @@
+"""``qt backtest``: load the data once, run the passes, write the report (the I/O edge).
+
+Passes, in order (each timed): load → universe cycles → walk-forward trainings → signals
+(features + inference for every bar close) → the trading loop → report and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from quantum_trader.ai.features import WINDOW
+from quantum_trader.backtest import report as rep
+from quantum_trader.backtest.data import MarketData, load_replay, load_sim, replay_range
+from quantum_trader.backtest.engine import Engine, Result
+from quantum_trader.backtest.history import ModelSlot, UniverseEvent, universe_schedule, walk_forward_models
+from quantum_trader.backtest.signals import SignalPlan, decision_times, plan_signals
+from quantum_trader.core.profile import TradingProfile, parse_duration
+from quantum_trader.market.base import TIMEFRAME_MS, ExchangeError
+
+EXIT_OK: Final = 0
+EXIT_FAIL: Final = 1
+DAY_MS: Final = 86_400_000
+DEFAULT_SIM_DAYS: Final = 30
+
+
+class BacktestError(Exception):
+    """Bad input or an impossible run: one line on stderr, exit 1."""
+
+
+def parse_time(text: str, *, flag: str) -> int:
+    """ISO date/datetime (UTC unless an offset is given) or epoch ms → epoch ms."""
+    t = text.strip()
+    if t.isdigit():
+        return int(t)
+    try:
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise BacktestError(f"{flag} {text!r}: expected an ISO date or datetime in UTC, e.g. 2024-03-01 "
+                            "or 2024-03-01T12:00") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def warmup_ms(profile: TradingProfile) -> int:
+    """History needed before the first decision: universe bars and one training window (plus a day)."""
+    spec = profile.spec
+    uni = spec.universe.bars * max(TIMEFRAME_MS[tf] for tf in spec.universe.timeframes)
+    train = (spec.ai.history_bars + WINDOW) * TIMEFRAME_MS[spec.ai.timeframe]
+    return max(uni, train) + DAY_MS
+
+
+class Progress:
+    """A one-line progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.stage = ""
+        self.total = 0
+        self.done = 0
+        self.started = time.perf_counter()
+        self.last = 0.0
+        self.extra = ""
+
+    def begin(self, stage: str, total: int) -> None:
+        self.stage, self.total, self.done, self.started = stage, max(1, total), 0, time.perf_counter()
+        self.draw(force=True)
+
+    def step(self, n: int = 1, extra: str = "") -> None:
+        self.done += n
+        if extra:
+            self.extra = extra
+        self.draw()
+
+    def draw(self, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self.last < 0.2 and self.done < self.total:
+            return
+        self.last = now
+        frac = min(1.0, self.done / self.total)
+        width = 28
+        bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
+        elapsed = now - self.started
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        self.stream.write(f"\r{self.stage:<10} {bar} {100 * frac:5.1f} % {self.done:,}/{self.total:,} "
+                          f"{elapsed:6.1f} s eta {eta:5.1f} s {self.extra:<30}")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
+
+
+@dataclass
+class Run:
+    """Everything one backtest produced (for the report, the parity test and the benchmark)."""
+
+    data: MarketData
+    start: int
+    end: int
+    universe: list[UniverseEvent]
+    models: list[ModelSlot]
+    plan: SignalPlan
+    result: Result
+    oracle: Result | None
+    timings: dict[str, float]
+    in_sample: bool
+    notes: list[str]
+
+
+def _span(profile: TradingProfile, args: argparse.Namespace, *, wall_ms: int) -> tuple[int, int]:
+    spec = profile.spec
+    start = parse_time(args.start, flag="--start") if args.start else None
+    end = parse_time(args.end, flag="--end") if args.end else None
+    if spec.exchange.name == "replay":
+        first, last = replay_range(spec.exchange)
+        end = last if end is None else min(end, last)
+        if start is None:
+            start = first + warmup_ms(profile)
+            if start >= end:
+                raise BacktestError(
+                    f"the replay data ({rep._iso(first)} .. {rep._iso(last)}) is shorter than the warm-up the "
+                    f"profile needs before its first decision ({warmup_ms(profile) / DAY_MS:.0f} days: "
+                    "spec.ai.historyBars and spec.universe.bars); pass --start to accept less history")
+    else:
+        if end is None:
+            end = wall_ms // DAY_MS * DAY_MS
+        if start is None:
+            start = end - DEFAULT_SIM_DAYS * DAY_MS
+    if start >= end:
+        raise BacktestError(f"--start {rep._iso(start)} is not before --end {rep._iso(end)}")
+    return start, end
+
+
+def load(profile: TradingProfile, *, start: int, end: int, symbols: list[str] | None) -> MarketData:
+    spec = profile.spec
+    if spec.exchange.name == "sim":
+        return load_sim(spec.exchange, start_ms=start, end_ms=end, warmup_ms=warmup_ms(profile), symbols=symbols)
+    if spec.exchange.name == "replay":
+        return load_replay(spec.exchange, symbols=symbols)
+    raise BacktestError(f"backtests run on the sim or on replay files, not on {spec.exchange.name} "
+                        "(download history into replay files first)")
+
+
+def execute(
+    profile: TradingProfile, *, start: int, end: int, data: MarketData, retrain_s: float, models: list[ModelSlot] | None,
+    in_sample: bool, progress: Progress, oracle: bool,
+) -> Run:
+    spec = profile.spec
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    n_cycles = len(range(start, end, max(1, int(spec.universe.refresh_interval * 1000))))
+    progress.begin("universe", n_cycles)
+    universe = asyncio.run(universe_schedule(data, spec=spec, start_ms=start, end_ms=end,
+                                             tick=lambda _: progress.step()))
+    timings["universe"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if models is None:
+        n_train = len(range(start, end, max(1, int(retrain_s * 1000))))
+        progress.begin("training", n_train)
+        models = asyncio.run(walk_forward_models(data, spec=spec, start_ms=start, end_ms=end, every_s=retrain_s,
+                                                 tick=lambda _: progress.step()))
+    timings["training"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    steps = decision_times(start_ms=start, end_ms=end, timeframe=spec.ai.timeframe)
+    plan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models)
+    timings["signals"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    progress.begin("trading", len(steps))
+    engine = Engine(data, spec=spec, universe=universe, end_ms=end)
+    result = engine.run(plan, tick=lambda _: progress.step(extra=f"{len(engine.trades)} trades"))
+    timings["trading"] = time.perf_counter() - t0
+    oracle_result: Result | None = None
+    if oracle and data.oracle is not None and TIMEFRAME_MS[spec.ai.timeframe] >= 900_000:
+        t0 = time.perf_counter()
+        oplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models, oracle=True)
+        progress.begin("oracle", len(steps))
+        oracle_result = Engine(data, spec=spec, universe=universe, end_ms=end, counterfactuals=False).run(
+            oplan, tick=lambda _: progress.step())
+        timings["oracle"] = time.perf_counter() - t0
+    progress.end()
+    if plan.fallback_steps:
+        notes.append(f"{plan.fallback_steps} of {len(steps)} decision times had no promoted model: their signals "
+                     "came from the fallback trend model (spec.ai.allowFallback)")
+    if any(tf != "1m" for tf in data.finest.values()):
+        notes.append("no 1m bars: stops and take-profits were checked on the lows/highs of coarser bars")
+    if data.funding_source == "assumed":
+        notes.append("funding assumed: 0.01 % per 8 h paid by longs (no <SYMBOL>_funding.csv)")
+    return Run(data, start, end, universe, models, plan, result, oracle_result, timings, in_sample, notes)
+
+
+def _promoted_model(profile: TradingProfile, *, start: int, allow_in_sample: bool) -> tuple[list[ModelSlot], bool]:
+    """The registry's promoted model, refused when its training window reaches into the span."""
+    import os
+
+    from quantum_trader.ai import registry
+    from quantum_trader.core.keys import Keys
+    from quantum_trader.core.service import redis_client
+
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        raise BacktestError("--model promoted reads the registry: set REDIS_URL")
+
+    async def read() -> tuple[Any, dict[str, Any]]:
+        client = redis_client(url)
+        try:
+            version = await registry.promoted_version(client, Keys(profile.name))
+            if version is None:
+                raise BacktestError(f"no promoted model for profile {profile.name}")
+            return await registry.load_version(client, Keys(profile.name), version)
+        finally:
+            await client.aclose()
+
+    bundle, card = asyncio.run(read())
+    window = card.get("training_window", {})
+    t_start, t_end = int(window.get("start_ts", 0)), int(window.get("end_ts", 0))
+    in_sample = t_end >= start
+    if in_sample and not allow_in_sample:
+        raise BacktestError(
+            f"the promoted model {bundle.version} was trained on data up to {rep._iso(t_end)}, which overlaps the "
+            f"backtest from {rep._iso(start)}: refused (in-sample); use the default walk-forward training, a later "
+            "--start, or --allow-in-sample to run it anyway (the report then says IN-SAMPLE)")
+    slot = ModelSlot(version=bundle.version, active_from=0, train_start=t_start, train_end=t_end, bundle=bundle,
+                     promoted=True, reasons=(), seconds=0.0)
+    return [slot], in_sample
+
+
+def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None = None,
+        err: TextIO | None = None) -> int:
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    started = time.perf_counter()
+    try:
+        start, end = _span(profile, args, wall_ms=int(time.time() * 1000))
+        retrain_s = parse_duration(args.retrain) if args.retrain else profile.spec.ai.retrain_interval
+        if retrain_s <= 0:
+            raise BacktestError("--retrain must be > 0")
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+        t0 = time.perf_counter()
+        data = load(profile, start=start, end=end, symbols=symbols)
+        models: list[ModelSlot] | None = None
+        in_sample = False
+        if args.model == "promoted":
+            models, in_sample = _promoted_model(profile, start=start, allow_in_sample=args.allow_in_sample)
+        load_s = time.perf_counter() - t0
+        progress = Progress(stderr, enabled=stderr.isatty() and not args.json)
+        r = execute(profile, start=start, end=end, data=data, retrain_s=retrain_s, models=models,
+                    in_sample=in_sample, progress=progress, oracle=not args.no_oracle)
+    except (BacktestError, ExchangeError, ValueError) as exc:
+        print(f"qt backtest: {exc}", file=stderr)
+        return EXIT_FAIL
+    r.timings["load"] = load_s
+    r.timings["total"] = time.perf_counter() - started
+    doc = report_of(profile, r)
+    folder = Path(args.out or f"backtest-{profile.name}")
+    rep.write(folder, doc, r.result.trades)
+    if not args.no_plots:
+        from quantum_trader.backtest import plots
+
+        plots.write_all(folder, doc, r)
+    if args.json:
+        print(json.dumps(doc, separators=(",", ":")), file=stdout)
+    else:
+        print(rep.summary(doc), file=stdout)
+        print(f"written: {folder}/report.json, trades.csv" + ("" if args.no_plots else ", *.png, report.html"),
+              file=stdout)
+    return EXIT_OK
+
+
+def report_of(profile: TradingProfile, r: Run) -> dict[str, Any]:
+    spec = profile.spec
+    finest = sorted({tf for tf in r.data.finest.values()}, key=lambda tf: TIMEFRAME_MS[tf])
+    timings = {k: round(v, 3) for k, v in r.timings.items()}
+    pipeline = r.timings.get("signals", 0.0) + r.timings.get("trading", 0.0)
+    if pipeline > 0:
+        timings["pipeline_points_per_s"] = round(r.result.data_points / pipeline, 1)
+    ctx = rep.Context(
+        profile=profile.name, source=r.data.source, start=r.start, end=r.end, in_sample=r.in_sample,
+        capital_usd=spec.gate.max_exposure_usd, models=[m.summary() for m in r.models],
+        funding_source=r.data.funding_source, finest=",".join(finest) or "-", timings=timings,
+        trainings=len(r.models), universe_cycles=len(r.universe), signal_rows=r.plan.rows,
+        ai_skipped=dict(r.plan.skipped), notes=r.notes,
+    )
+    return rep.build_report(r.result, ctx, oracle=r.oracle)

@@ -1,0 +1,25 @@
+"""The ``qt backtest`` arguments (kept import-light: the parser is built for every ``qt`` command)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", help="first decision time, ISO date/datetime UTC (default: see docs/backtest.md)")
+    p.add_argument("--end", help="end of the span, ISO date/datetime UTC (default: the data's end / today 00:00)")
+    p.add_argument("--out", help="report folder (default: backtest-<profile>)")
+    p.add_argument("--json", action="store_true", help="print report.json on stdout")
+    p.add_argument(
+        "--allow-in-sample", action="store_true",
+        help="use the promoted model even if its training window overlaps the span (report says IN-SAMPLE)",
+    )
+    p.add_argument(
+        "--model", choices=("walk-forward", "promoted"), default="walk-forward",
+        help="walk-forward: retrain at ai.retrainInterval on data before each step (default); "
+        "promoted: the registry's promoted model (REDIS_URL)",
+    )
+    p.add_argument("--retrain", help="retrain cadence, e.g. 7d (default: spec.ai.retrainInterval)")
+    p.add_argument("--symbols", help="restrict the market to these symbols (comma-separated)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots and report.html")
+    p.add_argument("--no-oracle", action="store_true", help="sim: skip the oracle replay")

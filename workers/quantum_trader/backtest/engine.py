@@ -21,7 +21,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -47,7 +47,6 @@ from quantum_trader.gate.core import GateView, SnapshotInfo, kill_score
 from quantum_trader.router import core as router
 from quantum_trader.router.core import BatchInput, Candidate
 from quantum_trader.snapshot import core as snap
-from quantum_trader.universe.publication import parse_document
 
 Tick = Callable[[int], None]
 COUNTERFACTUAL_STAGES: Final = ("router", "gate", "executor")
@@ -242,11 +241,11 @@ class Engine:
                                        positions=self.book.positions.keys(), top_k=top_k,
                                        settings=self.spec.snapshot)
         marks: dict[str, float] = {}
-        for s in cands.symbols:
-            if s in self.data.markets:
-                m = self.mark(s, now)
+        for sym in cands.symbols:
+            if sym in self.data.markets:
+                m = self.mark(sym, now)
                 if m is not None:
-                    marks[s] = m
+                    marks[sym] = m
         rows, _missing = snap.build_snapshots(cands.symbols, marks=marks, positions={}, now_ms=now)
         tradable = snap.tradable_symbols(rows, allowlist=allow)
         self._symbols_seen.update(allow.symbols)
@@ -369,7 +368,7 @@ class Engine:
 
     def _close(self, op: _Open, *, at: int) -> None:
         pos, ex = op.position, self.spec.executor
-        side = "SELL" if pos.side == "BUY" else "BUY"
+        side: Literal["BUY", "SELL"] = "SELL" if pos.side == "BUY" else "BUY"
         f = fill(side=side, qty=pos.qty, mid=op.exit.mid, spread_bps=self.data.spread_bps[pos.symbol],
                  tick=self.filters[pos.symbol].tick_size, client_order_id=exit_client_order_id(pos),
                  max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)

@@ -103,7 +103,6 @@ class ModelSlot:
             "reasons": list(self.reasons),
             "oos_auc": self.auc,
             "oos_ece": self.ece,
-            "train_seconds": round(self.seconds, 3),
         }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 from collections import Counter
@@ -93,7 +94,7 @@ def drawdown(equity: np.ndarray, capital: float) -> np.ndarray:
 
 def by_confidence(trades: Sequence[Trade]) -> list[dict[str, Any]]:
     out = []
-    for lo, hi in zip(CONFIDENCE_EDGES[:-1], CONFIDENCE_EDGES[1:], strict=True):
+    for lo, hi in itertools.pairwise(CONFIDENCE_EDGES):
         sel = [t for t in trades if lo <= t.confidence < hi or (hi == 1.0 and t.confidence == 1.0)]
         if not sel:
             continue

@@ -45,14 +45,6 @@ F64 = npt.NDArray[np.float64]
 ORACLE_MODEL: Final = "oracle"
 
 
-@dataclass(frozen=True, slots=True)
-class _SymbolFeatures:
-    ts: npt.NDArray[np.int64]
-    x: F64  # (bars, F), NaN where unusable
-    close: F64
-    window_ok: npt.NDArray[np.bool_]
-
-
 @dataclass
 class SignalPlan:
     """Signals per decision time (bar close, ms), and what the ai stage skipped."""
@@ -85,18 +77,19 @@ def universe_at(events: Sequence[UniverseEvent], at_ms: int, *, index: int) -> t
     return i, cur
 
 
-def _features(data: MarketData, symbol: str, timeframe: str) -> _SymbolFeatures:
+def _window_ok(ts: npt.NDArray[np.int64], i: int, tf: int) -> bool:
+    """The ``WINDOW`` bars ending at ``i`` exist and have no gap (what ``align`` demands)."""
+    return i >= WINDOW - 1 and int(ts[i] - ts[i - WINDOW + 1]) == (WINDOW - 1) * tf
+
+
+def _features(data: MarketData, symbol: str, timeframe: str, rows: list[int]) -> F64:
+    """Feature rows ``rows`` of a symbol, computed over the one slice of bars they need."""
     s = data.get(symbol, timeframe)
-    tf = TIMEFRAME_MS[timeframe]
-    n = len(s)
-    if n < WINDOW:
-        return _SymbolFeatures(s.ts, np.full((n, 20), np.nan), s.close, np.zeros(n, dtype=bool))
-    bars = Bars(high=s.high[None, :], low=s.low[None, :], close=s.close[None, :], volume=s.volume[None, :])
-    x = feature_matrix(bars)[0]
-    ok = np.zeros(n, dtype=bool)
-    span = s.ts[WINDOW - 1 :] - s.ts[: n - WINDOW + 1]
-    ok[WINDOW - 1 :] = span == (WINDOW - 1) * tf
-    return _SymbolFeatures(s.ts, x, s.close, ok)
+    lo, hi = min(rows) - WINDOW + 1, max(rows) + 1
+    bars = Bars(high=s.high[None, lo:hi], low=s.low[None, lo:hi], close=s.close[None, lo:hi],
+                volume=s.volume[None, lo:hi])
+    x: F64 = feature_matrix(bars)[0][np.asarray(rows) - lo]
+    return x
 
 
 def plan_signals(
@@ -110,10 +103,8 @@ def plan_signals(
 ) -> SignalPlan:
     """Every signal the ai worker would publish at each step (``oracle``: the sim's true P(up))."""
     tf = TIMEFRAME_MS[ai.timeframe]
-    cache: dict[str, _SymbolFeatures] = {}
     plan = SignalPlan(steps=steps, by_step={})
-    # rows grouped by the model that serves them: key → (step, symbol, row index)
-    groups: dict[str, list[tuple[int, str, int]]] = {}
+    wanted: list[tuple[int, str, int, str]] = []  # (step, symbol, bar index, model key)
     slot_of: dict[str, ModelSlot | None] = {}
     ui = 0
     for t in steps:
@@ -136,23 +127,28 @@ def plan_signals(
         slot_of[key] = None if oracle else slot
         bar_open = t - tf
         for sym in symbols:
-            f = cache.get(sym)
-            if f is None:
-                f = cache[sym] = _features(data, sym, ai.timeframe)
-            i = int(np.searchsorted(f.ts, bar_open))
-            if i >= f.ts.shape[0] or f.ts[i] != bar_open:
+            ts = data.get(sym, ai.timeframe).ts
+            i = int(np.searchsorted(ts, bar_open))
+            if i >= ts.shape[0] or ts[i] != bar_open:
                 plan.skipped[SKIP_STALE if i > 0 else SKIP_TOO_LITTLE_HISTORY] += 1
-                continue
-            if not f.window_ok[i]:
+            elif not _window_ok(ts, i, tf):
                 plan.skipped[SKIP_GAPS if i >= WINDOW - 1 else SKIP_TOO_LITTLE_HISTORY] += 1
-                continue
-            if not np.all(np.isfinite(f.x[i])):
-                plan.skipped[SKIP_FEATURES_NAN] += 1
-                continue
+            else:
+                wanted.append((t, sym, i, key))
+    per_symbol: dict[str, list[int]] = {}
+    for _, sym, i, _ in wanted:
+        per_symbol.setdefault(sym, []).append(i)
+    feats = {sym: dict(zip(rows, _features(data, sym, ai.timeframe, rows), strict=True))
+             for sym, rows in per_symbol.items()}
+    groups: dict[str, list[tuple[int, str, int]]] = {}
+    for t, sym, i, key in wanted:
+        if np.all(np.isfinite(feats[sym][i])):
             groups.setdefault(key, []).append((t, sym, i))
+        else:
+            plan.skipped[SKIP_FEATURES_NAN] += 1
     for key, rows in groups.items():
-        x = np.vstack([cache[sym].x[i] for _, sym, i in rows])
-        price = np.array([cache[sym].close[i] for _, sym, i in rows])
+        x = np.vstack([feats[sym][i] for _, sym, i in rows])
+        price = np.array([data.get(sym, ai.timeframe).close[i] for _, sym, i in rows])
         names = tuple(sym for _, sym, _ in rows)
         slot = slot_of.get(key)
         decisions: list[Decision]
@@ -165,7 +161,7 @@ def plan_signals(
             for j, (_, sym, _) in enumerate(rows):
                 by_sym.setdefault(sym, []).append(j)
             for sym, js in by_sym.items():
-                ts = np.array([cache[sym].ts[rows[j][2]] for j in js], dtype=np.int64)
+                ts = data.get(sym, ai.timeframe).ts[[rows[j][2] for j in js]]
                 p_up[js] = assert_oracle(sym, ai.timeframe, ts, ai.horizon_bars)
             decisions = decide_model(names, x=x, price=price, p_up=p_up, p_profit=np.zeros(len(rows)),
                                      hold_below=ai.hold_below, gate_threshold=np.inf)

@@ -220,7 +220,7 @@ class ReplayExchange:
             if not finer:
                 if not any(s == symbol for s, _ in self._files):
                     raise ExchangeError(f"unknown symbol {symbol}", reason="unknown_symbol")
-                have = ", ".join(sorted({tf for s2, tf in self._files if s2 == symbol}, key=TIMEFRAME_MS.get))
+                have = ", ".join(sorted({tf for s2, tf in self._files if s2 == symbol}, key=lambda tf: TIMEFRAME_MS[tf]))
                 raise ExchangeError(
                     f"replay has no {timeframe} bars for {symbol} (it has {have}; a {timeframe} series needs "
                     f"a {timeframe} file or a finer one that divides it) in {self.folder}",
@@ -418,7 +418,7 @@ def replay_clock(
         for tf in timeframes:
             lacking = exchange.lacking(tf)
             if lacking:
-                have = sorted({t for s, t in exchange._files if s == lacking[0]}, key=TIMEFRAME_MS.get)
+                have = sorted({t for s, t in exchange._files if s == lacking[0]}, key=lambda tf: TIMEFRAME_MS[tf])
                 more = f" (and {len(lacking) - 1} more symbols)" if len(lacking) > 1 else ""
                 shown = tf if len(timeframes) == 1 else "[" + ", ".join(timeframes) + "]"
                 raise ExchangeError(

@@ -1,0 +1,87 @@
+"""qt backtest end to end on replay files: report fields, trades.csv, determinism, no look-ahead, rejects."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quantum_trader.cli import main
+
+from tests.backtest.conftest import profile_file
+
+REQUIRED = {
+    "net_pnl_usd", "gross_pnl_usd", "costs_usd", "trades", "hit_rate", "sharpe", "max_drawdown_pct", "in_sample",
+    "start", "end", "data_points", "seconds", "by_confidence", "funnel", "models",
+}
+TRADE_COLUMNS = ("symbol", "side", "entry_ts", "exit_ts", "entry_price", "exit_price", "qty", "fees_usd",
+                 "funding_usd", "pnl_usd", "exit_reason", "confidence")
+
+
+def _run(tmp_path: Path, data: Path, out: str, *args: str, extra: str = "") -> dict[str, Any]:
+    profile = profile_file(tmp_path, data, extra=extra)
+    code = main(["backtest", "--profile", str(profile), "--out", str(tmp_path / out), "--no-plots", *args])
+    assert code == 0
+    doc: dict[str, Any] = json.loads((tmp_path / out / "report.json").read_text())
+    return doc
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory, replay_15m: Path) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("bt")
+    return tmp, _run(tmp, replay_15m, "a", extra="  executor: {baseSizeUsd: 60}\n")
+
+
+def test_report_has_every_required_field_and_costs_add_up(first: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = first
+    assert REQUIRED <= set(doc)
+    assert set(doc["costs_usd"]) == {"fees", "spread", "slippage", "funding"}
+    assert doc["trades"] > 0 and doc["in_sample"] is False
+    assert doc["net_pnl_usd"] == pytest.approx(doc["gross_pnl_usd"] - sum(doc["costs_usd"].values()), abs=1e-5)
+    for b in doc["by_confidence"]:
+        assert {"low", "high", "trades", "hit_rate", "net_pnl_usd"} <= set(b)
+    assert sum(b["trades"] for b in doc["by_confidence"]) == doc["trades"]
+
+
+def test_trades_csv_pnl_sums_to_net_pnl(first: tuple[Path, dict[str, Any]]) -> None:
+    tmp, doc = first
+    with (tmp / "a" / "trades.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(TRADE_COLUMNS) <= set(rows[0])
+    assert len(rows) == doc["trades"]
+    assert math.fsum(float(r["pnl_usd"]) for r in rows) == pytest.approx(doc["net_pnl_usd"], abs=1e-5)
+    assert all(int(r["exit_ts"]) >= int(r["entry_ts"]) for r in rows)
+
+
+def test_same_inputs_give_the_same_report_apart_from_timing(
+    first: tuple[Path, dict[str, Any]], replay_15m: Path
+) -> None:
+    tmp, doc = first
+    again = _run(tmp, replay_15m, "b", extra="  executor: {baseSizeUsd: 60}\n")
+    for d in (doc, again):
+        d.pop("seconds")
+        d.pop("timings_seconds")
+    assert again == doc
+    assert (tmp / "a" / "trades.csv").read_text() == (tmp / "b" / "trades.csv").read_text()
+
+
+def test_no_model_decides_before_its_training_window_closed(first: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = first
+    assert doc["models"], "walk-forward trainings are reported"
+    for m in doc["models"]:
+        assert m["train_end"] <= m["active_from"]
+
+
+def test_orders_below_min_notional_are_rejected_as_live(tmp_path: Path, replay_15m: Path) -> None:
+    doc = _run(tmp_path, replay_15m, "small", "--start", "2023-11-08", extra="  executor: {baseSizeUsd: 5}\n")
+    assert doc["funnel"]["executor"]["dropped"].get("min_notional", 0) > 0
+
+
+def test_bad_time_is_one_line_and_exit_1(tmp_path: Path, replay_15m: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = profile_file(tmp_path, replay_15m)
+    assert main(["backtest", "--profile", str(profile), "--start", "yesterday"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("qt backtest: --start 'yesterday'") and "\n" not in err

@@ -118,15 +118,16 @@ def startup() -> dict[str, Any]:
 
 
 def memory(data: Path, days: int) -> dict[str, Any]:
+    here, folder = str(Path(__file__).parent), str(data)
     code = (
         "import resource, sys, json\n"
-        "sys.path.insert(0, %r)\n"
+        f"sys.path.insert(0, {here!r})\n"
         "import bench_backtest as b\n"
         "from pathlib import Path\n"
-        "r = b.pipeline(Path(%r), symbols=50, days=%d)\n"
+        f"r = b.pipeline(Path({folder!r}), symbols=50, days={days})\n"
         "r['peak_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)\n"
         "print(json.dumps(r))\n"
-    ) % (str(Path(__file__).parent), str(data), days)
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result

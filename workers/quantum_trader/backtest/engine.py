@@ -40,10 +40,11 @@ from quantum_trader.executor.core import (
     plan_execution,
     reject_transition,
 )
-from quantum_trader.executor.state import ERROR_RATE_ALPHA, Position, RiskState, utc_day
 from quantum_trader.executor.worker import exit_client_order_id
 from quantum_trader.gate import core as gate
 from quantum_trader.gate.core import GateView, SnapshotInfo, kill_score
+from quantum_trader.ledger.positions import Position
+from quantum_trader.ledger.risk import ERROR_RATE_ALPHA, RiskState, utc_day
 from quantum_trader.router import core as router
 from quantum_trader.router.core import BatchInput, Candidate
 from quantum_trader.snapshot import core as snap
@@ -190,6 +191,7 @@ class Engine:
         self._realised_net = 0.0
         self._symbols_seen: set[str] = set()
         self._start = 0
+        self._views: dict[str, snap.UniverseView | None] = {}
 
     # -- prices ---------------------------------------------------------------------------------
 
@@ -228,8 +230,8 @@ class Engine:
     def _step(self, now: int, event: UniverseEvent | None, signals: list[Signal]) -> None:
         active_raw = event.active if event else None
         last_ok_raw = self._last_ok(event)
-        view = snap.parse_universe(active_raw)
-        last_ok_view = snap.parse_universe(last_ok_raw)
+        view = self._parsed(active_raw)
+        last_ok_view = self._parsed(last_ok_raw)
         # snapshot: allowlist → candidates → snapshots at the mark → tradable symbols
         allow = snap.resolve_allowlist(self.spec.snapshot, active=view, last_ok=last_ok_view, now_ms=now)
         self.funnel.snapshot[allow.source] += 1
@@ -284,6 +286,15 @@ class Engine:
             self.record.intents.append(intent)
         self._gate_and_execute(list(batch.intents), now=now, allowlist_raw=(active_raw, last_ok_raw),
                                marks=marks, by_id=by_id)
+
+    def _parsed(self, raw: str | None) -> snap.UniverseView | None:
+        """The snapshot core's parse of a universe document, once per distinct document."""
+        if raw is None:
+            return None
+        view = self._views.get(raw)
+        if view is None:
+            view = self._views[raw] = snap.parse_universe(raw)
+        return view
 
     def _last_ok(self, event: UniverseEvent | None) -> str | None:
         if event is None:

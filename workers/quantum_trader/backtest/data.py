@@ -32,8 +32,10 @@ from quantum_trader.market.base import (
     Market,
     OrderRequest,
     OrderResult,
+    PerSymbol,
     Position,
     Ticker,
+    per_symbol,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -170,6 +172,20 @@ class FrozenExchange:
             if n:
                 out[sym] = float(s.close[n - 1])
         return out
+
+    async def mark_prices_each(self, symbols: list[str]) -> PerSymbol[float]:
+        return await per_symbol(symbols, self._mark_one)
+
+    async def _mark_one(self, symbol: str) -> float:
+        marks = await self.mark_prices([symbol])
+        if symbol not in marks:
+            raise ExchangeError(f"no {symbol} bar closed before now", reason="no_data")
+        return marks[symbol]
+
+    async def klines_each(
+        self, symbols: list[str], timeframe: str, *, limit: int, end_ms: int | None = None
+    ) -> PerSymbol[Klines]:
+        return await per_symbol(symbols, lambda s: self.klines(s, timeframe, limit=limit, end_ms=end_ms))
 
     async def positions(self) -> list[Position]:
         return []

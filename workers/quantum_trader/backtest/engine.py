@@ -36,11 +36,11 @@ from quantum_trader.executor.core import (
     Transition,
     apply_fill,
     close_position,
+    exit_client_order_id,
     floor_to_step,
     plan_execution,
     reject_transition,
 )
-from quantum_trader.executor.worker import exit_client_order_id
 from quantum_trader.gate import core as gate
 from quantum_trader.gate.core import GateView, SnapshotInfo, kill_score
 from quantum_trader.ledger.positions import Position

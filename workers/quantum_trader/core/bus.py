@@ -18,7 +18,10 @@ Guarantees (at-least-once delivery, effects made exactly-once by ledgers):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from quantum_trader.core import consumers as cons
 from quantum_trader.core import metrics
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
@@ -48,6 +52,18 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
 end
 return false
 """
+
+# Remove a consumer from its group only if it has no pending entry (atomic: nothing can be
+# delivered to it between the check and the removal, so no pending entry is ever dropped).
+_REMOVE_IF_EMPTY: Final = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_HOST: Final = socket.gethostname()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +145,7 @@ class Bus:
         self._worker = worker or "bus"
         self._log = log or EventLog(worker=self._worker, profile=keys.profile)
         self._publish_once = client.register_script(_PUBLISH_ONCE)
+        self._remove_if_empty = client.register_script(_REMOVE_IF_EMPTY)
 
     @property
     def redis(self) -> aredis.Redis:
@@ -293,7 +310,7 @@ class Bus:
             resp = await raw_command(self._redis, *args)
         entries = _entries(_stream_rows(resp))
         if pending and entries:
-            entries = await self._with_deliveries(stream, group, entries)
+            entries = await self._with_deliveries(stream, group, entries, consumer=consumer)
         return entries
 
     async def range(
@@ -325,15 +342,99 @@ class Bus:
         if entries:
             metrics.BUS_RECLAIMED.labels(self._keys.profile, _short(stream), group).inc(len(entries))
             self._log.event("RECLAIMED", stream=_short(stream), group=group, count=len(entries))
-            entries = await self._with_deliveries(stream, group, entries)
+            entries.sort(key=lambda e: cons.stream_id(e.id))
+            entries = await self._with_deliveries(stream, group, entries, consumer=consumer)
         return entries
 
-    async def _with_deliveries(self, stream: str, group: str, entries: list[Entry]) -> list[Entry]:
+    async def _with_deliveries(
+        self, stream: str, group: str, entries: list[Entry], *, consumer: str | None = None
+    ) -> list[Entry]:
         rows = await self._redis.xpending_range(
-            stream, group, min=entries[0].id, max=entries[-1].id, count=len(entries) * 2 + 10
+            stream, group, min=entries[0].id, max=entries[-1].id, count=len(entries) * 2 + 10, consumername=consumer
         )
         counts = {str(_s(r["message_id"])): int(r["times_delivered"]) for r in rows}  # type: ignore[arg-type]
         return [Entry(e.id, e.fields, counts.get(e.id, e.deliveries)) for e in entries]
+
+    # -- consumers: liveness, dead ones, order ---------------------------------------------------
+    async def keep_alive(self, group: str, consumer: str) -> None:
+        """Refresh this consumer's liveness key (``host|pid``, TTL ``consumers.ALIVE_TTL_MS``)."""
+        await self._redis.set(self._keys.consumer_alive(group, consumer), cons.alive_value(_HOST, os.getpid()),
+                              px=cons.ALIVE_TTL_MS)
+
+    async def retire(self, stream: str, group: str, consumer: str) -> bool:
+        """On a clean stop: drop the liveness key and leave the group if nothing is pending."""
+        await self._redis.delete(self._keys.consumer_alive(group, consumer))
+        return bool(await self._remove_if_empty(keys=[stream], args=[group, consumer]))
+
+    async def group_consumers(self, stream: str, group: str) -> list[cons.ConsumerInfo]:
+        rows = await self._redis.xinfo_consumers(stream, group)
+        return [cons.ConsumerInfo(_s(r["name"]), int(r.get("pending", 0)), int(r.get("idle", 0))) for r in rows]
+
+    async def recover_dead(
+        self, stream: str, group: str, consumer: str, *, pid_alive: Callable[[int], bool] = cons.pid_running
+    ) -> tuple[list[Entry], int]:
+        """Claim every pending entry of the group's dead consumers, then remove them from the group.
+
+        Returns the claimed entries (stream order) and how many other consumers remain.
+        """
+        others = [c for c in await self.group_consumers(stream, group) if c.name != consumer]
+        if not others:
+            return [], 0
+        pipe = self._redis.pipeline(transaction=False)
+        for c in others:
+            pipe.get(self._keys.consumer_alive(group, c.name))
+        alive = [cons.parse_alive(v) for v in await pipe.execute()]
+        dead = [c for c, a in zip(others, alive, strict=True) if cons.is_dead(c, a, host=_HOST, pid_alive=pid_alive)]
+        claimed: list[Entry] = []
+        removed = 0
+        for c in dead:
+            if c.pending:
+                rows = await self._redis.xpending_range(stream, group, min="-", max="+", count=c.pending + 100,
+                                                        consumername=c.name)
+                ids = [_s(r["message_id"]) for r in rows]  # type: ignore[arg-type]
+                if ids:
+                    # min-idle just under what we saw: a sweeper that claimed them meanwhile reset
+                    # their idle time, so only one of two racing sweepers gets them
+                    guard = max(0, min(int(r["time_since_delivered"]) for r in rows) - 1)
+                    resp = await raw_command(self._redis, "XCLAIM", stream, group, consumer, guard, *ids)
+                    got = _entries(resp)
+                    claimed += got
+                    self._log.event("CONSUMER_CLAIMED", stream=_short(stream), group=group, dead=c.name,
+                                    claimed=len(got), pending=len(ids))
+            if await self._remove_if_empty(keys=[stream], args=[group, c.name]):
+                removed += 1
+                await self._redis.delete(self._keys.consumer_alive(group, c.name))
+                metrics.BUS_CONSUMERS_REMOVED.labels(self._keys.profile, _short(stream), group).inc()
+                self._log.event("CONSUMER_REMOVED", stream=_short(stream), group=group, dead=c.name)
+        if claimed:
+            claimed.sort(key=lambda e: cons.stream_id(e.id))
+            metrics.BUS_RECLAIMED.labels(self._keys.profile, _short(stream), group).inc(len(claimed))
+            claimed = await self._with_deliveries(stream, group, claimed, consumer=consumer)
+        return claimed, len(others) - removed
+
+    async def pending_elsewhere(
+        self, stream: str, group: str, consumer: str, *, order_field: bytes, cache: dict[str, str | None]
+    ) -> dict[str, tuple[int, int]]:
+        """Ordering key → earliest id pending at *other* consumers of the group (``{}`` when none).
+
+        ``cache`` (entry id → key) spares re-reading the same entries; the caller bounds it.
+        """
+        summary = await self._redis.xpending(stream, group)
+        others = [c for c in (summary.get("consumers") or []) if _s(c["name"]) != consumer and int(c["pending"])]
+        if not others:
+            return {}
+        total = sum(int(c["pending"]) for c in others)
+        rows = await self._redis.xpending_range(stream, group, min="-", max="+", count=min(total * 4 + 100, 20_000))
+        ids = [_s(r["message_id"]) for r in rows if _s(r["consumer"]) != consumer]  # type: ignore[arg-type]
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            pipe = self._redis.pipeline(transaction=False)
+            for i in missing:
+                raw_command(pipe, "XRANGE", stream, i, i, "COUNT", 1)
+            for i, rows_i in zip(missing, await pipe.execute(), strict=True):
+                got = _entries(rows_i)
+                cache[i] = _order_key(got[0], order_field) if got else None
+        return cons.earliest_by_key((i, cache.get(i)) for i in ids)
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> None:
         if ids:
@@ -361,12 +462,18 @@ class Bus:
         min_idle_ms: int = 30_000,
         max_deliveries: int = 5,
         on_processed: Callable[[int], None] | None = None,
+        order_field: str | None = "symbol",
     ) -> None:
-        """Run ``handler`` over batches until ``stop`` is set (the current batch always finishes)."""
+        """Run ``handler`` over batches until ``stop`` is set (the current batch always finishes).
+
+        ``order_field``: entries with the same value of this field are handled in stream order
+        across consumers and crashes (None: no ordering; entries without the field: none).
+        """
         loop = _ConsumeLoop(
             bus=self, stream=stream, group=group, consumer=consumer, message_type=message_type,
             handler=handler, stop=stop, count=count, block_ms=block_ms, min_idle_ms=min_idle_ms,
             max_deliveries=max_deliveries, on_processed=on_processed,
+            order_field=order_field.encode() if order_field else None,
         )
         await loop.run()
 
@@ -380,7 +487,15 @@ class Bus:
 
 
 class _ConsumeLoop(Generic[M]):
-    """State of one :meth:`Bus.consume` call."""
+    """State of one :meth:`Bus.consume` call.
+
+    Each round: claim the entries of dead consumers (every ``SWEEP_INTERVAL_S``; first of all
+    at start-up, before any new entry is read), XAUTOCLAIM entries idle for ``min_idle_ms``,
+    re-read our own pending list after a failure or a restart, else read new entries. The
+    entries in hand are handled in stream order, except those of a symbol (``order_field``)
+    with an earlier entry pending at another consumer or failed here: they are held back
+    (unacked, in memory and in our pending list) until that earlier entry is done or ours.
+    """
 
     def __init__(
         self,
@@ -397,14 +512,21 @@ class _ConsumeLoop(Generic[M]):
         min_idle_ms: int,
         max_deliveries: int,
         on_processed: Callable[[int], None] | None,
+        order_field: bytes | None,
     ) -> None:
         self.bus, self.stream, self.group, self.consumer = bus, stream, group, consumer
         self.message_type, self.handler, self.stop = message_type, handler, stop
         self.count, self.block_ms, self.min_idle_ms, self.max_deliveries = count, block_ms, min_idle_ms, max_deliveries
         self.on_processed = on_processed
+        self.order_field = order_field
         self.backlog = True  # re-read our own pending entries first (restart with the same name)
         self.failures: dict[str, int] = {}
-        self.last_reclaim = 0.0
+        self.failed_keys: dict[str, str] = {}  # failed entry id → its ordering key (holds later ones)
+        self.held: dict[str, Entry] = {}  # held back for order, oldest first
+        self.key_cache: dict[str, str | None] = {}
+        self.others = 1  # other consumers in the group (unknown until the first sweep: assume some)
+        self.last_sweep = float("-inf")
+        self.last_reclaim = time.monotonic()  # XAUTOCLAIM only after one idle period (dead ones: sweep)
         self.last_lag = 0.0
         self.labels = (bus.keys.profile, _short(stream), group)
         self.unacked: list[str] = []  # handled, acked with the next read (or on stop)
@@ -412,12 +534,30 @@ class _ConsumeLoop(Generic[M]):
     async def run(self) -> None:
         await self.bus.retry(lambda: self.bus.ensure_group(self.stream, self.group), what="xgroup_create",
                              stop=self.stop)
+        alive = asyncio.create_task(self._keep_alive())
         try:
             await self._loop()
         finally:
+            alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await alive
             if self.unacked:
                 done, self.unacked = self.unacked, []
                 await self.bus.ack(self.stream, self.group, done)
+            with contextlib.suppress(*_TRANSIENT, ResponseError):
+                await self.bus.retire(self.stream, self.group, self.consumer)
+
+    async def _keep_alive(self) -> None:
+        warned = False
+        while True:
+            try:
+                await self.bus.keep_alive(self.group, self.consumer)
+                warned = False
+            except _TRANSIENT as exc:
+                if not warned:
+                    self.bus.log.warn("CONSUMER_KEEPALIVE_FAILED", group=self.group, error=type(exc).__name__)
+                    warned = True
+            await asyncio.sleep(cons.ALIVE_REFRESH_S)
 
     async def _loop(self) -> None:
         while not self.stop.is_set():
@@ -431,6 +571,7 @@ class _ConsumeLoop(Generic[M]):
                 if "NOGROUP" in str(exc):  # the stream or group vanished (e.g. FLUSHALL): recreate
                     self.bus.log.warn("GROUP_RECREATED", stream=self.labels[1], group=self.group)
                     await self.bus.ensure_group(self.stream, self.group)
+                    self.held.clear()
                     continue
                 raise
             if entries:
@@ -449,36 +590,68 @@ class _ConsumeLoop(Generic[M]):
 
     async def _next_batch(self) -> list[Entry]:
         now = time.monotonic()
-        entries: list[Entry] = []
+        got: list[Entry] = []
         if now - self.last_lag > 5.0:
             self.last_lag = now
             lag = await self.bus.lag(self.stream, self.group)
             if lag is not None:
                 metrics.BUS_LAG.labels(*self.labels).set(lag)
+        if now - self.last_sweep >= cons.SWEEP_INTERVAL_S:
+            self.last_sweep = now
+            claimed, self.others = await self.bus.recover_dead(self.stream, self.group, self.consumer)
+            got += claimed
         if now - self.last_reclaim >= max(0.05, self.min_idle_ms / 2000.0):
             self.last_reclaim = now
-            entries = await self.bus.reclaim(
+            got += await self.bus.reclaim(
                 self.stream, self.group, self.consumer, min_idle_ms=self.min_idle_ms, count=self.count
             )
         acks = self.unacked
-        if not entries and self.backlog:
-            entries = await self.bus.read(
+        if not got and self.backlog:
+            got = await self.bus.read(
                 self.stream, self.group, self.consumer, count=self.count, pending=True, ack_first=acks
             )
             acks = []
-            self.backlog = bool(entries)
-        if not entries:
-            entries = await self.bus.read(
-                self.stream, self.group, self.consumer, count=self.count, block_ms=self.block_ms, ack_first=acks
+            self.backlog = bool(got) and any(e.id not in self.held for e in got)
+        if not got and len(self.held) < self.count * 10:
+            block = min(self.block_ms, 100) if self.held else self.block_ms  # held: look again soon
+            got = await self.bus.read(
+                self.stream, self.group, self.consumer, count=self.count, block_ms=block, ack_first=acks
             )
             acks = []
         if acks:
             await self.bus.ack(self.stream, self.group, acks)
         self.unacked = []
-        return entries
+        return await self._in_order(got)
+
+    async def _in_order(self, got: list[Entry]) -> list[Entry]:
+        """Merge ``got`` with the held entries; return those free to go, in stream order."""
+        merged = dict(self.held)
+        for e in got:
+            if e.id not in merged or e.id in self.failures:  # a held entry keeps its delivery count
+                merged[e.id] = e
+        if self.order_field is None or not merged:
+            self.held = {}
+            return sorted(merged.values(), key=lambda e: cons.stream_id(e.id))
+        blockers: dict[str, tuple[int, int]] = {}
+        if self.others:
+            if len(self.key_cache) > 50_000:
+                self.key_cache.clear()
+            blockers = await self.bus.pending_elsewhere(
+                self.stream, self.group, self.consumer, order_field=self.order_field, cache=self.key_cache
+            )
+        stuck = {k for i, k in self.failed_keys.items() if i not in merged}
+        ready, held = cons.split_in_order(
+            ((e.id, _order_key(e, self.order_field)) for e in merged.values()), blockers=blockers, stuck_keys=stuck
+        )
+        if held and not self.held:
+            self.bus.log.event("ORDER_HOLD", stream=self.labels[1], group=self.group, held=len(held),
+                               symbols=len({_order_key(merged[i], self.order_field) for i in held}))
+        self.held = {i: merged[i] for i in held}
+        metrics.BUS_HELD.labels(*self.labels).set(len(self.held))
+        return [merged[i] for i in ready]
 
     async def _dispatch(self, entries: list[Entry]) -> None:
-        good: list[Parsed[M]] = []
+        good: list[tuple[Entry, Parsed[M]]] = []
         done: list[str] = []
         for entry in entries:
             deliveries = entry.deliveries
@@ -492,7 +665,7 @@ class _ConsumeLoop(Generic[M]):
                     code="max_deliveries_exceeded", consumer=self.consumer,
                 )
                 done.append(entry.id)
-                self.failures.pop(entry.id, None)
+                self._resolved(entry.id)
                 continue
             try:
                 message = self.message_type.from_fields(entry.fields)
@@ -503,6 +676,7 @@ class _ConsumeLoop(Generic[M]):
                     consumer=self.consumer,
                 )
                 done.append(entry.id)
+                self._resolved(entry.id)
                 continue
             except Exception as exc:  # whatever an entry's content does, the worker does not die of it
                 await self.bus.deadletter(
@@ -510,8 +684,9 @@ class _ConsumeLoop(Generic[M]):
                     reason=f"unparseable: {type(exc).__name__}: {exc}", consumer=self.consumer,
                 )
                 done.append(entry.id)
+                self._resolved(entry.id)
                 continue
-            good.append(Parsed(entry.id, message, deliveries))
+            good.append((entry, Parsed(entry.id, message, deliveries)))
         if good:
             started = time.perf_counter()
             ok = await self._handle(good)
@@ -525,28 +700,47 @@ class _ConsumeLoop(Generic[M]):
             if self.on_processed is not None:
                 self.on_processed(len(done))
 
-    async def _handle(self, batch: list[Parsed[M]]) -> list[str]:
-        """Run the handler; on failure retry one by one. Returns the ids that succeeded."""
+    def _resolved(self, entry_id: str) -> None:
+        self.failures.pop(entry_id, None)
+        self.failed_keys.pop(entry_id, None)
+
+    async def _handle(self, batch: list[tuple[Entry, Parsed[M]]]) -> list[str]:
+        """Run the handler; on failure retry one by one. Returns the ids that succeeded.
+
+        One by one, an entry whose symbol already failed in this batch is not tried: it is
+        held back behind the failed one (which is retried from our pending list).
+        """
         try:
-            await self.handler(batch)
-            for p in batch:
-                self.failures.pop(p.id, None)
-            return [p.id for p in batch]
+            await self.handler([p for _, p in batch])
+            for _, p in batch:
+                self._resolved(p.id)
+            return [p.id for _, p in batch]
         except Exception as exc:
             if len(batch) == 1:
                 return self._failed(batch[0], exc)
         ok: list[str] = []
-        for p in batch:
+        failed_keys: set[str] = set()
+        for entry, p in batch:
+            key = _order_key(entry, self.order_field)
+            if key is not None and key in failed_keys:
+                self.held[entry.id] = entry
+                continue
             try:
                 await self.handler([p])
-                self.failures.pop(p.id, None)
+                self._resolved(p.id)
                 ok.append(p.id)
             except Exception as exc:
-                self._failed(p, exc)
+                self._failed((entry, p), exc)
+                if key is not None:
+                    failed_keys.add(key)
         return ok
 
-    def _failed(self, parsed: Parsed[M], exc: BaseException) -> list[str]:
+    def _failed(self, item: tuple[Entry, Parsed[M]], exc: BaseException) -> list[str]:
+        entry, parsed = item
         self.failures[parsed.id] = parsed.deliveries
+        key = _order_key(entry, self.order_field)
+        if key is not None:
+            self.failed_keys[parsed.id] = key
         self.backlog = True  # retry from our pending list
         metrics.WORKER_ERRORS.labels(self.bus.keys.profile, self.bus.worker, "handler").inc()
         self.bus.log.error(
@@ -554,6 +748,13 @@ class _ConsumeLoop(Generic[M]):
             error=f"{type(exc).__name__}: {exc}",
         )
         return []
+
+
+def _order_key(entry: Entry, field: bytes | None) -> str | None:
+    if field is None or entry.fields is None:
+        return None
+    value = entry.fields.get(field)
+    return value.decode("utf-8", errors="replace") if value is not None else None
 
 
 def _short(stream: str) -> str:

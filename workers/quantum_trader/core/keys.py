@@ -217,6 +217,14 @@ class Keys:
         """Operator-set flag before deleting a live profile: executor opens nothing new."""
         return f"{self.prefix}control:no_new_positions"
 
+    def consumer_alive(self, group: str, consumer: str) -> str:
+        """String with a short TTL (value ``host|pid``): a consumer of ``group`` is alive while it exists.
+
+        Written by the bus (core/bus.py, core/consumers.py); a missing key lets another consumer
+        claim the dead one's pending entries at once and remove it from the group.
+        """
+        return f"{self.prefix}bus:alive:{group}:{consumer}"
+
     def heartbeat(self, worker: str) -> str:
         if worker not in WORKERS:
             raise ValueError(f"unknown worker {worker!r}")

@@ -39,6 +39,14 @@ BUS_DEADLETTER: Final = Counter(
 BUS_RECLAIMED: Final = Counter(
     "qt_bus_reclaimed_total", "Pending entries reclaimed from dead consumers", ["profile", "stream", "group"]
 )
+BUS_CONSUMERS_REMOVED: Final = Counter(
+    "qt_bus_consumers_removed_total", "Dead consumers removed from their group after their entries were claimed",
+    ["profile", "stream", "group"],
+)
+BUS_HELD: Final = Gauge(
+    "qt_bus_held_entries", "Entries held back because an earlier entry of the same symbol is pending elsewhere",
+    ["profile", "stream", "group"],
+)
 BUS_LAG: Final = Gauge(
     "qt_bus_lag_entries", "Entries not yet delivered plus pending, per group", ["profile", "stream", "group"]
 )

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from quantum_trader.cli import build_parser, main
+from quantum_trader.completion import commands
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,3 +105,110 @@ def test_operator_help_is_the_operators_own() -> None:
     result = qt("operator", "--help")
     assert result.returncode == 0, result.stderr
     assert "--standalone" in result.stdout and "--namespace" in result.stdout
+
+
+# -- help, completion, validate presentation (in process: fast) ---------------------------------------
+
+
+def subcommands() -> list[str]:
+    return [c.name for c in commands(build_parser()) if c.name != "operator"]
+
+
+@pytest.mark.parametrize("name", subcommands())
+def test_every_command_help_has_a_description_an_example_and_exit_codes(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert "examples:\n  qt " in out or "examples:\n  eval" in out or "examples:\n  QT_" in out or \
+        "examples:\n  REDIS_URL" in out, out
+    assert "exit codes:\n  0 " in out, out
+    description = out.split("\n\n")[1]
+    assert len(description) > 40, out
+
+
+def test_bash_completion_offers_commands_options_and_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash on this machine")
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "qt.bash"
+    script.write_text(capsys.readouterr().out)
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(f"'{w}'" for w in words)
+        probe = (f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _qt; "
+                 'printf "%s\\n" "${COMPREPLY[@]}"')
+        return subprocess.run([bash, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+
+    assert {"run", "check", "why", "flatten", "completion"} <= set(complete("qt", ""))
+    assert complete("qt", "ch") == ["check"]
+    assert set(complete("qt", "check", "--")) >= {"--window", "--clock", "--json", "--profile"}
+    assert complete("qt", "check", "--clock", "") == ["wall", "sim"]
+    assert complete("qt", "worker", "ga") == ["gate"]
+    assert complete("qt", "risk", "") == ["show", "reset"]
+
+
+def test_zsh_completion_defines_the_function_for_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", "zsh"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("#compdef qt") and "compdef _qt qt" in out
+    for name in subcommands():
+        assert f"\n    {name})\n" in out
+    assert "'--clock[" in out and ":clock:(wall sim)'" in out
+    zsh = shutil.which("zsh")
+    if zsh is not None:
+        subprocess.run([zsh, "-n", "-c", out], check=True)
+
+
+def test_validate_checks_every_document_and_suggests_the_field_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "profiles.yaml"
+    f.write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: qt}\n---\n"
+        "apiVersion: quantumtrader.io/v1alpha1\nkind: TradingProfile\nmetadata: {name: good}\n---\n"
+        "apiVersion: quantumtrader.io/v1alpha1\nkind: TradingProfile\nmetadata: {name: typo}\n"
+        "spec:\n  router: {tragetOpenOrders: 2}\n---\n"
+    )
+    assert main(["validate", str(f)]) == 1
+    captured = capsys.readouterr()
+    assert f"{f} (document 1): skipped (Namespace: not a quantumtrader.io object)" in captured.out
+    assert f"{f} (document 2): valid TradingProfile 'good'" in captured.out
+    assert captured.err.strip() == (f"{f} (document 3): spec.router.tragetOpenOrders: unknown field "
+                                    "'tragetOpenOrders' (did you mean 'targetOpenOrders'?)")
+    assert main(["validate", "--json", str(f), "examples/paper.yaml"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] is False and [d["valid"] for d in doc["documents"]] == [True, True, False, True]
+    assert doc["documents"][2]["issues"] == [{"path": "spec.router.tragetOpenOrders",
+                                             "message": "unknown field 'tragetOpenOrders'",
+                                             "suggestion": "targetOpenOrders"}]
+
+
+def test_ops_commands_print_done_or_refused_with_exit_codes(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["pause", "--reason", "drill"]) == 0
+    assert capsys.readouterr().out.startswith("qt pause: paused:")
+    assert main(["pause"]) == 1
+    assert "qt pause: refused (already_paused): already paused (by qt)" in capsys.readouterr().err
+    assert main(["flatten", "BTCUSDT"]) == 1
+    assert "refused (paused)" in capsys.readouterr().err
+    assert main(["resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["positions", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["positions"] == []
+    assert main(["trades", "--csv"]) == 0
+    assert capsys.readouterr().out.startswith("time_utc,ts,symbol,side,qty,price")
+    assert main(["risk", "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kill_score"] == 0.0
+    assert main(["audit", "--json"]) == 0
+    actions = [e["action"] for e in json.loads(capsys.readouterr().out)]
+    assert actions == ["trades", "positions", "resume", "flatten", "pause", "pause"]
+    with pytest.raises(SystemExit) as exc:
+        main(["flatten", "BTC-USDT"])
+    assert exc.value.code == 2 and "expected a symbol such as BTCUSDT" in capsys.readouterr().err

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from quantum_trader import __version__
 from quantum_trader.core import logs
@@ -103,18 +105,17 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        profile = load_profile(args.file)
-    except ProfileError as exc:
-        for issue in exc.issues:
-            print(f"{args.file}: {issue}" if issue.path else str(issue), file=sys.stderr)
-        return EXIT_FAIL
-    spec = profile.spec
-    print(
-        f"{args.file}: valid TradingProfile {profile.name!r} (environment={spec.environment}, "
-        f"exchange={spec.exchange.name}, mode={spec.mode}, strict_health={str(spec.health.strict).lower()})"
-    )
-    return EXIT_OK
+    from quantum_trader.inspect.validate import validate_file
+
+    reports = [r for f in args.files for r in validate_file(f)]
+    valid = all(r.valid for r in reports)
+    if args.json:
+        print(json.dumps({"valid": valid, "documents": [r.to_json() for r in reports]}, separators=(",", ":")))
+        return EXIT_OK if valid else EXIT_FAIL
+    for r in reports:
+        for line in r.lines():
+            print(line, file=sys.stdout if r.valid else sys.stderr)
+    return EXIT_OK if valid else EXIT_FAIL
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -228,6 +229,85 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return run(list(args.rest))
 
 
+def _ops_target(args: argparse.Namespace) -> tuple[TradingProfile, str]:
+    profile = _profile(args.profile)
+    return profile, str(resolve_redis_url(profile))
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    return command.pause(profile, url, reason=args.reason, as_json=args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    return command.resume(profile, url, as_json=args.json)
+
+
+def cmd_flatten(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    return command.flatten(profile, url, symbol=args.symbol, as_json=args.json)
+
+
+def cmd_positions(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    return command.positions(profile, url, as_json=args.json)
+
+
+def cmd_trades(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1", code=EXIT_USAGE)
+    profile, url = _ops_target(args)
+    return command.trades(profile, url, limit=args.limit, symbol=args.symbol, as_csv=args.csv, as_json=args.json)
+
+
+def cmd_risk(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    if args.action == "reset":
+        return command.risk_reset(profile, url, as_json=args.json)
+    return command.risk_show(profile, url, as_json=args.json)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    return command.audit(profile, url, limit=max(1, args.limit), as_json=args.json)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from quantum_trader.ops import command
+
+    profile, url = _ops_target(args)
+    return command.serve_api(profile, url, host=args.host, port=args.port)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from quantum_trader.completion import script
+
+    print(script(build_parser(), shell=args.shell))
+    return EXIT_OK
+
+
+def _symbol_arg(text: str) -> str:
+    symbol = text.strip().upper()
+    if not re.fullmatch(r"[A-Z0-9]{2,40}", symbol):
+        raise argparse.ArgumentTypeError(f"expected a symbol such as BTCUSDT (got {text!r})")
+    return symbol
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -249,41 +329,109 @@ def _clock_arg(p: argparse.ArgumentParser) -> None:
                    help="measure windows and ages in wall time (default) or in the pipeline's simulated time")
 
 
+def _command(
+    sub: Any, name: str, *, summary: str, description: str, examples: Sequence[str], exits: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help has a description, examples and its exit codes."""
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) + f"\n\nexit codes:\n  {exits}"
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, parents=list(parents), help=summary, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return p
+
+
+def _document(sub: Any, name: str, *, examples: Sequence[str], exits: str, subcommand: str = "") -> None:
+    """Give a command registered by its own module (e.g. ``qt data``) examples and exit codes in --help."""
+    parser: argparse.ArgumentParser | None = sub.choices.get(name)
+    targets = [parser]
+    if parser is not None and subcommand:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) and subcommand in action.choices:
+                targets.append(action.choices[subcommand])
+    for p in targets:
+        if p is not None and not p.epilog:
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
+            p.epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) + f"\n\nexit codes:\n  {exits}"
+            p.description = p.description or next(
+                (a.help for a in sub._choices_actions if a.dest == name), None)
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--profile", "-p", help="TradingProfile YAML (default: examples/paper.yaml semantics)")
-    common.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("QT_LOG_FORMAT", "text"))
+    common.add_argument("--profile", "-p", metavar="FILE",
+                        help="TradingProfile YAML (default: examples/paper.yaml, or its settings built in)")
+    common.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("QT_LOG_FORMAT", "text"),
+                        help="one-line EVENT key=value logs (text) or JSON lines (default: $QT_LOG_FORMAT or text)")
+    parents = [common]
 
     parser = argparse.ArgumentParser(
         prog="qt", description="Quantum Trader: universe → signals → intents → gate → execution, and why.",
+        epilog="Every command takes --profile and honours REDIS_URL; `qt COMMAND --help` shows examples and exit "
+               "codes.\nShell completion: eval \"$(qt completion bash)\"  (or zsh).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"qt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", parents=[common], help="all six workers in one process (embedded Redis, sim)")
-    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    p.add_argument("--speed", type=float, default=None, help="virtual clock speed (default: exchange.speed)")
-    p.add_argument("--http-port", type=int, default=9100, help="/metrics, /healthz port (0: none)")
-    p.add_argument("--no-view", action="store_true", help="log lines instead of the live funnel view")
+    p = _command(sub, "run", parents=parents, summary="all six workers in one process, with a live view",
+                 description="Run universe, ai, router, snapshot, gate and executor in one process: on an "
+                             "embedded Redis unless REDIS_URL is set, on the simulated exchange unless the profile "
+                             "names another. A live view shows the funnel; Ctrl-C drains and stops. The same port "
+                             "serves /metrics, /healthz and the operations API (/docs).",
+                 examples=["qt run", "qt run --speed 60 --duration 300", "qt run --no-view --http-port 0"],
+                 exits="0 clean stop (Ctrl-C, SIGTERM, --duration)   1 could not start (e.g. no Redis server)")
+    p.add_argument("--duration", type=_duration_arg, default=None, metavar="DURATION",
+                   help="stop after this long (wall time), e.g. 90, 5m, 1h30m")
+    p.add_argument("--speed", type=float, default=None, metavar="X",
+                   help="simulated market speed, X times wall time (default: spec.exchange.speed)")
+    p.add_argument("--http-port", type=int, default=9100, metavar="PORT",
+                   help="/metrics, /healthz and the API on this port (0: none; default 9100)")
+    p.add_argument("--no-view", action="store_true", help="log lines on stderr instead of the live view")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("worker", parents=[common], help="one worker (what a container runs)")
-    p.add_argument("name", help=" | ".join(WORKERS))
-    p.add_argument("--http-port", type=int, default=8000)
+    p = _command(sub, "worker", parents=parents, summary="one worker (what a container runs)",
+                 description="Run one worker against the profile's Redis (REDIS_URL), with /healthz, /readyz and "
+                             "/metrics on --http-port (or $QT_HTTP_PORT).",
+                 examples=["REDIS_URL=redis://redis:6379/0 qt worker gate --profile paper.yaml"],
+                 exits="0 stopped on SIGTERM   1 REDIS_URL missing or the worker failed   2 unknown worker")
+    name = p.add_argument("name", metavar="NAME", help=" | ".join(WORKERS))
+    name.completions = WORKERS  # type: ignore[attr-defined]  # offered by `qt completion`
+    p.add_argument("--http-port", type=int, default=8000, metavar="PORT", help="default 8000; 0: none")
     p.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("validate", parents=[common], help="check a profile offline")
-    p.add_argument("file")
+    p = _command(sub, "validate", parents=parents, summary="check profile files offline",
+                 description="Check TradingProfile files with every rule the CRD, the webhook and the workers "
+                             "apply: one line per problem with its path. A file may hold several documents "
+                             "(---); each is checked.",
+                 examples=["qt validate examples/paper.yaml", "qt validate profiles.yaml --json"],
+                 exits="0 every document valid   1 a problem found (or a file unreadable)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _json_arg(p)
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("universe", parents=[common], help="one universe cycle: ranked table and funnel")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "universe", parents=parents, summary="one universe cycle: ranked table and funnel",
+                 description="Run one universe cycle against the profile's exchange and print the ranked table, "
+                             "the funnel per stage and the reason each symbol was dropped.",
+                 examples=["qt universe", "qt universe --json | jq .funnel"],
+                 exits="0 a universe was built   1 the cycle failed closed (nothing would be published)")
+    _json_arg(p)
     p.add_argument("--at", help="replay: the cycle as of this time (ISO, UTC; default: the data's last bar)")
     p.set_defaults(func=cmd_universe)
 
-    p = sub.add_parser("train", parents=[common], help="walk-forward training and out-of-sample report")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "train", parents=parents, summary="walk-forward training and out-of-sample report",
+                 description="Train LightGBM models walk-forward (purged, embargoed), report out-of-sample "
+                             "metrics, and promote a model that passes the quality gate into the running "
+                             "pipeline's Redis (the ai worker hot-reloads it).",
+                 examples=["qt train", "qt train --json", "qt train --redis-url redis://localhost:6379/0"],
+                 exits="0 trained (promoted or not: the report says which)   1 failed")
+    _json_arg(p)
     p.add_argument("--redis-url", default=None,
                    help="registry to write into (default: $REDIS_URL; without either, report only)")
     p.add_argument("--force", action="store_true",
@@ -291,33 +439,138 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="replay: train as of this time (ISO, UTC; default: the data's last bar)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("backtest", parents=[common], help="the same decisions over history; report, trades, plots")
+    p = _command(sub, "backtest", parents=parents, summary="the same decisions over history; report, trades, plots",
+                 description="Run the pipeline's decisions over history (replay files or the sim) under a data "
+                             "clock, walk-forward and after every cost: a summary, report.json, trades.csv, plots "
+                             "and report.html.",
+                 examples=["qt backtest --out out/", "qt backtest --start 2025-10-01 --end 2025-11-01 --json"],
+                 exits="0 done   1 bad input (one line on stderr)   2 bad arguments")
     from quantum_trader.backtest.options import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_backtest)
 
-    p = sub.add_parser("check", parents=[common], help="GO/NO-GO checklist over live Redis state")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "check", parents=parents, summary="GO/NO-GO checklist over live Redis state",
+                 description="The GO/NO-GO checklist over the profile's live Redis: gate reasons, snapshot misses, "
+                             "EXECUTE and fills, tradable vs intent symbols, model, universe, allowlist, "
+                             "heartbeats, trading enabled. The window is wall time unless --clock sim.",
+                 examples=["qt check", "qt check --window 1h30m", "qt check --clock sim --json"],
+                 exits="0 GO   1 NO-GO (or Redis unreadable)   2 bad arguments")
+    _json_arg(p)
     p.add_argument("--window", default=300.0, type=_duration_arg, metavar="DURATION",
                    help="look-back window, e.g. 90s, 5m, 1h30m (default 5m)")
     _clock_arg(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("why", parents=[common], help="one symbol through every stage")
-    p.add_argument("symbol")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "why", parents=parents, summary="one symbol through every stage",
+                 description="Why was (or wasn't) SYMBOL traded? Universe rank or veto, last signal, router fate, "
+                             "snapshot, gate reason, execution and position, with a one-line verdict on top.",
+                 examples=["qt why GALAUSDT", "qt why btcusdt --json", "qt why ETHUSDT --clock sim"],
+                 exits="0 explained   1 not a symbol, or Redis unreadable")
+    p.add_argument("symbol", metavar="SYMBOL")
+    _json_arg(p)
     _clock_arg(p)
     p.set_defaults(func=cmd_why)
 
     from quantum_trader.market.download import register as register_data
 
     register_data(sub)  # qt data download
+    _document(sub, "data", subcommand="download", examples=[
+        "qt data download --exchange sim --symbols BTCUSDT,ETHUSDT --timeframe 15m --since 2025-10-01 --out data/",
+        "qt data download --symbols BTCUSDT --timeframe 1h --since 2025-01-01 --until 2025-07-01 --out data/"],
+        exits="0 every symbol downloaded   1 a symbol failed (the others are kept; rerun resumes)   "
+              "2 bad arguments")
 
-    p = sub.add_parser("operator", help="the kopf operator (arguments are passed through)", add_help=False)
+    _ops_commands(sub, parents)
+
+    p = _command(sub, "completion", summary="print a shell completion script",
+                 description="Print the completion script for bash or zsh. Load it in the current shell, or add "
+                             "the line to ~/.bashrc / ~/.zshrc.",
+                 examples=['eval "$(qt completion bash)"', 'eval "$(qt completion zsh)"'],
+                 exits="0 printed   2 unknown shell")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=cmd_completion, log_format="text")
+
+    p = sub.add_parser("operator", help="the kopf operator (qt operator --help: its own options)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_operator, log_format=os.environ.get("QT_LOG_FORMAT", "text"))
     return parser
+
+
+_OPS_EXITS: Final = "0 done   1 refused (the reason code is printed) or Redis unreadable   2 bad arguments"
+
+
+def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """The operations commands: each against the profile's Redis, each leaving an audit entry."""
+    p = _command(sub, "pause", parents=parents, summary="pause trading (router silent, gate blocks 'paused')",
+                 description="Pause the profile: the router publishes nothing and the gate blocks every intent "
+                             "with reason 'paused'. Open positions keep their stop loss and take profit. Audited.",
+                 examples=['qt pause --reason "exchange maintenance"'], exits=_OPS_EXITS)
+    p.add_argument("--reason", default="", help="why; recorded in the audit entry")
+    _json_arg(p)
+    p.set_defaults(func=cmd_pause)
+
+    p = _command(sub, "resume", parents=parents, summary="resume a pause set by qt pause or the API",
+                 description="Lift a pause set by `qt pause` or the API. A pause from the profile itself "
+                             "(spec.paused: true, set by the operator) is refused: change the profile. Audited.",
+                 examples=["qt resume"], exits=_OPS_EXITS)
+    _json_arg(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = _command(sub, "flatten", parents=parents, summary="close one position, or all",
+                 description="Close SYMBOL's open position (or every open position) with reduce-only intents "
+                             "that go through the gate and the executor like any exit: never blocked by the kill "
+                             "score or a cooldown, executed exactly once. Refused while paused. Audited.",
+                 examples=["qt flatten GALAUSDT", "qt flatten"], exits=_OPS_EXITS)
+    p.add_argument("symbol", nargs="?", metavar="SYMBOL", type=_symbol_arg, help="default: every open position")
+    _json_arg(p)
+    p.set_defaults(func=cmd_flatten)
+
+    p = _command(sub, "positions", parents=parents, summary="open positions with unrealised PnL",
+                 description="Open positions from state:positions, marked at the snapshot price: unrealised PnL, "
+                             "notional, stop loss, take profit and how long each has been open. Audited.",
+                 examples=["qt positions", "qt positions --json"], exits=_OPS_EXITS)
+    _json_arg(p)
+    p.set_defaults(func=cmd_positions)
+
+    p = _command(sub, "trades", parents=parents, summary="recent fills with realised PnL; --csv to export",
+                 description="Fills from stream:execution.result, newest first, each with the position event it "
+                             "caused (OPENED, or CLOSED with realised PnL and the close reason). Audited.",
+                 examples=["qt trades", "qt trades --symbol BTCUSDT --limit 10", "qt trades --csv --limit 10000 > trades.csv"],
+                 exits=_OPS_EXITS)
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="newest N fills (default 50)")
+    p.add_argument("--symbol", type=_symbol_arg, metavar="SYMBOL", help="only this symbol")
+    fmt_group = p.add_mutually_exclusive_group()
+    fmt_group.add_argument("--csv", action="store_true", help="CSV with a header on stdout")
+    fmt_group.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=cmd_trades)
+
+    p = _command(sub, "risk", parents=parents, summary="show the kill score, or reset it after review",
+                 description="`qt risk show`: the kill score and its inputs (drawdown, loss streak, error rate). "
+                             "`qt risk reset`: after review, measure the drawdown from now (equity peak := realised "
+                             "total) and clear the loss streak and error rate. The reset is audited.",
+                 examples=["qt risk show", "qt risk reset"], exits=_OPS_EXITS)
+    p.add_argument("action", choices=("show", "reset"), metavar="show|reset")
+    _json_arg(p)
+    p.set_defaults(func=cmd_risk)
+
+    p = _command(sub, "audit", parents=parents, summary="the newest operations and who did them",
+                 description="The newest entries of stream:ops.audit: every operation from qt or the API, done or "
+                             "refused, with the actor and the reason code.",
+                 examples=["qt audit", "qt audit --limit 100 --json"], exits=_OPS_EXITS)
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N entries (default 20)")
+    _json_arg(p)
+    p.set_defaults(func=cmd_audit)
+
+    p = _command(sub, "api", parents=parents, summary="serve the operations REST API alone",
+                 description="Serve the operations API (the commands above over HTTP, OpenAPI page at /docs) for "
+                             "the profile's Redis. Every /api/v1 endpoint needs `Authorization: Bearer $QT_API_TOKEN`; "
+                             "without QT_API_TOKEN they all answer 503. `qt run` serves the same API on its port.",
+                 examples=["QT_API_TOKEN=s3cret qt api --port 8080"],
+                 exits="0 stopped on SIGTERM/Ctrl-C   1 no Redis")
+    p.add_argument("--host", default="0.0.0.0", help="default 0.0.0.0")
+    p.add_argument("--port", type=int, default=8080, help="default 8080")
+    p.set_defaults(func=cmd_api)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -340,6 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qt {args.command}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `qt trades --csv | head`: the reader has all it wanted
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")
         return EXIT_OK
     except ModuleNotFoundError as exc:
         print(f"qt {args.command}: not available in this build ({exc.name} is missing)", file=sys.stderr)

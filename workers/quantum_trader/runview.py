@@ -188,7 +188,7 @@ class FunnelCollector:
 
 async def _pipeline(
     profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None, http_port: int | None,
-    view: bool, log: EventLog, log_file: str = "",
+    view: bool, log: EventLog, log_file: str = "", api_token: str | None = None,
 ) -> Funnel:
     from quantum_trader.core.service import run_workers
 
@@ -204,9 +204,14 @@ async def _pipeline(
     with contextlib.suppress(Exception):  # without it qt check / qt why assume wall time = pipeline time
         await client.hset(Keys(profile.name).run_clock, mapping=clock_map)
     collector = FunnelCollector(client, keys=Keys(profile.name), started=started)
+    routes = None
+    if http_port is not None and api_token is not None:
+        from quantum_trader.ops.api import build_router
+
+        routes = build_router(profile=profile, redis_url=redis_url, token=api_token)
     workers = asyncio.create_task(run_workers(
         list(WORKERS), profile=profile, redis_url=redis_url, clock=clock, stop=stop,
-        http_port=http_port, restart=True,
+        http_port=http_port, restart=True, http_routes=routes,
     ))
     funnel = Funnel(profile=profile.name, elapsed_s=0.0)
     last_line = 0.0
@@ -266,9 +271,17 @@ def run_pipeline(
         log.event("RUN_STARTED", redis=redis_url, embedded=embedded is not None, exchange=profile.spec.exchange.name,
                   speed=getattr(clock, "speed", 1.0), log_file=str(log_file or "stderr"),
                   hint="REDIS_URL is found by qt check / qt why while this runs")
+        api_token: str | None = None
+        if http_port is not None:
+            from quantum_trader.ops.api import ensure_token
+
+            token_file = url_file.with_suffix(".api-token")
+            api_token = ensure_token(token_file)
+            log.event("API_LISTENING", url=f"http://127.0.0.1:{http_port}/docs",
+                      token=f"${{QT_API_TOKEN}} or the file {token_file}")
         funnel = asyncio.run(_pipeline(
             profile, redis_url=redis_url, clock=clock, duration_s=duration_s, http_port=http_port, view=view,
-            log=log, log_file=str(log_file or ""),
+            log=log, log_file=str(log_file or ""), api_token=api_token,
         ))
         log.event("RUN_STOPPED", **summary_fields(funnel))
         print(render(funnel))

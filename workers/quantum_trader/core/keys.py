@@ -23,6 +23,7 @@ STREAM_POSITION_EVENT: Final = "position.event"
 STREAM_DEADLETTER: Final = "deadletter"
 STREAM_RECONCILE: Final = "reconcile.event"
 STREAM_ROUTER_DROP: Final = "router.drop"
+STREAM_OPS_AUDIT: Final = "ops.audit"
 
 ALL_STREAMS: Final = (
     STREAM_POLICY_AUDIT,
@@ -34,6 +35,7 @@ ALL_STREAMS: Final = (
     STREAM_DEADLETTER,
     STREAM_RECONCILE,
     STREAM_ROUTER_DROP,
+    STREAM_OPS_AUDIT,
 )
 
 # Worker names; each consuming worker has one consumer group of the same name.
@@ -117,6 +119,11 @@ class Keys:
     def router_drop(self) -> str:
         """Router drop/fate records (one entry per dropped candidate, for ``qt why``)."""
         return self.stream(STREAM_ROUTER_DROP)
+
+    @property
+    def ops_audit(self) -> str:
+        """Operations done or refused on the profile (``qt pause`` … and the REST API): who, what, why."""
+        return self.stream(STREAM_OPS_AUDIT)
 
     # -- config / state ------------------------------------------------------------
     @property

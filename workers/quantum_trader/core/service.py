@@ -253,13 +253,17 @@ async def heartbeat_loop(ctx: WorkerContext, health: Health) -> None:
             pass
 
 
-def build_app(health: Health) -> Any:
-    """FastAPI app with /healthz, /readyz, /metrics."""
+def build_app(health: Health, *, routes: Any | None = None) -> Any:
+    """FastAPI app with /healthz, /readyz, /metrics; with ``routes`` (an APIRouter) also those and /docs."""
     from fastapi import FastAPI, Response
     from fastapi.responses import JSONResponse
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    app = FastAPI(title="quantum-trader worker", docs_url=None, redoc_url=None, openapi_url=None)
+    if routes is None:
+        app = FastAPI(title="quantum-trader worker", docs_url=None, redoc_url=None, openapi_url=None)
+    else:
+        app = FastAPI(title="Quantum Trader", version=__version__)
+        app.include_router(routes)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -344,6 +348,7 @@ async def run_workers(
     restart: bool = False,
     mains: dict[str, WorkerMain] | None = None,
     on_started: Callable[[list[WorkerContext]], None] | None = None,
+    http_routes: Any | None = None,
 ) -> list[WorkerContext]:
     """Run the named workers in this process until ``stop`` is set; return their contexts."""
     metrics.BUILD_INFO.info({"version": __version__})
@@ -369,7 +374,8 @@ async def run_workers(
         tasks.append(asyncio.create_task(heartbeat_loop(ctx, health), name=f"{ctx.name}-heartbeat"))
     if http_port is not None:
         tasks.append(asyncio.create_task(
-            serve_http(build_app(health), host=http_host, port=http_port, stop=stop, log=contexts[0].log)
+            serve_http(build_app(health, routes=http_routes), host=http_host, port=http_port, stop=stop,
+                       log=contexts[0].log)
         ))
     if on_started is not None:
         on_started(contexts)

@@ -82,7 +82,9 @@ class RiskState:
 
     @property
     def drawdown_usd(self) -> float:
-        return max(0.0, max(self.equity_peak, 0.0) - self.realized_pnl_total)
+        # equity_peak starts at 0 (absent) and only rises; it is below 0 only after an operator's reset
+        # (``qt risk reset`` sets it to realized_pnl_total), which must bring the drawdown to 0.
+        return max(0.0, self.equity_peak - self.realized_pnl_total)
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> RiskState:

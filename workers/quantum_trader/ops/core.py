@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Final, Literal, TypeAlias
 from pydantic import Field
 
 from quantum_trader.core.messages import ExecutionResult, Message, PositionEvent, Side, TradeIntent
-from quantum_trader.executor.state import Position
+from quantum_trader.ledger.positions import Position
 
 Action: TypeAlias = Literal["pause", "resume", "flatten", "positions", "trades", "risk_reset", "risk", "audit"]
 Outcome: TypeAlias = Literal["ok", "refused"]

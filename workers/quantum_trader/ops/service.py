@@ -20,9 +20,10 @@ from quantum_trader.core.clock import Clock, WallClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import ExecutionResult, MessageError, PositionEvent, decode_raw
 from quantum_trader.core.profile import TradingProfile
-from quantum_trader.executor.state import Position, RiskState, parse_positions
 from quantum_trader.gate.core import kill_score
 from quantum_trader.inspect.timebase import TimeBase, parse_clock
+from quantum_trader.ledger.positions import Position, parse_positions
+from quantum_trader.ledger.risk import RiskState
 from quantum_trader.ops import core
 from quantum_trader.ops.core import Action, Result
 

@@ -827,9 +827,9 @@ def health() -> dict[str, Any]:
     b.add(
         timeseries(
             "Exchange requests / min by outcome",
-            [("sum by (exchange, outcome) (rate(qt_exchange_requests_total[$__rate_interval])) * 60",
-              "{{exchange}} {{outcome}}")],
-            description="All profiles (exchange metrics carry no profile label).",
+            [(f"sum by (profile, exchange, outcome) (rate(qt_exchange_requests_total{{{P}}}[{RI}])) * 60",
+              "{{profile}} {{exchange}} {{outcome}}")],
+            description="Requests the exchange adapter made (sim and replay answer in-process: endpoint 'local', 0).",
         ),
         w=12,
     )

@@ -63,6 +63,7 @@ class _State:
     fallback: Baseline | None = None  # the last training run's best baseline
     fallback_version: str = ""
     last_bar: int | None = None  # the last bar whose signals were decided
+    fallback_since_ms: int = 0  # when the fallback began serving (its model age); 0 while a model serves
     no_universe_bar: int | None = None  # the bar for which AI_NO_UNIVERSE was last logged
 
     @property
@@ -225,7 +226,11 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -
         metrics.AI_CONFIDENCE.labels(p).observe(s.confidence)
     created = state.card.get("created_ms")
     if state.bundle is not None and isinstance(created, int):
+        state.fallback_since_ms = 0
         metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now - created) / 1000.0))
+    elif state.bundle is None:  # the fallback's age: how long it has served instead of a trained model
+        state.fallback_since_ms = state.fallback_since_ms or now
+        metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now - state.fallback_since_ms) / 1000.0))
     ctx.processed(len(signals))
     ctx.log.event("AI_SIGNALS", bar=bar_close_ms, model=model, published=len(signals), buy=counts["BUY"],
                   sell=counts["SELL"], hold=counts["HOLD"], skipped=len(skipped),

@@ -143,9 +143,12 @@ EXEC_RECONCILE: Final = Counter("qt_executor_reconcile_total", "Reconciliation g
 
 # -- exchange adapter --------------------------------------------------------------------------
 EXCHANGE_REQUESTS: Final = Counter(
-    "qt_exchange_requests_total", "Exchange requests by endpoint and outcome", ["exchange", "endpoint", "outcome"]
+    "qt_exchange_requests_total", "Exchange requests by endpoint and outcome",
+    ["profile", "exchange", "endpoint", "outcome"],
 )
-EXCHANGE_WEIGHT: Final = Gauge("qt_exchange_weight_used", "Request weight used in the current minute", ["exchange"])
+EXCHANGE_WEIGHT: Final = Gauge(
+    "qt_exchange_weight_used", "Request weight used in the current minute", ["profile", "exchange"]
+)
 
 # -- operator ----------------------------------------------------------------------------------
 OPERATOR_RECONCILES: Final = Counter(
@@ -159,3 +162,161 @@ OPERATOR_RECONCILE_SECONDS: Final = Histogram(
 def reason_code(reason: str) -> str:
     """``cooldown:BTCUSDT`` → ``cooldown`` (bounded label values)."""
     return reason.split(":", 1)[0]
+
+
+# -- the profile this process serves ------------------------------------------------------------
+_bound_profile: list[str] = [""]
+
+
+def bind_profile(name: str) -> None:
+    """The profile this process serves (one per process): labels metrics whose code has no profile at hand,
+    such as the exchange adapter's."""
+    _bound_profile[0] = name
+
+
+def bound_profile() -> str:
+    return _bound_profile[0]
+
+
+# -- every label value known in advance: exported as 0 from start-up ------------------------------
+# A dashboard must tell zero from broken, so each worker's series exist before the first event.
+# Reason codes are the workers' (a test checks these lists against their constants).
+
+GATE_DECISION_REASONS: Final = (
+    "paused", "duplicate", "symbol_not_in_allowlist", "no_exchange_snapshot", "stale_snapshot",
+    "kill_score_critical", "kill_score_warning_risk_increase", "cooldown", "exposure_limit", "leverage_limit",
+    "daily_loss_limit",
+)
+ROUTER_DROP_REASONS: Final = (
+    "hold", "low_confidence", "paused", "capacity_unknown", "capacity_full", "target_reached", "stale",
+    "duplicate", "not_selected", "invalid_atr", "position_open",
+)
+ROUTER_BATCH_OUTCOMES: Final = (
+    "empty", "paused", "capacity_unknown", "capacity_full", "target_reached", "published", "none_selected",
+)
+ROUTER_CAPACITY_KINDS: Final = ("open", "target", "max")
+SNAPSHOT_ALLOWLIST_SOURCES: Final = ("active", "last_ok", "profile", "env")
+EXEC_STATUSES: Final = ("FILLED", "REJECTED")
+EXEC_REJECTION_REASONS: Final = (
+    "no_new_positions", "unknown_symbol", "no_price", "stale_price", "position_exists", "no_position",
+    "reduce_only_side_mismatch", "min_notional", "max_qty", "intent_unknown", "executor_error", "decision_lost",
+)
+EXEC_CLOSE_REASONS: Final = ("stop_loss", "take_profit", "signal", "manual", "kill", "reconcile")
+EXEC_RECONCILE_KINDS: Final = (
+    "adopted_unknown_position", "dropped_missing_position", "position_corrected", "open_orders_corrected",
+)
+UNIVERSE_STAGES: Final = ("listed", "discovered", "merged", "eligible", "healthy", "featured", "vetted", "selected")
+UNIVERSE_DROP_REASONS: Final = (
+    "not_perpetual", "not_trading", "quote_not_supported", "merged_duplicate", "stable_asset", "no_ticker",
+    "low_liquidity", "no_klines", "too_few_bars", "stale", "gaps", "bad_timestamps", "nan_values", "bad_prices",
+    "constant_price", "zero_volume", "non_finite_feature", "low_efficiency", "toxic_persistence", "high_friction",
+    "cluster_full", "below_cutoff",
+)
+UNIVERSE_CYCLE_OUTCOMES: Final = ("published", "fail_closed")
+UNIVERSE_REPAIR_OUTCOMES: Final = ("repaired", "still_stale")
+AI_SIDES: Final = ("BUY", "SELL", "HOLD")
+AI_FALLBACK_MODEL: Final = "fallback-trend"
+AI_SKIP_REASONS: Final = (
+    "too_little_history", "stale", "gaps", "nan_heavy", "bad_prices", "fetch_failed", "features_nan",
+)
+DEADLETTER_CODES: Final = ("unparseable", "max_deliveries_exceeded", "malformed")
+WORKER_ERROR_KINDS: Final[dict[str, tuple[str, ...]]] = {
+    "universe": ("crash", "cycle"),
+    "ai": ("crash", "bar", "model_corrupt"),
+    "router": ("crash", "handler"),
+    "snapshot": ("crash", "handler", "exchange", "cycle"),
+    "gate": ("crash", "handler"),
+    "executor": ("crash", "handler"),
+}
+# stream (short name) → consumer group, per consuming worker; streams each worker publishes.
+WORKER_CONSUMES: Final[dict[str, tuple[str, ...]]] = {
+    "router": ("ai.signal",), "snapshot": ("trade.intent",), "gate": ("trade.intent",),
+    "executor": ("gate.decision",),
+}
+WORKER_PUBLISHES: Final[dict[str, tuple[str, ...]]] = {
+    "universe": ("policy.audit",), "ai": ("ai.signal",), "router": ("trade.intent", "router.drop"),
+    "gate": ("gate.decision",), "executor": ("execution.result", "position.event", "reconcile.event"),
+}
+BINANCE_ENDPOINTS: Final = (
+    "GET /fapi/v1/exchangeInfo", "GET /fapi/v1/klines", "GET /fapi/v1/ticker/24hr", "GET /fapi/v1/ticker/bookTicker",
+    "GET /fapi/v1/premiumIndex", "GET /fapi/v1/fundingRate", "GET /fapi/v1/openOrders", "GET /fapi/v1/order",
+    "POST /fapi/v1/order", "DELETE /fapi/v1/order", "GET /fapi/v1/algoOrder", "POST /fapi/v1/algoOrder",
+    "DELETE /fapi/v1/algoOrder", "GET /fapi/v1/userTrades", "GET /fapi/v3/positionRisk",
+)
+LOCAL_ENDPOINT: Final = "local"  # sim and replay answer in-process: no request is counted
+
+
+def _zero(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+    metric.labels(*labels)  # a labelled child starts at 0 (a histogram with empty buckets)
+
+
+def initialise(profile: str, *, workers: tuple[str, ...] | list[str], exchange: str, mode: str) -> None:
+    """Create every series ``workers`` export, at 0, so dashboards see them before the first event."""
+    bind_profile(profile)
+    p = profile
+    for w in workers:
+        for m in (WORKER_UP, WORKER_READY, WORKER_HEARTBEAT_TS, BUS_RECONNECTS, STAGE_LATENCY):
+            _zero(m, p, w)
+        for kind in WORKER_ERROR_KINDS.get(w, ("crash",)):
+            _zero(WORKER_ERRORS, p, w, kind)
+        for stream in WORKER_CONSUMES.get(w, ()):
+            _zero(WORKER_PROCESSED, p, w, stream)
+            _zero(BUS_LAG, p, stream, w)
+            _zero(BUS_RECLAIMED, p, stream, w)
+            for code in DEADLETTER_CODES:
+                _zero(BUS_DEADLETTER, p, stream, code)
+        for stream in WORKER_PUBLISHES.get(w, ()):
+            _zero(BUS_PUBLISHED, p, stream)
+    if "universe" in workers:
+        for m in (UNIVERSE_SIZE, UNIVERSE_AGE, UNIVERSE_HASH_CHANGES, UNIVERSE_STUCK, UNIVERSE_CYCLE_SECONDS):
+            _zero(m, p)
+        for stage in UNIVERSE_STAGES:
+            _zero(UNIVERSE_FUNNEL, p, stage)
+        for reason in UNIVERSE_DROP_REASONS:
+            _zero(UNIVERSE_DROPS, p, reason)
+        for outcome in UNIVERSE_CYCLE_OUTCOMES:
+            _zero(UNIVERSE_CYCLES, p, outcome)
+        for outcome in UNIVERSE_REPAIR_OUTCOMES:
+            _zero(UNIVERSE_REPAIRS, p, outcome)
+    if "ai" in workers:
+        for m in (AI_CONFIDENCE, AI_MODEL_FALLBACK, AI_MODEL_AGE, AI_INFERENCE_SECONDS):
+            _zero(m, p)
+        for side in AI_SIDES:
+            _zero(AI_SIGNALS, p, side, AI_FALLBACK_MODEL)
+        for reason in AI_SKIP_REASONS:
+            _zero(AI_SKIPPED, p, reason)
+    if "router" in workers:
+        for m in (ROUTER_SIGNALS, ROUTER_INTENTS, ROUTER_LEADER):
+            _zero(m, p)
+        for reason in ROUTER_DROP_REASONS:
+            _zero(ROUTER_DROPS, p, reason)
+        for outcome in ROUTER_BATCH_OUTCOMES:
+            _zero(ROUTER_BATCHES, p, outcome)
+        for kind in ROUTER_CAPACITY_KINDS:
+            _zero(ROUTER_CAPACITY, p, kind)
+    if "snapshot" in workers:
+        for m in (SNAPSHOT_COVERAGE, SNAPSHOT_MISSES, SNAPSHOT_SYMBOLS, SNAPSHOT_TOP_K, SNAPSHOT_FETCH_LATENCY):
+            _zero(m, p)
+        for source in SNAPSHOT_ALLOWLIST_SOURCES:
+            _zero(SNAPSHOT_ALLOWLIST, p, source)
+    if "gate" in workers:
+        _zero(GATE_KILL_SCORE, p)
+        _zero(GATE_DECISIONS, p, "EXECUTE", "none")
+        for reason in GATE_DECISION_REASONS:
+            _zero(GATE_DECISIONS, p, "BLOCKED", reason)
+    if "executor" in workers:
+        for m in (EXEC_SLIPPAGE_BPS, EXEC_FEES_USD, EXEC_REALIZED_PNL, EXEC_UNREALIZED_PNL, EXEC_OPEN_POSITIONS,
+                  EXEC_OPEN_ORDERS):
+            _zero(m, p)
+        for status in EXEC_STATUSES:
+            _zero(EXEC_RESULTS, p, status, mode)
+        for reason in EXEC_REJECTION_REASONS:
+            _zero(EXEC_REJECTIONS, p, reason)
+        for reason in EXEC_CLOSE_REASONS:
+            _zero(EXEC_CLOSED, p, reason)
+        for kind in EXEC_RECONCILE_KINDS:
+            _zero(EXEC_RECONCILE, p, kind)
+    network = exchange == "binanceusdm"
+    for endpoint in BINANCE_ENDPOINTS if network else (LOCAL_ENDPOINT,):
+        _zero(EXCHANGE_REQUESTS, p, exchange, endpoint, "ok")
+    _zero(EXCHANGE_WEIGHT, p, exchange)

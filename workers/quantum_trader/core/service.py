@@ -352,6 +352,7 @@ async def run_workers(
 ) -> list[WorkerContext]:
     """Run the named workers in this process until ``stop`` is set; return their contexts."""
     metrics.BUILD_INFO.info({"version": __version__})
+    metrics.initialise(profile.name, workers=names, exchange=profile.spec.exchange.name, mode=profile.spec.mode)
     client = redis_client(redis_url)
     shared: dict[str, Exchange] = {}
 

@@ -279,7 +279,7 @@ class BinanceExchange:
                 result = await transport.call(ep.method, *args, **kwargs)
             except ccxt_async.BaseError as exc:
                 reason = bp.reason_for_error(kind=classify(exc), message=str(exc))
-                metrics.EXCHANGE_REQUESTS.labels(EXCHANGE_NAME, ep.label, reason).inc()
+                metrics.EXCHANGE_REQUESTS.labels(metrics.bound_profile(), EXCHANGE_NAME, ep.label, reason).inc()
                 if reason in bp.TRANSIENT and attempt + 1 < attempts:
                     delay = bp.backoff_delay(
                         attempt + (2 if reason == "rate_limited" else 0),
@@ -295,13 +295,13 @@ class BinanceExchange:
                 raise ExchangeError(_short(exc), reason=reason, endpoint=ep.label) from None
             except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
                 # ccxt's parsers assume the documented shape: anything else is a malformed reply
-                metrics.EXCHANGE_REQUESTS.labels(EXCHANGE_NAME, ep.label, "malformed_response").inc()
+                metrics.EXCHANGE_REQUESTS.labels(metrics.bound_profile(), EXCHANGE_NAME, ep.label, "malformed_response").inc()
                 raise ExchangeError(
                     f"unexpected response: {type(exc).__name__}: {_short(exc)}",
                     reason="malformed_response",
                     endpoint=ep.label,
                 ) from None
-            metrics.EXCHANGE_REQUESTS.labels(EXCHANGE_NAME, ep.label, "ok").inc()
+            metrics.EXCHANGE_REQUESTS.labels(metrics.bound_profile(), EXCHANGE_NAME, ep.label, "ok").inc()
             return result
         raise ExchangeError("no attempt made", reason="exchange_error", endpoint=ep.label)  # attempts >= 1
 

@@ -89,7 +89,7 @@ class WeightBudget:
             keys=[self._key], args=[window_of(now), max(0, weight), self._budget, 2 * WINDOW_MS]
         )
         granted, used = int(raw[0]), int(raw[1])
-        metrics.EXCHANGE_WEIGHT.labels(self._exchange).set(used)
+        metrics.EXCHANGE_WEIGHT.labels(metrics.bound_profile(), self._exchange).set(used)
         return Grant(granted=granted == 1, used=used, wait_s=0.0 if granted else wait_for_next_window(now))
 
     async def acquire(self, weight: int, *, endpoint: str = "") -> None:

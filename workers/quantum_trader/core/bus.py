@@ -23,7 +23,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -105,6 +105,27 @@ def _entries(raw: Sequence[Any]) -> list[Entry]:
         if entry_id is None:
             continue
         out.append(Entry(_s(entry_id), _raw_fields(fields) if fields else None))
+    return out
+
+
+def redis_auth_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Redis credentials for a client, from the environment — never from a command line.
+
+    ``REDIS_PASSWORD_FILE`` (a mounted Secret; trailing newline stripped) wins over
+    ``REDIS_PASSWORD``; ``REDIS_USERNAME`` names an ACL user. A password inside
+    ``REDIS_URL`` still wins over both (redis-py lets the URL override). An unreadable
+    file raises ``OSError`` naming the path, never the content.
+    """
+    env = os.environ if env is None else env
+    out: dict[str, str] = {}
+    path = env.get("REDIS_PASSWORD_FILE", "")
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            out["password"] = fh.read().rstrip("\r\n")
+    elif env.get("REDIS_PASSWORD"):
+        out["password"] = env["REDIS_PASSWORD"]
+    if env.get("REDIS_USERNAME"):
+        out["username"] = env["REDIS_USERNAME"]
     return out
 
 

@@ -140,6 +140,12 @@ class Keys:
         return f"{self.prefix}cfg:universe:funnel"
 
     @property
+    def snapshot_skipped(self) -> str:
+        """Hash symbol → ``reason|detail`` of candidates the snapshot could not price last cycle
+        (``unknown_symbol``, ...), TTL = the snapshot TTL; shown by ``qt why``."""
+        return f"{self.prefix}snapshot:skipped"
+
+    @property
     def tradable_symbols(self) -> str:
         return f"{self.prefix}cfg:tradable_symbols"
 

@@ -3,12 +3,25 @@
     log = EventLog(worker="router", profile="paper")
     log.event("CAPACITY_FULL", open=10, max=10)
     # 2026-11-21T12:00:00.123Z CAPACITY_FULL worker=router profile=paper open=10 max=10
+
+Every line is safe to ship, whatever a message field contained (both formats):
+
+* a field named like a secret (``password``, ``secret``, ``token``, ``api_key``,
+  ``signature``, ``credentials`` ...) is written as ``<redacted>``;
+* secrets inside text are redacted: signed query strings (``signature=…``,
+  ``apiKey=…``, ``X-MBX-APIKEY``), ``user:password@`` in URLs, ``Authorization``
+  headers;
+* a value is cut at :data:`MAX_FIELD_CHARS` characters (``…[+N chars]``);
+* text format: control characters (CR, LF, ESC, NUL, ...) and non-ASCII are
+  escaped inside a quoted value, so no field can forge a line or a terminal
+  sequence.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, Final, Literal, TextIO
@@ -17,23 +30,71 @@ LogFormat = Literal["text", "json"]
 _LOGGER_NAME: Final = "quantum_trader"
 _state: dict[str, LogFormat] = {"format": "text"}
 
+MAX_FIELD_CHARS: Final = 2048
+REDACTED: Final = "<redacted>"
+_SECRET_NAME: Final = re.compile(  # whole words of a snake_case / kebab / camelCase field name
+    r"(?:^|[_.-]|(?-i:(?<=[a-z])))(?:password|passwd|secret|token|api_?key|private_?key|signature|credentials?"
+    r"|authorization)(?:$|[_.-]|(?-i:(?=[A-Z])))"
+    r"|^(?:pass|pwd|auth)$",
+    re.IGNORECASE,
+)
+_SECRET_IN_TEXT: Final = (
+    # signed query strings and key parameters: signature=..., apiKey=..., X-MBX-APIKEY: ...
+    (re.compile(r"(?i)\b(signature|api[_-]?key|apikey|secret|password|passwd|token|x-mbx-apikey)(['\"]?\s*[=:]\s*['\"]?)"
+                r"[^\s&\"',;}]+"), r"\1\2" + REDACTED),
+    # scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
+    # Authorization: Bearer xyz
+    (re.compile(r"(?i)\b(authorization\s*[=:]\s*)(bearer\s+|basic\s+)?[^\s,;]+"), r"\1\2" + REDACTED),
+)
+_NEEDS_QUOTES: Final = re.compile(r'[\s"=\\]|[^\x21-\x7e]')
+
+
+def redact(text: str) -> str:
+    """``text`` with secrets (signed query strings, URL passwords, auth headers) replaced by ``<redacted>``."""
+    for pattern, repl in _SECRET_IN_TEXT:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_FIELD_CHARS:
+        return text
+    return f"{text[:MAX_FIELD_CHARS]}…[+{len(text) - MAX_FIELD_CHARS} chars]"
+
+
+def sanitize(name: str, value: Any) -> Any:
+    """One field as logged: secret-named fields redacted, secrets in text redacted, long text cut."""
+    if _SECRET_NAME.search(name) and value not in (None, "", 0, False):
+        return REDACTED
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        text = json.dumps(value, separators=(",", ":"), default=str)
+    else:
+        text = str(value)
+    return _cut(redact(text))
+
 
 def _quote(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, bool):
         text = "true" if value else "false"
-    elif isinstance(value, (list, tuple, dict)):
-        text = json.dumps(value, separators=(",", ":"), default=str)
     else:
         text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        text = json.dumps(text)
+    if text == "" or _NEEDS_QUOTES.search(text):
+        text = json.dumps(text)  # escapes CR, LF, ESC, NUL and every non-ASCII character
     return text
 
 
 def format_text(event: str, fields: dict[str, Any]) -> str:
-    return " ".join([event, *(f"{k}={_quote(v)}" for k, v in fields.items())])
+    return " ".join([_quote(sanitize("event", event)), *(f"{_key(k)}={_quote(sanitize(k, v))}"
+                                                         for k, v in fields.items())])
+
+
+def _key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) else json.dumps(_cut(name))
 
 
 class _Formatter(logging.Formatter):
@@ -48,7 +109,8 @@ class _Formatter(logging.Formatter):
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         if _state["format"] == "json":
             return json.dumps(
-                {"ts": when, "level": record.levelname.lower(), "event": event, **fields},
+                {"ts": when, "level": record.levelname.lower(), "event": event,
+                 **{k: sanitize(k, v) for k, v in fields.items()}},
                 default=str,
                 separators=(",", ":"),
             )

@@ -115,6 +115,10 @@ SNAPSHOT_TOP_K: Final = Gauge("qt_snapshot_top_k", "Current top-K", ["profile"])
 SNAPSHOT_FETCH_LATENCY: Final = Gauge(
     "qt_snapshot_fetch_latency_seconds", "EWMA of the per-symbol fetch latency", ["profile"]
 )
+SNAPSHOT_SKIPPED: Final = Counter(
+    "qt_snapshot_skipped_symbols_total", "Candidates skipped in a cycle (no price), by reason (unknown_symbol, ...)",
+    ["profile", "reason"],
+)
 SNAPSHOT_ALLOWLIST: Final = Gauge(
     "qt_snapshot_allowlist_symbols", "Allowlist size by the tier that served it", ["profile", "source"]
 )

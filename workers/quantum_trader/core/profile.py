@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from quantum_trader.core.keys import PROFILE_NAME_RE
+from quantum_trader.core.yamlsafe import safe_load
 
 API_VERSION: Final = "quantumtrader.io/v1alpha1"
 KIND: Final = "TradingProfile"
@@ -449,7 +450,7 @@ def load_profile(path: str | Path) -> TradingProfile:
     except OSError as exc:
         raise ProfileError([ProfileIssue("", f"{p}: cannot read ({exc.strerror})")], source=str(p)) from None
     try:
-        document = yaml.safe_load(text)
+        document = safe_load(text)  # alias bombs, huge or deep documents refused (core/yamlsafe.py)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)

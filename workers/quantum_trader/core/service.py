@@ -26,7 +26,7 @@ import redis.asyncio as aredis
 
 from quantum_trader import __version__
 from quantum_trader.core import metrics
-from quantum_trader.core.bus import Bus, Handler
+from quantum_trader.core.bus import Bus, Handler, redis_auth_from_env
 from quantum_trader.core.clock import Clock
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.logs import EventLog
@@ -98,7 +98,10 @@ def freeze_startup_heap() -> None:
 
 def redis_client(url: str) -> aredis.Redis:
     """The async client every worker uses (``decode_responses=True``: str in, str out)."""
-    return aredis.Redis.from_url(url, decode_responses=True, health_check_interval=10)
+    # the password comes from REDIS_PASSWORD_FILE / REDIS_PASSWORD (or the URL), never from argv
+    auth = redis_auth_from_env()
+    return aredis.Redis.from_url(url, decode_responses=True, health_check_interval=10,
+                                 password=auth.get("password"), username=auth.get("username"))
 
 
 def default_exchange_factory(profile: TradingProfile, clock: Clock) -> ExchangeFactory:

@@ -65,6 +65,7 @@ class WhyInputs:
     clock: ClockMode = "wall"  # the clock ages are measured on
     timebase: TimeBase = field(default_factory=TimeBase)
     tick: float | None = None  # the symbol's price tick, when known
+    snapshot_skipped: str | None = None  # "reason|detail" when the snapshot skipped this symbol last cycle
 
     def age_ms(self, ts: int) -> int:
         """How long ago a pipeline-time stamp was, on this report's clock (never negative)."""
@@ -178,6 +179,10 @@ def snapshot_stage(inp: WhyInputs) -> Stage:
         inp.tradable
     ]
     if not inp.snapshot:
+        if inp.snapshot_skipped:
+            reason, _, detail = inp.snapshot_skipped.partition("|")
+            return Stage("snapshot", f"no snapshot: skipped, {reason}{f' ({detail})' if detail else ''}; {tradable}",
+                         {"tradable": inp.tradable, "skipped": reason, "detail": detail})
         return Stage("snapshot", f"no snapshot; {tradable}", {"tradable": inp.tradable})
     try:
         ts = int(inp.snapshot.get("ts", "0"))
@@ -312,8 +317,9 @@ def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, clock: 
     pipe.hget(keys.positions, symbol)
     pipe.hgetall(keys.run_clock)
     pipe.time()
+    pipe.hget(keys.snapshot_skipped, symbol)
     (active_raw, last_ok_raw, funnel_raw, snap_raw, snap_ttl, has_tradable, is_tradable, pos_raw, clock_raw,
-     server_time) = pipe.execute()
+     server_time, skipped_raw) = pipe.execute()
     tb = parse_clock({streams._s(k): streams._s(v) for k, v in (clock_raw or {}).items()})
     wall = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
     if now_ms is None and tb.recorded:
@@ -362,6 +368,7 @@ def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, clock: 
         clock=clock,
         timebase=tb,
         tick=tick,
+        snapshot_skipped=streams._s(skipped_raw) if skipped_raw is not None else None,
     )
 
 

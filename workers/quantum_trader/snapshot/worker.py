@@ -30,6 +30,7 @@ from quantum_trader.core.messages import MessageError, RouterFate, TradeIntent, 
 from quantum_trader.core.profile import SnapshotSettings
 from quantum_trader.core.service import WorkerContext
 from quantum_trader.ledger.demand import NOT_TRADABLE
+from quantum_trader.market.base import SymbolFailure, mark_prices_each
 from quantum_trader.snapshot import core
 
 SCAN_CHUNK: Final = 500
@@ -47,6 +48,7 @@ class State:
     last_allowlist: tuple[str, int] | None = None
     last_missing: tuple[str, ...] = ()
     last_shape: tuple[object, ...] | None = None  # SNAPSHOT_CYCLE is logged when this changes
+    last_skipped: tuple[tuple[str, str], ...] = ()  # SNAPSHOT_SYMBOL_SKIPPED is logged when this changes
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -171,19 +173,39 @@ async def _read_state(ctx: WorkerContext, state: State, *, settings: SnapshotSet
     return core.parse_universe(raw_active), core.parse_universe(raw_last_ok), positions
 
 
-async def _fetch_marks(ctx: WorkerContext, state: State, symbols: tuple[str, ...]) -> dict[str, float] | None:
-    """Mark prices of the planned symbols (None when the exchange failed); updates the latency EWMA."""
+async def _fetch_marks(
+    ctx: WorkerContext, state: State, symbols: tuple[str, ...]
+) -> tuple[dict[str, float], dict[str, SymbolFailure]] | None:
+    """Mark prices of the planned symbols, and the symbols that got none with the reason.
+
+    One unknown/delisted/failing symbol is skipped (``unknown_symbol`` ...), the rest proceed;
+    None only when the exchange priced nothing at all (fail closed). Updates the latency EWMA."""
     if not symbols:
-        return {}
+        return {}, {}
     started = time.perf_counter()
     try:
-        marks = await ctx.exchange.mark_prices(list(symbols))
+        got = await mark_prices_each(ctx.exchange, list(symbols))
     except Exception as exc:
         ctx.error("exchange")
         ctx.log.warn("SNAPSHOT_FETCH_FAILED", symbols=len(symbols), error=f"{type(exc).__name__}: {exc}")
         return None
+    if not got.values and got.failures:
+        ctx.error("exchange")
+        reasons = sorted({f.reason for f in got.failures.values()})
+        ctx.log.warn("SNAPSHOT_FETCH_FAILED", symbols=len(symbols), reasons=reasons)
+        return None
     state.ewma_latency_s = core.ewma(state.ewma_latency_s, (time.perf_counter() - started) / len(symbols))
-    return marks
+    return got.values, got.failures
+
+
+def _report_skipped(ctx: WorkerContext, state: State, failures: dict[str, SymbolFailure]) -> None:
+    for f in failures.values():
+        metrics.SNAPSHOT_SKIPPED.labels(ctx.profile.name, f.reason).inc()
+    shape = tuple(sorted((f.symbol, f.reason) for f in failures.values()))
+    if shape != state.last_skipped:  # one line per change, not per cycle
+        for f in failures.values():
+            ctx.log.warn("SNAPSHOT_SYMBOL_SKIPPED", symbol=f.symbol, reason=f.reason, detail=f.detail)
+    state.last_skipped = shape
 
 
 async def cycle(ctx: WorkerContext, state: State, *, settings: SnapshotSettings) -> core.Coverage | None:
@@ -198,12 +220,14 @@ async def cycle(ctx: WorkerContext, state: State, *, settings: SnapshotSettings)
     )
     _log_allowlist(ctx, state, plan.allowlist)
     state.planned = frozenset(plan.candidates.symbols)
-    marks = await _fetch_marks(ctx, state, plan.candidates.symbols)
-    if marks is None:
+    fetched = await _fetch_marks(ctx, state, plan.candidates.symbols)
+    if fetched is None:
         return None
+    marks, skipped = fetched
     out = core.finish_cycle(plan, marks=marks, positions=positions, recent_intents=state.intents,
                             now_ms=ctx.clock.now_ms())
-    await write(ctx, out.rows, out.tradable, ttl_ms=int(settings.ttl * 1000))
+    await write(ctx, out.rows, out.tradable, ttl_ms=int(settings.ttl * 1000), skipped=skipped)
+    _report_skipped(ctx, state, skipped)
     _report(ctx, state, plan, out, settings=settings)
     ctx.processed(1)
     return out.coverage
@@ -234,9 +258,16 @@ def _report(
         latency_ms=round((state.ewma_latency_s or 0.0) * 1000, 3))
 
 
-async def write(ctx: WorkerContext, rows: tuple[core.SnapshotRow, ...], tradable: frozenset[str], *, ttl_ms: int) -> None:
+async def write(
+    ctx: WorkerContext, rows: tuple[core.SnapshotRow, ...], tradable: frozenset[str], *, ttl_ms: int,
+    skipped: dict[str, SymbolFailure] | None = None,
+) -> None:
     keys = ctx.keys
     pipe = ctx.redis.pipeline(transaction=True)
+    pipe.delete(keys.snapshot_skipped)
+    if skipped:
+        pipe.hset(keys.snapshot_skipped, mapping={s: f"{f.reason}|{f.detail}" for s, f in skipped.items()})
+        pipe.pexpire(keys.snapshot_skipped, ttl_ms)
     for row in rows:
         key = keys.position_snapshot(row.symbol)
         pipe.hset(key, mapping=row.fields())  # type: ignore[arg-type]

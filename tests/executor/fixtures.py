@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from quantum_trader.core.keys import Keys
@@ -40,13 +41,14 @@ def make_intent(
     reduce_only: bool = False,
     sl: float = 0.0,
     tp: float = 0.0,
-    ts: int = 0,
+    ts: int | None = None,
 ) -> TradeIntent:
     return TradeIntent.model_validate(
         dict(
             intent_id=iid, signal_id=f"s-{iid}", symbol=symbol, side=side, position_size_usd=size,
             leverage=leverage, entry_price=PRICE, stop_loss=sl, take_profit=tp, confidence=0.8, score=0.8,
-            rank=1, size_boost=1.0, reduce_only=reduce_only, ts=ts,
+            rank=1, size_boost=1.0, reduce_only=reduce_only,
+            ts=int(time.time() * 1000) if ts is None else ts,  # fresh by default: gate.maxIntentAge
         )
     )
 

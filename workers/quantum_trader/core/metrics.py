@@ -187,7 +187,7 @@ def bound_profile() -> str:
 # Reason codes are the workers' (a test checks these lists against their constants).
 
 GATE_DECISION_REASONS: Final = (
-    "paused", "duplicate", "symbol_not_in_allowlist", "no_exchange_snapshot", "stale_snapshot",
+    "paused", "duplicate", "stale_intent", "symbol_not_in_allowlist", "no_exchange_snapshot", "stale_snapshot",
     "kill_score_critical", "kill_score_warning_risk_increase", "cooldown", "exposure_limit", "leverage_limit",
     "daily_loss_limit",
 )
@@ -223,7 +223,8 @@ AI_FALLBACK_MODEL: Final = "fallback-trend"
 AI_SKIP_REASONS: Final = (
     "too_little_history", "stale", "gaps", "nan_heavy", "bad_prices", "fetch_failed", "features_nan",
 )
-DEADLETTER_CODES: Final = ("unparseable", "max_deliveries_exceeded", "malformed")
+DEADLETTER_CODES: Final = ("unparseable", "max_deliveries_exceeded", "malformed", "non_utf8")
+SNAPSHOT_SKIP_REASONS: Final = ("unknown_symbol",)
 WORKER_ERROR_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "universe": ("crash", "cycle"),
     "ai": ("crash", "bar", "model_corrupt"),
@@ -267,6 +268,8 @@ def initialise(profile: str, *, workers: tuple[str, ...] | list[str], exchange: 
             _zero(WORKER_PROCESSED, p, w, stream)
             _zero(BUS_LAG, p, stream, w)
             _zero(BUS_RECLAIMED, p, stream, w)
+            _zero(BUS_CONSUMERS_REMOVED, p, stream, w)
+            _zero(BUS_HELD, p, stream, w)
             for code in DEADLETTER_CODES:
                 _zero(BUS_DEADLETTER, p, stream, code)
         for stream in WORKER_PUBLISHES.get(w, ()):
@@ -303,6 +306,8 @@ def initialise(profile: str, *, workers: tuple[str, ...] | list[str], exchange: 
             _zero(m, p)
         for source in SNAPSHOT_ALLOWLIST_SOURCES:
             _zero(SNAPSHOT_ALLOWLIST, p, source)
+        for reason in SNAPSHOT_SKIP_REASONS:
+            _zero(SNAPSHOT_SKIPPED, p, reason)
     if "gate" in workers:
         _zero(GATE_KILL_SCORE, p)
         _zero(GATE_DECISIONS, p, "EXECUTE", "none")

@@ -265,6 +265,9 @@ class GateSettings(Settings):
     max_leverage: float = Field(10.0, gt=0, description="Leverage cap per intent. Default 10.")
     daily_loss_limit_usd: float = Field(200.0, gt=0, description="Realised loss today cap (USD). Default 200.")
     max_snapshot_age: Duration = Field(30.0, description="Older snapshot: stale_snapshot. Default 30s.")
+    max_intent_age: Duration = Field(
+        30.0, description="Older opening intent (by its ts): stale_intent; reduce-only exempt. Default 30s."
+    )
     kill_drawdown_usd: float = Field(
         100.0, gt=0, description="Drawdown (USD) that alone gives kill score 1. Default 100."
     )

@@ -5,8 +5,10 @@ passes ``now_ms`` and gets verdicts back. Rule order (DESIGN §3), first match
 wins; reason strings are DESIGN §2's exactly:
 
  1. paused            — ``control:paused`` present or ``spec.paused``            → ``paused``
- 2. duplicate         — intent already decided, or (not reduce-only) an open or
-                        in-flight EXECUTE position on the same symbol and side   → ``duplicate``
+ 2. duplicate         — intent already decided                                  → ``duplicate``
+    stale intent      — (not reduce-only) older than ``gate.maxIntentAge``       → ``stale_intent``
+    duplicate         — (not reduce-only) an open or in-flight EXECUTE position
+                        on the same symbol and side                              → ``duplicate``
  3. allowlist         — symbol not in the resolved allowlist                     → ``symbol_not_in_allowlist:<SYM>``
                         (a reduce-only intent on a symbol with an open position
                         passes: an exit is never trapped by a universe change)
@@ -50,6 +52,7 @@ REASON_PAUSED: Final = "paused"
 REASON_DUPLICATE: Final = "duplicate"
 REASON_NO_SNAPSHOT: Final = "no_exchange_snapshot"
 REASON_STALE_SNAPSHOT: Final = "stale_snapshot"
+REASON_STALE_INTENT: Final = "stale_intent"
 REASON_KILL_CRITICAL: Final = "kill_score_critical"
 REASON_KILL_WARNING: Final = "kill_score_warning_risk_increase"
 REASON_EXPOSURE: Final = "exposure_limit"
@@ -243,6 +246,8 @@ def _blocked_reason(
         return REASON_PAUSED
     if intent.intent_id in decided:
         return REASON_DUPLICATE
+    if not reduce_only and now_ms - intent.ts > settings.max_intent_age * 1000.0:
+        return REASON_STALE_INTENT  # a delayed opening intent acts on a market that has moved on
     if not reduce_only:
         pos = view.positions.get(sym)
         if pos is not None and pos.side == intent.side:

@@ -156,7 +156,7 @@ def load(profile: TradingProfile, *, start: int, end: int, symbols: list[str] | 
 
 def execute(
     profile: TradingProfile, *, start: int, end: int, data: MarketData, retrain_s: float, models: list[ModelSlot] | None,
-    in_sample: bool, progress: Progress, oracle: bool,
+    in_sample: bool, progress: Progress, oracle: bool, paper_fills: bool = False,
 ) -> Run:
     spec = profile.spec
     timings: dict[str, float] = {}
@@ -180,15 +180,19 @@ def execute(
     timings["signals"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     progress.begin("trading", len(steps))
-    engine = Engine(data, spec=spec, universe=universe, end_ms=end)
+    engine = Engine(data, spec=spec, universe=universe, end_ms=end, paper_fills=paper_fills)
     result = engine.run(plan, tick=lambda _: progress.step(extra=f"{len(engine.trades)} trades"))
     timings["trading"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.price_turned_away()
+    timings["turned_away"] = time.perf_counter() - t0
     oracle_result: Result | None = None
     if oracle and data.oracle is not None and TIMEFRAME_MS[spec.ai.timeframe] >= 900_000:
         t0 = time.perf_counter()
         oplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models, oracle=True)
         progress.begin("oracle", len(steps))
-        oracle_result = Engine(data, spec=spec, universe=universe, end_ms=end, counterfactuals=False).run(
+        oracle_result = Engine(data, spec=spec, universe=universe, end_ms=end, counterfactuals=False,
+                               paper_fills=paper_fills).run(
             oplan, tick=lambda _: progress.step())
         timings["oracle"] = time.perf_counter() - t0
     progress.end()
@@ -197,6 +201,8 @@ def execute(
                      "came from the fallback trend model (spec.ai.allowFallback)")
     if any(tf != "1m" for tf in data.finest.values()):
         notes.append("no 1m bars: stops and take-profits were checked on the lows/highs of coarser bars")
+    if paper_fills:
+        notes.append("--fills paper: filled at the mark with no spread, as the live paper venue (optimistic)")
     if data.funding_source == "assumed":
         notes.append("funding assumed: 0.01 % per 8 h paid by longs (no <SYMBOL>_funding.csv)")
     return Run(data, start, end, universe, models, plan, result, oracle_result, timings, in_sample, notes)
@@ -257,7 +263,8 @@ def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None
         load_s = time.perf_counter() - t0
         progress = Progress(stderr, enabled=stderr.isatty() and not args.json)
         r = execute(profile, start=start, end=end, data=data, retrain_s=retrain_s, models=models,
-                    in_sample=in_sample, progress=progress, oracle=not args.no_oracle)
+                    in_sample=in_sample, progress=progress, oracle=not args.no_oracle,
+                    paper_fills=args.fills == "paper")
     except (BacktestError, ExchangeError, ValueError) as exc:
         print(f"qt backtest: {exc}", file=stderr)
         return EXIT_FAIL

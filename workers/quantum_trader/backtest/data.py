@@ -95,6 +95,7 @@ class MarketData:
     funding_source: str = "assumed"
     oracle: OracleFn | None = None
     loader: Callable[[str, str], Series] | None = None  # lazily loads a series (the I/O edge)
+    ticker_from_finest: bool = False  # replay: 24h tickers from the finest series, as ReplayExchange does
 
     def get(self, symbol: str, timeframe: str) -> Series:
         key = (symbol, timeframe)
@@ -131,10 +132,10 @@ class FrozenExchange:
         return list(self.data.markets.values())
 
     def tickers_at(self, now: int) -> dict[str, Ticker]:
-        tf = self._ticker_tf
-        tf_ms = TIMEFRAME_MS[tf]
         out: dict[str, Ticker] = {}
         for symbol in self.data.markets:
+            tf = self.data.finest[symbol] if self.data.ticker_from_finest else self._ticker_tf
+            tf_ms = TIMEFRAME_MS[tf]
             try:
                 s = self.data.get(symbol, tf)
             except ExchangeError:
@@ -283,6 +284,7 @@ def load_replay(settings: ExchangeSettings, *, symbols: Sequence[str] | None = N
     return MarketData(
         source=f"replay {ex.folder}", markets=markets, series={}, finest=finest,
         spread_bps={s: REPLAY_SPREAD_BPS for s in markets}, funding=funding, funding_source=source, loader=loader,
+        ticker_from_finest=True,
     )
 
 

@@ -21,14 +21,14 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 
 from quantum_trader.backtest.data import MarketData
 from quantum_trader.backtest.fills import END_OF_DATA, Exit, fill, find_exit, funding_usd, mark_at, next_price
 from quantum_trader.backtest.history import UniverseEvent
-from quantum_trader.backtest.signals import SignalPlan, universe_at
+from quantum_trader.backtest.signals import Pending, SignalPlan, universe_at
 from quantum_trader.core.messages import Signal, TradeIntent
 from quantum_trader.core.profile import TradingProfileSpec
 from quantum_trader.executor.core import (
@@ -171,13 +171,14 @@ class Engine:
 
     def __init__(
         self, data: MarketData, *, spec: TradingProfileSpec, universe: Sequence[UniverseEvent], end_ms: int,
-        counterfactuals: bool = True,
+        counterfactuals: bool = True, paper_fills: bool = False,
     ) -> None:
         self.data = data
         self.spec = spec
         self.universe = list(universe)
         self.end_ms = end_ms
         self.counterfactuals = counterfactuals
+        self.paper_fills = paper_fills  # the live paper venue: fill at the mark, no spread
         self.filters = {s: Filters.from_market(m) for s, m in data.markets.items()}
         self.book = Book()
         self.funnel = Funnel()
@@ -192,12 +193,17 @@ class Engine:
         self._symbols_seen: set[str] = set()
         self._start = 0
         self._views: dict[str, snap.UniverseView | None] = {}
+        self._turned_away: list[tuple[str, str, Signal, int]] = []
+        self._allow: dict[tuple[str | None, str | None, bool, bool], tuple[snap.Allowlist, frozenset[str]]] = {}
 
     # -- prices ---------------------------------------------------------------------------------
 
     def _finest(self, symbol: str) -> tuple[Any, str]:
         tf = self.data.finest[symbol]
         return self.data.get(symbol, tf), tf
+
+    def _spread(self, symbol: str) -> float:
+        return 0.0 if self.paper_fills else self.data.spread_bps[symbol]
 
     def mark(self, symbol: str, at_ms: int) -> float | None:
         series, tf = self._finest(symbol)
@@ -227,13 +233,24 @@ class Engine:
         b = int(np.searchsorted(series.ts, self.end_ms, side="left"))
         return max(0, b - a)
 
-    def _step(self, now: int, event: UniverseEvent | None, signals: list[Signal]) -> None:
+    def _step(self, now: int, event: UniverseEvent | None, pending: list[Pending]) -> None:
         active_raw = event.active if event else None
         last_ok_raw = self._last_ok(event)
         view = self._parsed(active_raw)
         last_ok_view = self._parsed(last_ok_raw)
+        admitted: list[Candidate] = []
+        for p in pending:  # the router's admission screen, on the decision before it is a message
+            self.funnel.signals[p.decision.side] += 1
+            why = router.screen(cast(Signal, p.decision), settings=self.spec.router)
+            if why is None:
+                s = p.signal()
+                admitted.append(Candidate(entry_id=s.signal_id, signal=s, received_ms=now))
+            else:
+                self.funnel.router[why] += 1
+        if not admitted:
+            return
         # snapshot: allowlist → candidates → snapshots at the mark → tradable symbols
-        allow = snap.resolve_allowlist(self.spec.snapshot, active=view, last_ok=last_ok_view, now_ms=now)
+        allow, gate_allow = self._allowlists(now, active_raw, last_ok_raw, view, last_ok_view)
         self.funnel.snapshot[allow.source] += 1
         self._recent_intents = snap.remember(self._recent_intents, (), now_ms=now,
                                              window_s=self.spec.snapshot.intent_window)
@@ -250,23 +267,11 @@ class Engine:
                     marks[sym] = m
         rows, _missing = snap.build_snapshots(cands.symbols, marks=marks, positions={}, now_ms=now)
         tradable = snap.tradable_symbols(rows, allowlist=allow)
-        self._symbols_seen.update(allow.symbols)
-        if not signals:
-            return
-        # router: screen, then one batch
-        admitted: list[Candidate] = []
-        for s in signals:
-            self.funnel.signals[s.side] += 1
-            why = router.screen(s, settings=self.spec.router)
-            if why is None:
-                admitted.append(Candidate(entry_id=s.signal_id, signal=s, received_ms=now))
-            else:
-                self.funnel.router[why] += 1
-        if not admitted:
-            return
+        # router: one batch of the admitted signals
         batch = router.decide_batch(
             BatchInput(candidates=tuple(admitted), open_orders_raw=str(len(self.book.positions)), paused=False,
-                       tradable=tradable or None, already_routed=frozenset(self._routed), now_ms=now,
+                       tradable=tradable or None,
+                       already_routed=frozenset(c.entry_id for c in admitted if c.entry_id in self._routed), now_ms=now,
                        open_symbols=frozenset(self.book.positions)),
             settings=self.spec.router, base_size_usd=self.spec.executor.base_size_usd,
         )
@@ -284,8 +289,7 @@ class Engine:
             self._recent_intents[intent.symbol] = now
             self.funnel.router["intent"] += 1
             self.record.intents.append(intent)
-        self._gate_and_execute(list(batch.intents), now=now, allowlist_raw=(active_raw, last_ok_raw),
-                               marks=marks, by_id=by_id)
+        self._gate_and_execute(list(batch.intents), now=now, allowlist=gate_allow, marks=marks, by_id=by_id)
 
     def _parsed(self, raw: str | None) -> snap.UniverseView | None:
         """The snapshot core's parse of a universe document, once per distinct document."""
@@ -295,6 +299,25 @@ class Engine:
         if view is None:
             view = self._views[raw] = snap.parse_universe(raw)
         return view
+
+    def _allowlists(
+        self, now: int, active_raw: str | None, last_ok_raw: str | None, view: snap.UniverseView | None,
+        last_ok_view: snap.UniverseView | None,
+    ) -> tuple[snap.Allowlist, frozenset[str]]:
+        """The snapshot's and the gate's allowlist; they depend on time only through each document's
+        expiry, so they are resolved once per (documents, still valid) and reused."""
+        key = (active_raw, last_ok_raw, view is not None and now < view.valid_until,
+               last_ok_view is not None and now < last_ok_view.valid_until)
+        hit = self._allow.get(key)
+        if hit is None:
+            allow = snap.resolve_allowlist(self.spec.snapshot, active=view, last_ok=last_ok_view, now_ms=now)
+            gate_allow, _tier = gate.resolve_allowlist(
+                source=self.spec.snapshot.allowlist_source, active=active_raw, last_ok=last_ok_raw,
+                profile_allowlist=self.spec.snapshot.allowlist, now_ms=now,
+            )
+            hit = self._allow[key] = (allow, gate_allow)
+            self._symbols_seen.update(allow.symbols)
+        return hit
 
     def _last_ok(self, event: UniverseEvent | None) -> str | None:
         if event is None:
@@ -307,19 +330,15 @@ class Engine:
         return None
 
     def _gate_and_execute(
-        self, intents: list[TradeIntent], *, now: int, allowlist_raw: tuple[str | None, str | None],
-        marks: dict[str, float], by_id: dict[str, Signal],
+        self, intents: list[TradeIntent], *, now: int, allowlist: frozenset[str], marks: dict[str, float],
+        by_id: dict[str, Signal],
     ) -> None:
         g = self.spec.gate
-        allowlist, _tier = gate.resolve_allowlist(
-            source=self.spec.snapshot.allowlist_source, active=allowlist_raw[0], last_ok=allowlist_raw[1],
-            profile_allowlist=self.spec.snapshot.allowlist, now_ms=now,
-        )
         snapshots = {s: SnapshotInfo(mark_price=m, ts_ms=now) for s, m in marks.items()}
         view = GateView(
             paused=False, allowlist=allowlist, positions=dict(self.book.positions), snapshots=snapshots,
             cooldowns=self.book.cooldowns, risk=self.book.risk,
-            kill_score=kill_score(self.book.risk, settings=g, now_ms=now), decided=frozenset(self.book.decided),
+            kill_score=kill_score(self.book.risk, settings=g, now_ms=now), decided=frozenset(i.intent_id for i in intents if i.intent_id in self.book.decided),
             open_notional_usd=self.book.open_notional,
         )
         verdicts = gate.decide_batch(intents, view, settings=g, now_ms=now)
@@ -352,8 +371,8 @@ class Engine:
                 self._would("executor", plan.reason, by_id[intent.signal_id], now)
             return
         series, tf = self._finest(intent.symbol)
-        mid = next_price(series, tf, now) or plan.order.reference_price
-        f = fill(side=intent.side, qty=plan.order.qty, mid=mid, spread_bps=self.data.spread_bps[intent.symbol],
+        mid = plan.order.reference_price if self.paper_fills else next_price(series, tf, now) or mark or 0.0
+        f = fill(side=intent.side, qty=plan.order.qty, mid=mid, spread_bps=self._spread(intent.symbol),
                  tick=self.filters[intent.symbol].tick_size, client_order_id=plan.order.client_order_id,
                  max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)
         t = apply_fill(intent, plan=plan, fill=f.venue, position=position, decision_id=decision_id, mode="paper",
@@ -380,7 +399,7 @@ class Engine:
     def _close(self, op: _Open, *, at: int) -> None:
         pos, ex = op.position, self.spec.executor
         side: Literal["BUY", "SELL"] = "SELL" if pos.side == "BUY" else "BUY"
-        f = fill(side=side, qty=pos.qty, mid=op.exit.mid, spread_bps=self.data.spread_bps[pos.symbol],
+        f = fill(side=side, qty=pos.qty, mid=op.exit.mid, spread_bps=self._spread(pos.symbol),
                  tick=self.filters[pos.symbol].tick_size, client_order_id=exit_client_order_id(pos),
                  max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)
         reason = op.exit.reason
@@ -419,7 +438,16 @@ class Engine:
     # -- what turned-away trades would have earned -----------------------------------------------
 
     def _would(self, stage: str, reason: str, signal: Signal, now: int) -> None:
-        """Net PnL of the trade a dropped signal would have opened (same sizing, fills and exits)."""
+        """Remember a turned-away trade; :meth:`counterfactuals_run` prices it after the loop."""
+        self._turned_away.append((stage, reason, signal, now))
+
+    def price_turned_away(self) -> None:
+        """Net PnL of every trade a dropped signal would have opened (same sizing, fills and exits)."""
+        for stage, reason, signal, now in self._turned_away:
+            self._price_one(stage, reason, signal, now)
+        self._turned_away.clear()
+
+    def _price_one(self, stage: str, reason: str, signal: Signal, now: int) -> None:
         acc = self.funnel.would.setdefault((stage, reason), [0.0, 0.0])
         if signal.side == "HOLD" or signal.atr <= 0 or signal.symbol not in self.filters:
             return
@@ -435,13 +463,13 @@ class Engine:
             return
         ex = self.spec.executor
         mid = next_price(series, tf, now) or mark
-        entry = fill(side=intent.side, qty=qty, mid=mid, spread_bps=self.data.spread_bps[signal.symbol],
+        entry = fill(side=intent.side, qty=qty, mid=mid, spread_bps=self._spread(signal.symbol),
                      tick=filt.tick_size, client_order_id=intent.intent_id, max_slippage_bps=ex.max_slippage_bps,
                      fee_bps=ex.fee_bps)
         e = find_exit(series, tf, side=intent.side, stop_loss=intent.stop_loss, take_profit=intent.take_profit,
                       opened_ms=now, end_ms=self.end_ms)
         out = fill(side="SELL" if intent.side == "BUY" else "BUY", qty=qty, mid=e.mid,
-                   spread_bps=self.data.spread_bps[signal.symbol], tick=filt.tick_size,
+                   spread_bps=self._spread(signal.symbol), tick=filt.tick_size,
                    client_order_id="X-" + intent.intent_id, max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)
         direction = 1.0 if intent.side == "BUY" else -1.0
         pnl = (out.venue.price - entry.venue.price) * qty * direction - entry.venue.fee_usd - out.venue.fee_usd

@@ -1,5 +1,7 @@
 """Fills and exits over frozen bars (pure): the next available price, spread, slippage, fees, funding.
 
+* **Paper fills** (``--fills paper``): exactly the live paper venue — the reference is the mark the
+  executor planned with, no spread; slippage, tick rounding and fee as below (used by the parity test).
 * **Entry/exit fill**: the reference is the next available price after the decision — the open of
   the finest bar that opens at (or after) the decision time; half the spread is added against the
   taker, then the paper venue's own slippage and tick rounding
@@ -45,7 +47,7 @@ def fill(
     max_slippage_bps: float, fee_bps: float,
 ) -> Fill:
     direction = 1.0 if side == "BUY" else -1.0
-    half = max(mid * spread_bps / 2e4, tick / 2.0)
+    half = max(mid * spread_bps / 2e4, tick / 2.0) if spread_bps > 0 else 0.0
     quoted = mid + direction * half
     slip = paper_slippage_bps(client_order_id, max_slippage_bps)
     price, _ = paper_fill_price(side=side, reference=quoted, slippage_bps=slip, tick=tick,
@@ -65,7 +67,7 @@ def next_price(series: Series, timeframe: str, at_ms: int) -> float | None:
 
 def mark_at(series: Series, timeframe: str, at_ms: int) -> float | None:
     """The close of the last bar closed at ``at_ms`` (the mark the live workers read)."""
-    n = series.closed(at_ms, TIMEFRAME_MS[timeframe])
+    n = int(series.ts.searchsorted(at_ms - TIMEFRAME_MS[timeframe], side="right"))
     return float(series.close[n - 1]) if n else None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from quantum_trader.ai.baselines import Baseline
 from quantum_trader.ai.command import _training_symbols, version_for
 from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
 from quantum_trader.ai.dataset import build_dataset, data_hash
@@ -92,6 +93,7 @@ class ModelSlot:
     seconds: float
     auc: float | None = None
     ece: float | None = None
+    fallback: Baseline | None = None  # the run's best baseline: serves while nothing is promoted
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,7 @@ class ModelSlot:
             "reasons": list(self.reasons),
             "oos_auc": self.auc,
             "oos_ece": self.ece,
+            "fallback": self.fallback.name if self.fallback is not None else None,
         }
 
 
@@ -141,7 +144,7 @@ async def train_at(data: MarketData, *, spec: TradingProfileSpec, at_ms: int) ->
     return ModelSlot(
         version=version, active_from=at_ms, train_start=int(aligned.ts[0]), train_end=int(aligned.ts[-1]) + tf_ms,
         bundle=result.bundle, promoted=passed, reasons=tuple(reasons), seconds=time.perf_counter() - started,
-        auc=float(result.report["auc"]), ece=float(result.report["ece"]),
+        auc=float(result.report["auc"]), ece=float(result.report["ece"]), fallback=result.fallback,
     )
 
 
@@ -156,6 +159,15 @@ async def walk_forward_models(
         tick("training")
         t += step
     return out
+
+
+def fallback_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
+    """The newest training run by ``at_ms`` that left a fallback baseline (``Keys.model_fallback``)."""
+    best: ModelSlot | None = None
+    for s in slots:
+        if s.active_from <= at_ms and s.fallback is not None:
+            best = s
+    return best
 
 
 def serving(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:

@@ -21,5 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retrain", help="retrain cadence, e.g. 7d (default: spec.ai.retrainInterval)")
     p.add_argument("--symbols", help="restrict the market to these symbols (comma-separated)")
+    p.add_argument(
+        "--fills", choices=("market", "paper"), default="market",
+        help="market: next open + half spread + slippage (default); paper: exactly the live paper venue "
+        "(the mark, no spread)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots and report.html")
     p.add_argument("--no-oracle", action="store_true", help="sim: skip the oracle replay")

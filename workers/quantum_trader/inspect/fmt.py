@@ -107,8 +107,9 @@ def price(value: float, tick: float | None = None) -> str:
 
 def money(usd: float, *, signed: bool = False) -> str:
     """``-0.2412`` → ``-$0.24``; with ``signed`` a gain shows ``+$1.20``."""
-    sign = "-" if usd < 0 else ("+" if signed and usd > 0 else "")
-    return f"{sign}${abs(usd):,.2f}"
+    cents = round(usd, 2)
+    sign = "-" if cents < 0 else ("+" if signed and cents > 0 else "")
+    return f"{sign}${abs(cents):,.2f}"
 
 
 def quantity(value: float) -> str:

@@ -1,10 +1,10 @@
 """`qt train` on the simulated exchange: honest OOS report, skill vs the sim's oracle, baselines, registry.
 
-On the sim (seed 7) a linear model of the last 16 returns recovers nearly all of the oracle's
-skill (its drift is a linear momentum), so the LightGBM model does not beat that baseline and the
-gate refuses it: the run registers the version as rejected and leaves the linear baseline as the
-calibrated fallback. These tests assert exactly that; a sim with non-linear predictability would
-change the verdict, and the test with it.
+On the sim (seed 7, measured) a linear model of the last 16 returns recovers nearly all of the
+oracle's skill (its drift is a linear momentum), so the LightGBM model does not beat that baseline
+and the gate refuses it: the run registers the version as rejected and leaves the linear baseline as
+the calibrated fallback. The test asserts that the gate follows its test either way, so a sim with
+other predictability changes the verdict without making the test lie.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def _profile(**ai: object) -> object:
                           "spec": {"ai": {"trainSymbols": 20, "historyBars": 1500, **ai}}})
 
 
-def test_train_on_the_sim_shows_skill_but_loses_to_the_linear_baseline_and_is_not_promoted(redis_url: str) -> None:
+def test_train_on_the_sim_reports_the_model_beside_its_baselines_and_the_gate_follows_the_test(
+    redis_url: str,
+) -> None:
     out, err = io.StringIO(), io.StringIO()
     code = run(_profile(), as_json=True, redis_url=redis_url, clock=ManualClock(NOW), out=out, err=err)  # type: ignore[arg-type]
     assert code == 0, err.getvalue()
@@ -43,38 +45,45 @@ def test_train_on_the_sim_shows_skill_but_loses_to_the_linear_baseline_and_is_no
     assert {"auc", "log_loss", "brier", "ece", "buckets", "hit_rate", "metalabel", "importance"} <= set(r)
     assert [b["name"] for b in doc["baselines"]] == ["base_rate", "reversal", "momentum", "linear"]
     assert doc["model"]["name"] == "model" and doc["model"]["auc_ci"][0] < r["auc"] < doc["model"]["auc_ci"][1]
-    linear = doc["baselines"][-1]
-    assert linear["auc"] > r["auc"] and linear["log_loss"] < r["log_loss"]  # measured 0.591 vs 0.574
-    assert doc["registered"] and not doc["promoted"]
-    assert doc["reasons"][0].startswith("not_better_than_baseline: linear log_loss")
+    assert r["guards"]["lookahead"]["leaking"] == [] and len(r["guards"]["lookahead"]["bars_checked"]) >= 5
+    entry = r["entry"]  # (measured: calibrated confidence on the sim peaks near 0.70, below the default 0.75)
+    warned = "no out-of-sample row reaches router.minConfidence" in err.getvalue()
+    assert entry["min_confidence"] == 0.75 and warned == (entry["max_confidence"] < 0.75) == (entry["rows_reaching"] == 0)
     assert doc["redis"] == redis_url and redis_url in err.getvalue()  # the registry written to is named
     assert "fold" in err.getvalue()  # progress on stderr, JSON alone on stdout
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys("simtrain")
-    assert client.get(keys.model_promoted) is None
     card = json.loads(client.hget(keys.model_registry, doc["version"]))  # type: ignore[arg-type]
-    assert card["status"] == "rejected" and not card["forced"]
     assert card["features"] and card["data_hash"] == doc["data_hash"] and card["oos"]["auc"] == r["auc"]
     assert card["training_window"]["bars"] == 1500 and len(card["training_window"]["symbols"]) == 20
-    assert card["params"]["purge_bars"] >= card["primary_horizon"]
+    assert card["params"]["purge_bars"] >= card["primary_horizon"] and not card["forced"]
+    assert card["exits"] == {"stop_atr": 1.5, "take_atr": 3.0, "horizon_bars": 4}
+    c = doc["vs_baseline"]
     fallback = json.loads(client.get(keys.model_fallback))  # type: ignore[arg-type]
-    assert fallback["name"] == "linear" and fallback["version"] == doc["version"]
+    assert fallback["name"] == c["best_baseline"] and fallback["version"] == doc["version"]
+    # Measured on seed 7: linear AUC 0.591 vs model 0.574, p = 1.00 — the model is refused. A sim whose
+    # predictability a linear model of past returns cannot reach would flip this; the gate must follow.
+    if c["better"]:
+        assert doc["promoted"] and client.get(keys.model_promoted) == doc["version"]
+    else:
+        assert not doc["promoted"] and client.get(keys.model_promoted) is None and card["status"] == "rejected"
+        assert doc["reasons"][0].startswith(f"not_better_than_baseline: {c['best_baseline']} log_loss")
 
 
 def test_force_promotes_a_refused_version_loudly_and_the_card_records_it(redis_url: str) -> None:
     out, err = io.StringIO(), io.StringIO()
-    code = run(_profile(trainSymbols=8, historyBars=1000), as_json=False, redis_url=redis_url, force=True,  # type: ignore[arg-type]
-               clock=ManualClock(NOW), out=out, err=err)
+    code = run(_profile(trainSymbols=8, historyBars=1000, minAuc=0.99), as_json=False, redis_url=redis_url,  # type: ignore[arg-type]
+               force=True, clock=ManualClock(NOW), out=out, err=err)
     assert code == 0, err.getvalue()
     text = out.getvalue()
     assert "model vs baselines" in text and "linear" in text and "p(model better)" in text
-    assert "PROMOTED BY --force DESPITE: not_better_than_baseline" in text
+    assert "PROMOTED BY --force DESPITE:" in text and "minAuc 0.99" in text
     assert "--force: PROMOTING" in err.getvalue()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys("simtrain")
     version = client.get(keys.model_promoted)
     card = json.loads(client.hget(keys.model_registry, version))  # type: ignore[arg-type]
-    assert card["forced"] and card["forced_over"][0].startswith("not_better_than_baseline")
+    assert card["forced"] and any("minAuc 0.99" in r for r in card["forced_over"])
 
 
 def test_train_without_redis_reports_and_registers_nothing(redis_url: str) -> None:

@@ -132,6 +132,9 @@ async def _train(
             ds, params=params, version=version, timeframe=ai.timeframe, progress=lambda m: _say(m, err)
         )
         result.report["guards"] = {"lookahead": lookahead}
+        result.report["entry"] = entry_reach(result, min_confidence=profile.spec.router.min_confidence)
+        if not result.report["entry"]["rows_reaching"]:
+            _say(entry_warning(result.report["entry"]), err)
     finally:
         await exchange.close()
     report = result.report
@@ -204,6 +207,20 @@ async def _train(
     return out
 
 
+def entry_reach(result: TrainResult, *, min_confidence: float) -> dict[str, Any]:
+    """How many out-of-sample rows the router's confidence threshold would let through."""
+    p = result.oos_p_up[result.oos_mask]
+    conf = np.maximum(p, 1.0 - p)
+    n = int(np.count_nonzero(conf >= min_confidence))
+    return {"min_confidence": min_confidence, "rows_reaching": n, "share": round(n / max(1, conf.shape[0]), 5),
+            "max_confidence": round(float(conf.max()), 4) if conf.size else None}
+
+
+def entry_warning(entry: dict[str, Any]) -> str:
+    return (f"WARNING: no out-of-sample row reaches router.minConfidence {entry['min_confidence']} "
+            f"(highest {entry['max_confidence']}): with this model promoted the router accepts no signal")
+
+
 def _params_dict(params: TrainParams) -> dict[str, Any]:
     from dataclasses import asdict
 
@@ -260,6 +277,7 @@ def render_table(doc: dict[str, Any]) -> str:
         "folds: " + ", ".join(f"#{f['fold']} auc {f.get('auc', '-')}" for f in r["folds"]),
         *_importance_lines(r.get("importance", [])),
         _stacking_line(r.get("stacking")),
+        _entry_line(r.get("entry")),
         _guard_line(r.get("guards", {}).get("lookahead")),
         f"training time {r['train_seconds']:.1f} s; data hash {doc['data_hash']}",
     ]
@@ -299,6 +317,15 @@ def baseline_table(doc: dict[str, Any]) -> list[str]:
         rows.append(f"fallback while nothing is promoted: baseline {fb['name']}, recalibrated on its own "
                     "out-of-sample record")
     return rows
+
+
+def _entry_line(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "entry: n/a"
+    if not entry["rows_reaching"]:
+        return entry_warning(entry)
+    return (f"entry: {entry['rows_reaching']:,} out-of-sample rows ({_pct(entry['share'])}) reach "
+            f"router.minConfidence {entry['min_confidence']} (highest {entry['max_confidence']})")
 
 
 def _stacking_line(st: dict[str, Any] | None) -> str:

@@ -9,7 +9,7 @@ from quantum_trader.ai.training import TrainParams, TrainResult, train_walk_forw
 
 HORIZONS = (4, 8)
 EXITS = ExitRules(stop_atr=1.5, take_atr=3.0, horizon=HORIZONS[0])  # the default profile's
-SMALL = TrainParams(horizons=HORIZONS, rounds=60, metalabel_rounds=30, threads=1)
+SMALL = TrainParams(horizons=HORIZONS, rounds=60, metalabel_rounds=30, threads=1, importance=False)
 
 
 @pytest.fixture(scope="session")

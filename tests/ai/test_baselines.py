@@ -53,7 +53,8 @@ def test_a_model_that_uses_a_non_linear_signal_beats_every_baseline_and_passes(
 def test_a_deliberately_weakened_model_with_one_lag_only_is_refused_by_the_gate(
     interaction_dataset: Dataset,
 ) -> None:
-    params = TrainParams(horizons=INTERACTION_HORIZONS, rounds=60, metalabel_rounds=30, features=("ret_1",))
+    params = TrainParams(horizons=INTERACTION_HORIZONS, rounds=60, metalabel_rounds=30, features=("ret_1",),
+                         importance=False)
     weak = train_walk_forward(interaction_dataset, params=params, version="weak", timeframe="15m")
     ok, reasons = quality_gate(weak.report, AiSettings(min_auc=0.5))
     assert not ok and any(r.startswith("not_better_than_baseline") for r in reasons)

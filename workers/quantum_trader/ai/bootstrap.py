@@ -68,9 +68,12 @@ def span_stats(y: F64, p: F64, span: I64, n_spans: int) -> SpanStats:
     ll = -np.where(pos_mask, np.log(q), np.log(1.0 - q))
     count = np.bincount(span, minlength=n_spans).astype(np.float64)
     pairs = np.zeros((n_spans, n_spans))
-    negs = [np.sort(p[(span == j) & ~pos_mask]) for j in range(n_spans)]
-    for i in range(n_spans):
-        pi = p[(span == i) & pos_mask]
+    order = np.lexsort((p, span))  # by span, then score: each span's rows sorted once
+    bounds = np.searchsorted(span[order], np.arange(n_spans + 1))
+    groups = [order[bounds[j] : bounds[j + 1]] for j in range(n_spans)]
+    negs = [p[g[~pos_mask[g]]] for g in groups]
+    for i, g in enumerate(groups):
+        pi = p[g[pos_mask[g]]]
         if not pi.size:
             continue
         for j, nj in enumerate(negs):

@@ -128,9 +128,9 @@ def fit_logistic(x: F64, y: F64, *, l2: float = 1e-3) -> tuple[F64, float]:
 
     n = x.shape[0]
     model = (
-        LogisticRegression(C=1.0 / (l2 * n), max_iter=500, tol=1e-10)
+        LogisticRegression(C=1.0 / (l2 * n), max_iter=500, tol=1e-8)
         if l2 > 0
-        else LogisticRegression(C=np.inf, max_iter=500, tol=1e-10)
+        else LogisticRegression(C=np.inf, max_iter=500, tol=1e-8)
     )
     model.fit(x, y > 0.5)
     return np.asarray(model.coef_[0], dtype=np.float64).copy(), float(model.intercept_[0])

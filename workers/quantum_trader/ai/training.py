@@ -58,6 +58,7 @@ I64 = npt.NDArray[np.int64]
 Progress = Callable[[str], None]
 
 MIN_TRAIN_ROWS: Final = 500
+IMPORTANCE_ROWS: Final = 3000  # held-out rows per fold scored for permutation importance (seeded sample)
 
 
 class TrainingError(ValueError):
@@ -87,6 +88,7 @@ class TrainParams:
     metalabel_threshold: float = 0.5
     hold_below: float = 0.55
     features: tuple[str, ...] = FEATURE_NAMES  # the model's inputs (a subset only to test the gate)
+    importance: bool = True  # permutation importance in the report (off only to keep unit tests fast)
 
     @property
     def columns(self) -> list[int]:
@@ -230,10 +232,12 @@ def train_walk_forward(
         edges=[(f.test_start, f.test_end) for f in folds[1:]], fold_ks=[f.k for f in folds[1:]], seed=params.seed,
     )
     report.update(model=card["model"], baselines=card["baselines"], vs_baseline=card["comparison"])
-    say("permutation importance on the held-out folds")
-    report["importance"] = _permutation_importance(
-        x, y, t=ds.t, params=params, folds=folds[1:], oos=oos, boosters=fold_boosters, metas=metas
-    )
+    report["importance"] = []
+    if params.importance:
+        say("permutation importance on the held-out folds")
+        report["importance"] = _permutation_importance(
+            x, y, t=ds.t, params=params, folds=folds[1:], oos=oos, boosters=fold_boosters, metas=metas
+        )
 
     say(f"final models on all {ds.n} rows")
     finals = tuple(
@@ -379,14 +383,20 @@ def _permutation_importance(
     boosters: dict[int, tuple[lightgbm.Booster, ...]],
     metas: dict[int, tuple[F64, float]],
 ) -> list[dict[str, Any]]:
-    """Out-of-sample log loss increase when one feature is shuffled within each held-out fold.
+    """Out-of-sample log loss increase when one feature is shuffled within each held-out fold
+    (on at most ``IMPORTANCE_ROWS`` rows of each).
 
     Each fold's rows are scored by that fold's base and meta models (never trained on them);
     a feature whose shuffling costs nothing carries none of the model's out-of-sample gain.
     """
     rng = np.random.default_rng(params.seed)
-    parts = [(f.k, oos & f.test_mask(t)) for f in folds if f.k in boosters and f.k in metas]
-    parts = [(k, m) for k, m in parts if m.any()]
+    parts = []
+    for f in folds:
+        rows = np.flatnonzero(oos & f.test_mask(t))
+        if f.k in boosters and f.k in metas and rows.size:
+            if rows.size > IMPORTANCE_ROWS:
+                rows = np.sort(rng.choice(rows, IMPORTANCE_ROWS, replace=False))
+            parts.append((f.k, rows))
     if not parts:
         return []
 

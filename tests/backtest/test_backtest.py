@@ -85,3 +85,15 @@ def test_bad_time_is_one_line_and_exit_1(tmp_path: Path, replay_15m: Path, capsy
     assert main(["backtest", "--profile", str(profile), "--start", "yesterday"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("qt backtest: --start 'yesterday'") and "\n" not in err
+
+
+def test_plots_and_a_self_contained_html_report(tmp_path: Path, replay_15m: Path) -> None:
+    profile = profile_file(tmp_path, replay_15m, extra="  executor: {baseSizeUsd: 60}\n")
+    out = tmp_path / "plots"
+    assert main(["backtest", "--profile", str(profile), "--out", str(out), "--start", "2023-11-10"]) == 0
+    for name in ("equity.png", "drawdown.png", "confidence.png", "exits.png", "funnel.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5
+    assert 'src="http' not in html and "<link" not in html  # nothing loaded from elsewhere
+    assert "out of sample, after every cost" in html

@@ -59,11 +59,14 @@ def warmup_ms(profile: TradingProfile) -> int:
 
 
 class Progress:
-    """A one-line progress bar on stderr when it is a terminal; silent otherwise."""
+    """A one-line progress bar on stderr when it is a terminal; otherwise (``lines``) a plain line per
+    stage every 10 %, so a log shows how far a long run got."""
 
-    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
+    def __init__(self, stream: TextIO, *, enabled: bool, lines: bool = False) -> None:
         self.stream = stream
         self.enabled = enabled
+        self.lines = lines
+        self.tenth = -1
         self.stage = ""
         self.total = 0
         self.done = 0
@@ -73,6 +76,7 @@ class Progress:
 
     def begin(self, stage: str, total: int) -> None:
         self.stage, self.total, self.done, self.started = stage, max(1, total), 0, time.perf_counter()
+        self.tenth = -1
         self.draw(force=True)
 
     def step(self, n: int = 1, extra: str = "") -> None:
@@ -82,6 +86,14 @@ class Progress:
         self.draw()
 
     def draw(self, *, force: bool = False) -> None:
+        if self.lines and not self.enabled:
+            tenth = int(10 * min(1.0, self.done / self.total))
+            if tenth != self.tenth:
+                self.tenth = tenth
+                self.stream.write(f"qt backtest: {self.stage} {10 * tenth} % ({self.done:,}/{self.total:,}, "
+                                  f"{time.perf_counter() - self.started:.0f} s)\n")
+                self.stream.flush()
+            return
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -261,7 +273,7 @@ def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None
         if args.model == "promoted":
             models, in_sample = _promoted_model(profile, start=start, allow_in_sample=args.allow_in_sample)
         load_s = time.perf_counter() - t0
-        progress = Progress(stderr, enabled=stderr.isatty() and not args.json)
+        progress = Progress(stderr, enabled=stderr.isatty() and not args.json, lines=not args.json)
         r = execute(profile, start=start, end=end, data=data, retrain_s=retrain_s, models=models,
                     in_sample=in_sample, progress=progress, oracle=not args.no_oracle,
                     paper_fills=args.fills == "paper")

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from quantum_trader.ai.baselines import Baseline
-from quantum_trader.ai.command import _training_symbols, version_for
 from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
 from quantum_trader.ai.dataset import build_dataset, data_hash
 from quantum_trader.ai.model import ModelBundle
@@ -111,6 +110,8 @@ class ModelSlot:
 
 async def train_at(data: MarketData, *, spec: TradingProfileSpec, at_ms: int) -> ModelSlot:
     """``qt train`` as of ``at_ms`` (data that closed before it only)."""
+    from quantum_trader.ai.command import _training_symbols, version_for  # imports redis: only when training
+
     ai = spec.ai
     started = time.perf_counter()
     clock = DataClock(at_ms)

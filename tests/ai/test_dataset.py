@@ -6,6 +6,7 @@ import numpy as np
 from quantum_trader.ai.dataset import (
     Dataset,
     ExitRules,
+    barrier_labels,
     block_edges,
     build_dataset,
     data_hash,
@@ -108,3 +109,23 @@ def test_dataset_with_exit_rules_carries_each_side_s_exit_return(dataset: Datase
     assert np.isfinite(dataset.exit_long).all() and np.isfinite(dataset.exit_short).all()
     untouched = np.isclose(dataset.exit_long, -dataset.exit_short)  # no barrier: both exit at the same close
     assert 0.3 < untouched.mean() < 0.98
+
+
+def test_barrier_label_is_the_first_stop_distance_reached_else_the_sign_at_the_horizon() -> None:
+    rules = ExitRules(stop_atr=1.0, take_atr=2.0, horizon=3)
+    atr = np.ones((1, 5))
+    up_first = _bars_from([(100, 100, 100), (101.2, 99.5, 100.5), (100, 98, 98), (99, 98, 98), (1, 1, 1)])
+    down_first = _bars_from([(100, 100, 100), (100.5, 98.8, 99), (102, 99, 101.5), (102, 101, 101.5), (1, 1, 1)])
+    both = _bars_from([(100, 100, 100), (101.5, 98.5, 100), (100.2, 99.8, 100), (100.3, 99.9, 100.2), (1, 1, 1)])
+    calm = _bars_from([(100, 100, 100), (100.3, 99.8, 100.1), (100.2, 99.6, 99.7), (100, 99.5, 99.8), (1, 1, 1)])
+    got = [barrier_labels(b, atr=atr, rules=rules)[0, 0] for b in (up_first, down_first, both, calm)]
+    assert got == [1.0, 0.0, 1.0, 0.0]  # both: close at the horizon 100.2 > 100; calm: 99.8 < 100
+    assert np.isnan(barrier_labels(calm, atr=atr, rules=rules)[0, -3:]).all()
+
+
+def test_with_exit_rules_the_primary_label_is_the_barrier_label_and_longer_ones_the_sign(dataset: Dataset) -> None:
+    assert dataset.barrier_horizon == 4 and dataset.barrier_up is not None
+    np.testing.assert_array_equal(dataset.label_up(4), dataset.barrier_up)
+    np.testing.assert_array_equal(dataset.label_up(8), (dataset.fwd[8] > 0).astype(float))
+    agree = (dataset.label_up(4) == (dataset.fwd[4] > 0)).mean()
+    assert 0.7 < agree < 1.0  # the barrier decides a real share of rows differently from the close

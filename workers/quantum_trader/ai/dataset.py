@@ -2,7 +2,8 @@
 
 * Rows: one per (symbol, bar) with a full feature window and a known future for
   every horizon; pooled across symbols (the model learns one mapping for all).
-* Labels: direction of the log return over ``H`` bars. Training drops rows inside
+* Labels: direction of the log return over ``H`` bars — or, with :class:`ExitRules`, the
+  triple-barrier label of :func:`barrier_labels` for the exit horizon. Training drops rows inside
   a dead band (``|return| ≤ DEAD_BAND_SIGMA · rv_16 · √H``) so noise is not
   labelled as signal; evaluation and calibration use every row (the question
   asked at inference is "P(close[t+H] > close[t])", with no dead band).
@@ -51,13 +52,18 @@ class Dataset:
     oracle: F64 | None = None  # P(up over primary horizon) from the data generator, when known
     exit_long: F64 | None = None  # log return of a long under the exit rules (None: no rules given)
     exit_short: F64 | None = None  # the same for a short
+    barrier_up: F64 | None = None  # barrier label of the exit horizon (see barrier_labels), 1.0 = up
+    barrier_horizon: int = 0  # the horizon whose label is the barrier label (0: none)
 
     @property
     def n(self) -> int:
         return int(self.x.shape[0])
 
     def label_up(self, h: int) -> F64:
-        """1.0 where the close ``h`` bars later is higher, else 0.0 (every row)."""
+        """1.0 for "up" over ``h`` bars, else 0.0 (every row): the barrier label for the exit
+        horizon when the dataset has exit rules, else whether the close ``h`` bars later is higher."""
+        if self.barrier_up is not None and h == self.barrier_horizon:
+            return self.barrier_up
         out: F64 = (self.fwd[h] > 0.0).astype(np.float64)
         return out
 
@@ -80,6 +86,8 @@ class Dataset:
             oracle=None if self.oracle is None else self.oracle[mask],
             exit_long=None if self.exit_long is None else self.exit_long[mask],
             exit_short=None if self.exit_short is None else self.exit_short[mask],
+            barrier_up=None if self.barrier_up is None else self.barrier_up[mask],
+            barrier_horizon=self.barrier_horizon,
         )
 
     def with_permuted_returns(self, seed: int) -> Dataset:
@@ -97,6 +105,8 @@ class Dataset:
             oracle=None,
             exit_long=None if self.exit_long is None else self.exit_long[perm],
             exit_short=None if self.exit_short is None else self.exit_short[perm],
+            barrier_up=None if self.barrier_up is None else self.barrier_up[perm],
+            barrier_horizon=self.barrier_horizon,
         )
 
 
@@ -160,6 +170,38 @@ def exit_returns(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64]:
     return out_l, out_s
 
 
+def barrier_labels(bars: Bars, *, atr: F64, rules: ExitRules) -> F64:
+    """Triple-barrier direction label per (symbol, bar): 1.0 when the price reaches
+    ``close + stop_atr · atr`` before ``close − stop_atr · atr`` within ``horizon`` bars, 0.0 when the
+    lower one comes first; when neither is reached, or one bar crosses both, the sign of the
+    return at the horizon (1.0 if the close is higher). NaN where the future is unknown.
+
+    The barriers sit at the executor's stop distance: "up" means a long would not have been
+    stopped before a short was (and a short would have been), which is the question a BUY/SELL
+    signal under those exits asks; symmetric, so P(down) = 1 − P(up) stays true.
+    """
+    c, hi, lo = bars.close, bars.high, bars.low
+    n, h = c.shape[1], rules.horizon
+    out = np.full_like(c, np.nan)
+    if n <= h:
+        return out
+    m = n - h
+    c0, a0 = c[:, :m], atr[:, :m]
+    upper, lower = c0 + rules.stop_atr * a0, c0 - rules.stop_atr * a0
+    label = np.full_like(c0, np.nan)
+    for k in range(1, h + 1):
+        bh, bl = hi[:, k : k + m], lo[:, k : k + m]
+        open_ = np.isnan(label)
+        up, down = open_ & (bh >= upper), open_ & (bl <= lower)
+        label = np.where(up & ~down, 1.0, np.where(down & ~up, 0.0, label))
+        label = np.where(up & down, -1.0, label)  # ambiguous bar: decided by the horizon close below
+    at_h = (c[:, h : h + m] > c0).astype(np.float64)
+    label = np.where(np.isnan(label) | (label < 0), at_h, label)
+    label[~np.isfinite(a0)] = np.nan
+    out[:, :m] = label
+    return out
+
+
 def build_dataset(
     bars: Bars,
     *,
@@ -184,10 +226,12 @@ def build_dataset(
         ok &= np.isfinite(f)
     if oracle is not None:
         ok &= np.isfinite(oracle)
-    ex_l = ex_s = None
+    ex_l = ex_s = barrier = None
     if exits is not None:
-        ex_l, ex_s = exit_returns(bars, atr=feats[:, :, index("atr_pct")] * bars.close, rules=exits)
-        ok &= np.isfinite(ex_l) & np.isfinite(ex_s)
+        atr = feats[:, :, index("atr_pct")] * bars.close
+        ex_l, ex_s = exit_returns(bars, atr=atr, rules=exits)
+        barrier = barrier_labels(bars, atr=atr, rules=exits)
+        ok &= np.isfinite(ex_l) & np.isfinite(ex_s) & np.isfinite(barrier)
     sym_i, t_i = np.nonzero(ok)
     order = np.lexsort((sym_i, t_i))  # time-major: rows sorted by bar, then symbol
     sym_i, t_i = sym_i[order], t_i[order]
@@ -203,6 +247,8 @@ def build_dataset(
         oracle=None if oracle is None else oracle[sym_i, t_i],
         exit_long=None if ex_l is None else ex_l[sym_i, t_i],
         exit_short=None if ex_s is None else ex_s[sym_i, t_i],
+        barrier_up=None if barrier is None else barrier[sym_i, t_i],
+        barrier_horizon=0 if exits is None else exits.horizon,
     )
 
 
@@ -266,6 +312,7 @@ __all__ = [
     "Dataset",
     "ExitRules",
     "Fold",
+    "barrier_labels",
     "block_edges",
     "build_dataset",
     "data_hash",

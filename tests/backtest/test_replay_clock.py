@@ -61,3 +61,13 @@ def test_universe_on_old_replay_data_is_not_stale_against_the_wall_clock(
     assert "stale" not in doc["funnel"]["drops_by_reason"]
     assert main(["universe", "--json", "--at", "2023-11-13T12:00", "--profile", profile]) == 0
     assert json.loads(capsys.readouterr().out)["universe"]["generated_at"] == END - 12 * 3_600_000
+
+
+def test_train_on_one_hourly_symbol_names_the_history_setting_to_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = record(tmp_path / "h1", days=20, timeframe="1h", symbols=("BTCUSDT",))
+    assert main(["train", "--profile", _profile(tmp_path, data, "  ai: {timeframe: 1h}\n")]) == 1
+    err = capsys.readouterr().err
+    assert "spec.ai.historyBars 2000 leaves 1709 training rows from 1 symbol" in err
+    assert "the data has only 480 1h bars per symbol" in err

@@ -179,6 +179,20 @@ def _data_clock(profile: TradingProfile, at: str | None, needs: dict[str, list[s
         raise CommandError(str(exc)) from None
 
 
+def _replay_history_check(profile: TradingProfile, now_ms: int) -> None:
+    """Replay: refuse up front, naming the setting, when ai.historyBars cannot give enough training rows."""
+    from quantum_trader.backtest.data import load_replay
+    from quantum_trader.backtest.history import history_shortfall
+    from quantum_trader.market.base import TIMEFRAME_MS
+
+    data = load_replay(profile.spec.exchange)
+    tf = profile.spec.ai.timeframe
+    counts = [data.get(s, tf).closed(now_ms, TIMEFRAME_MS[tf]) for s in data.markets]
+    why = history_shortfall(profile.spec, symbols=len(counts), bars_available=max(counts, default=0))
+    if why is not None:
+        raise CommandError(f"cannot train: {why}")
+
+
 def cmd_universe(args: argparse.Namespace) -> int:
     from quantum_trader.universe.command import run
 
@@ -193,6 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     profile = _profile(args.profile)
     # Only a Redis named explicitly: never a running pipeline found by profile name (another checkout's).
     clock = _data_clock(profile, args.at, {"spec.ai.timeframe": [profile.spec.ai.timeframe]})
+    if clock is not None:
+        _replay_history_check(profile, clock.now_ms())
     return run(profile, as_json=args.json, redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
                force=args.force, clock=clock)
 

@@ -178,3 +178,32 @@ def serving(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
         if s.active_from <= at_ms and s.promoted and s.bundle is not None:
             best = s
     return best
+
+
+def history_shortfall(spec: TradingProfileSpec, *, symbols: int, bars_available: int) -> str | None:
+    """Why ``ai.historyBars`` cannot give walk-forward training enough rows, naming the setting to change.
+
+    Rows per symbol = historyBars − (feature window − 1) − the longest label horizon; the first
+    walk-forward fold trains on one of ``n_blocks`` time blocks minus the purge/embargo gap, of which
+    about three quarters survive the dead band, and needs ``MIN_TRAIN_ROWS``. None when the settings
+    suffice (training may still refuse for other reasons).
+    """
+    from quantum_trader.ai.features import WINDOW
+    from quantum_trader.ai.training import MIN_TRAIN_ROWS
+
+    ai = spec.ai
+    params = TrainParams.from_settings(ai)
+    lost = WINDOW - 1 + max(params.horizons)
+    gap = params.purge_bars + params.embargo_bars
+    n = max(1, min(symbols, ai.train_symbols))
+    need = max(MIN_TRAIN_ROWS * 4, params.n_blocks * (-(-MIN_TRAIN_ROWS * 4 // 3) + gap * n))
+    rows = max(0, ai.history_bars - lost) * n
+    if rows >= need:
+        return None
+    bars = -(-need // n) + lost
+    fix = f"set spec.ai.historyBars to at least about {bars}"
+    if bars > bars_available:
+        fix = (f"the data has only {bars_available} {ai.timeframe} bars per symbol: add history or symbols "
+               f"(spec.ai.trainSymbols), or use a shorter spec.ai.timeframe")
+    return (f"spec.ai.historyBars {ai.history_bars} leaves {rows} training rows from {n} symbol"
+            f"{'s' if n != 1 else ''} (need {need}): {fix}")

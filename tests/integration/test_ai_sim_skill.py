@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import redis
 from quantum_trader.ai.command import run
 from quantum_trader.core.clock import ManualClock
@@ -100,3 +101,16 @@ def test_too_little_history_is_one_line_and_exit_one() -> None:
     code = run(_profile(historyBars=300), as_json=True, redis_url=None, clock=ManualClock(NOW), out=out, err=err)  # type: ignore[arg-type]
     assert code == 1 and out.getvalue() == ""
     assert len(err.getvalue().strip().splitlines()) == 1 and "cannot train" in err.getvalue()
+
+
+def test_train_into_the_running_pipeline_needs_the_explicit_flag_and_a_running_qt_run(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from quantum_trader.cli import main
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    code = main(["train", "--profile", "examples/paper.yaml", "--to-run"])
+    err = capsys.readouterr().err
+    assert code != 0 and "--to-run: no running `qt run` of profile 'paper'" in err
+    assert len(err.strip().splitlines()) == 1

@@ -205,12 +205,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     from quantum_trader.ai.command import run
 
     profile = _profile(args.profile)
-    # Only a Redis named explicitly: never a running pipeline found by profile name (another checkout's).
+    # Only a Redis named explicitly: never a running pipeline found by profile name without being asked.
+    url = args.redis_url or os.environ.get("REDIS_URL") or None
+    if args.to_run:
+        marker = run_url_file(profile.name)
+        if args.redis_url or not marker.exists():
+            raise CommandError("--to-run takes no --redis-url" if args.redis_url else
+                               f"--to-run: no running `qt run` of profile {profile.name!r} ({marker} is missing)",
+                               code=EXIT_USAGE)
+        url = marker.read_text().strip()
     clock = _data_clock(profile, args.at, {"spec.ai.timeframe": [profile.spec.ai.timeframe]})
     if clock is not None:
         _replay_history_check(profile, clock.now_ms())
-    return run(profile, as_json=args.json, redis_url=args.redis_url or os.environ.get("REDIS_URL") or None,
-               force=args.force, clock=clock)
+    return run(profile, as_json=args.json, redis_url=url, force=args.force, clock=clock)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -450,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(p)
     p.add_argument("--redis-url", default=None,
                    help="registry to write into (default: $REDIS_URL; without either, report only)")
+    p.add_argument("--to-run", action="store_true",
+                   help="write into the Redis of this profile's running `qt run` on this machine (named in the report)")
     p.add_argument("--force", action="store_true",
                    help="promote even if the quality gate refuses (recorded in the model card)")
     p.add_argument("--at", help="replay: train as of this time (ISO, UTC; default: the data's last bar)")

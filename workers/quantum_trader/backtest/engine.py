@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, cast
 
-import numpy as np
-
 from quantum_trader.backtest.data import MarketData
 from quantum_trader.backtest.fills import END_OF_DATA, Exit, fill, find_exit, funding_usd, mark_at, next_price
 from quantum_trader.backtest.history import UniverseEvent
@@ -223,15 +221,7 @@ class Engine:
                 tick(step)
         self._close_due(self.end_ms + 1)
         symbols = sorted({s for s in self._symbols_seen})
-        points = sum(self._points(s) for s in symbols)
-        return Result(self.trades, self.funnel, self.record, points, symbols)
-
-    def _points(self, symbol: str) -> int:
-        """Finest bars of ``symbol`` in the span: the data points the run reads for it."""
-        series, _ = self._finest(symbol)
-        a = int(np.searchsorted(series.ts, self._start, side="left"))
-        b = int(np.searchsorted(series.ts, self.end_ms, side="left"))
-        return max(0, b - a)
+        return Result(self.trades, self.funnel, self.record, plan.data_points, symbols)
 
     def _step(self, now: int, event: UniverseEvent | None, pending: list[Pending]) -> None:
         active_raw = event.active if event else None

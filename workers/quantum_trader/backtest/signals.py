@@ -74,6 +74,7 @@ class SignalPlan:
     rows: int = 0
     no_universe_steps: int = 0
     fallback_steps: int = 0
+    data_points: int = 0  # finest-timeframe bars of the symbols while they were in the active universe
 
 
 def decision_times(*, start_ms: int, end_ms: int, timeframe: str) -> list[int]:
@@ -159,6 +160,8 @@ def plan_signals(
         k = keys.index(key)
         for rank, sym in enumerate(symbols):
             active.setdefault(sym, []).append((t, rank, k))
+    for sym, entries in active.items():
+        plan.data_points += len(entries) * max(1, tf // TIMEFRAME_MS[data.finest.get(sym, ai.timeframe)])
     # per symbol, vectorised: the bar that just closed, its window, its features
     names_all: list[str] = []
     parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],

@@ -156,7 +156,7 @@ class Reconciler:
         elapsed = time.perf_counter() - started
         phase = result.status.get("phase", "")
         metrics.OPERATOR_RECONCILES.labels(namespace, name, phase.lower() or "unknown").inc()
-        metrics.OPERATOR_RECONCILE_SECONDS.labels(namespace).observe(elapsed)
+        metrics.OPERATOR_RECONCILE_SECONDS.labels(namespace, name).observe(elapsed)
         if phase != previous.get("phase") or result.status.get("message") != previous.get("message"):
             etype: EventType = "Warning" if phase in ("Degraded", "Failed") else "Normal"
             result.events.append(

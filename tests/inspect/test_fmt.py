@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from quantum_trader.inspect import fmt
 
@@ -66,3 +68,15 @@ def test_money_and_quantities_carry_no_float_noise() -> None:
     assert fmt.money(1234.5, signed=True) == "+$1,234.50"
     assert fmt.money(0.0, signed=True) == "$0.00"
     assert fmt.quantity(24.300000000000001) == "24.3"
+
+
+def test_report_text_is_printed_unchanged_and_coloured_only_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = "qt check — profile paper: NO-GO\n\nFAIL    execute flow  EXECUTE 0\nPASS    model         lgbm-1"
+    fmt.print_styled(report)
+    assert capsys.readouterr().out == report + "\n"  # piped: the text, no escape codes
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    fmt.print_styled(report)
+    coloured = capsys.readouterr().out
+    assert "\x1b[" in coloured and re.sub(r"\x1b\[[0-9;]*m", "", coloured) == report + "\n"

@@ -69,3 +69,11 @@ def test_a_worker_exports_its_series_at_zero_from_start_up_with_the_profile_labe
         assert blocked == {"none", *metrics.GATE_DECISION_REASONS}
         assert "qt_executor_open_positions" not in names  # a gate pod exports no executor gauges
     assert all(s.value == 0 for s in samples if s.name.endswith("_total"))
+
+
+def test_every_metric_has_a_profile_label() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    unlabelled = [m._name for m in vars(metrics).values()
+                  if isinstance(m, MetricWrapperBase) and "profile" not in m._labelnames]
+    assert unlabelled == []

@@ -558,12 +558,13 @@ def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     _json_arg(p)
     p.set_defaults(func=cmd_positions)
 
-    p = _command(sub, "trades", parents=parents, summary="recent fills with realised PnL; --csv to export",
-                 description="Fills from stream:execution.result, newest first, each with the position event it "
-                             "caused (OPENED, or CLOSED with realised PnL and the close reason). Audited.",
+    p = _command(sub, "trades", parents=parents, summary="recent trades with realised PnL; --csv to export",
+                 description="Trades newest first: every position OPENED, or CLOSED with realised PnL and the close "
+                             "reason (stop loss and take profit included), with its fill's price, fee and order. "
+                             "Audited.",
                  examples=["qt trades", "qt trades --symbol BTCUSDT --limit 10", "qt trades --csv --limit 10000 > trades.csv"],
                  exits=_OPS_EXITS)
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="newest N fills (default 50)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="newest N trades (default 50)")
     p.add_argument("--symbol", type=_symbol_arg, metavar="SYMBOL", help="only this symbol")
     fmt_group = p.add_mutually_exclusive_group()
     fmt_group.add_argument("--csv", action="store_true", help="CSV with a header on stdout")

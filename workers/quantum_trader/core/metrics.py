@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # -- every worker (service shell and bus) ------------------------------------------------------
-BUILD_INFO: Final = Info("qt_build", "Quantum Trader build information")
+BUILD_INFO: Final = Info("qt_build", "Quantum Trader build information", ["profile"])
 WORKER_UP: Final = Gauge("qt_worker_up", "1 while the worker loop runs", ["profile", "worker"])
 WORKER_READY: Final = Gauge("qt_worker_ready", "1 when the worker is ready", ["profile", "worker"])
 WORKER_HEARTBEAT_TS: Final = Gauge(
@@ -159,7 +159,7 @@ OPERATOR_RECONCILES: Final = Counter(
     "qt_operator_reconciles_total", "Reconciles by outcome", ["namespace", "profile", "outcome"]
 )
 OPERATOR_RECONCILE_SECONDS: Final = Histogram(
-    "qt_operator_reconcile_seconds", "Duration of one reconcile", ["namespace"], buckets=LATENCY_BUCKETS
+    "qt_operator_reconcile_seconds", "Duration of one reconcile", ["namespace", "profile"], buckets=LATENCY_BUCKETS
 )
 
 

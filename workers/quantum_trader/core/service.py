@@ -354,7 +354,7 @@ async def run_workers(
     http_routes: Any | None = None,
 ) -> list[WorkerContext]:
     """Run the named workers in this process until ``stop`` is set; return their contexts."""
-    metrics.BUILD_INFO.info({"version": __version__})
+    metrics.BUILD_INFO.labels(profile.name).info({"version": __version__})
     metrics.initialise(profile.name, workers=names, exchange=profile.spec.exchange.name, mode=profile.spec.mode)
     client = redis_client(redis_url)
     shared: dict[str, Exchange] = {}

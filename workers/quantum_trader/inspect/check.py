@@ -421,7 +421,7 @@ def run(profile: TradingProfile, *, as_json: bool, window_s: float, redis_url: s
     if as_json:
         print(json.dumps(report.to_json(), separators=(",", ":"), default=str))
     else:
-        print(render(report))
+        fmt.print_styled(render(report))
     return 0 if report.go else 1
 
 

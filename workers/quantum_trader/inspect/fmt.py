@@ -115,3 +115,25 @@ def money(usd: float, *, signed: bool = False) -> str:
 def quantity(value: float) -> str:
     """A quantity without float noise: ``24.300000000000001`` → ``24.3``."""
     return f"{value:.8g}"
+
+
+STATUS_STYLES: Final = (
+    (r"^(PASS)\b", "green"), (r"^(WARN)\b", "yellow"), (r"^(FAIL)\b", "bold red"),
+    (r"(NO-GO)", "bold red"), (r"(?<!NO-)\b(GO)\b$", "bold green"),
+    (r": (traded)\b", "bold green"), (r": (not traded( yet)?)\b", "bold red"),
+)
+
+
+def print_styled(text: str) -> None:
+    """Print report text as it is, with its status words coloured on a terminal (never with NO_COLOR, never
+    when piped): the words say it all, the colour only helps the eye."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    for line in text.splitlines():
+        styled = Text(line)
+        for pattern, style in STATUS_STYLES:
+            for m in re.finditer(pattern, line):
+                styled.stylize(style, m.start(1), m.end(1))
+        console.print(styled)

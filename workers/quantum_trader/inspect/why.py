@@ -391,5 +391,5 @@ def run(profile: TradingProfile, symbol: str, *, as_json: bool, redis_url: str, 
     if as_json:
         print(json.dumps(report.to_json(), separators=(",", ":"), default=str))
     else:
-        print(render(report))
+        fmt.print_styled(render(report))
     return 0

@@ -4,6 +4,8 @@ by default — the same count the live view shows — and pipeline time with `--
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -21,6 +23,16 @@ KEYS = Keys("paper")
 SPEED = 60.0
 RUN_S = 240  # the run started four wall minutes ago
 EVERY_S = 10  # one EXECUTE decision every ten wall seconds
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main()` installs qt's log handler on this test's captured stderr: take it away again afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def history(r: redis.Redis) -> tuple[int, int]:

@@ -48,3 +48,6 @@ def test_make_run_exits_zero_after_ctrl_c_with_the_final_screen_once(tmp_path: P
     assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
     assert "Interrupt" not in text  # make was not killed by the Ctrl-C
     assert text.count("stopped after") == 1, text[-3000:]  # the final frame, once
+    log = (tmp_path / "paper.log").read_text()
+    assert "RUN_STOPPED" in log and "WORKER_STOPPED worker=router" in log
+    assert "ConnectionError" not in log  # the embedded Redis stayed up for the drain (not hit by the Ctrl-C)

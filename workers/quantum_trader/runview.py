@@ -442,17 +442,32 @@ def run_pipeline(
     url_file: Path,
     log_format: logs.LogFormat = "text",
 ) -> int:
-    """Run all workers until Ctrl-C/SIGTERM or ``duration_s``; the final funnel is shown once; return 0."""
-    with terminal_foreground():
-        return _run_pipeline(profile, redis_url=redis_url, clock=clock, duration_s=duration_s,
-                             http_port=http_port, view=view, url_file=url_file, log_format=log_format)
+    """Run all workers until Ctrl-C/SIGTERM or ``duration_s``; the final funnel is shown once; return 0.
+
+    The embedded Redis starts before ``qt run`` takes the terminal under make, so it stays out of the
+    Ctrl-C: the workers drain against it (leases released, batches acked), then it is stopped.
+    """
+    embedded: EmbeddedRedis | None = None
+    if not redis_url:
+        try:
+            embedded = EmbeddedRedis().start()
+        except EmbeddedRedisError as exc:
+            print(f"qt run: {exc}", file=sys.stderr)
+            return 1
+    try:
+        with terminal_foreground():
+            return _run_pipeline(profile, redis_url=redis_url or (embedded.url if embedded else ""), clock=clock,
+                                 duration_s=duration_s, http_port=http_port, view=view, url_file=url_file,
+                                 log_format=log_format, embedded=embedded is not None)
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def _run_pipeline(
-    profile: TradingProfile, *, redis_url: str | None, clock: Clock, duration_s: float | None,
-    http_port: int | None, view: bool, url_file: Path, log_format: logs.LogFormat,
+    profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None,
+    http_port: int | None, view: bool, url_file: Path, log_format: logs.LogFormat, embedded: bool,
 ) -> int:
-    embedded: EmbeddedRedis | None = None
     log = EventLog(worker="run", profile=profile.name)
     log_file: Path | None = None
     if view:
@@ -460,16 +475,9 @@ def _run_pipeline(
         log_file.parent.mkdir(parents=True, exist_ok=True)
         logs.configure(log_format, stream=log_file.open("a", buffering=1))
     try:
-        if not redis_url:
-            try:
-                embedded = EmbeddedRedis().start()
-            except EmbeddedRedisError as exc:
-                print(f"qt run: {exc}", file=sys.stderr)
-                return 1
-            redis_url = embedded.url
         url_file.parent.mkdir(parents=True, exist_ok=True)
         url_file.write_text(redis_url)
-        log.event("RUN_STARTED", redis=redis_url, embedded=embedded is not None, exchange=profile.spec.exchange.name,
+        log.event("RUN_STARTED", redis=redis_url, embedded=embedded, exchange=profile.spec.exchange.name,
                   speed=getattr(clock, "speed", 1.0), log_file=str(log_file or "stderr"),
                   hint="REDIS_URL is found by qt check / qt why while this runs")
         api_token: str | None = None
@@ -495,7 +503,5 @@ def _run_pipeline(
         return 0
     finally:
         with contextlib.suppress(OSError):
-            if url_file.exists() and url_file.read_text() == (redis_url or ""):
+            if url_file.exists() and url_file.read_text() == redis_url:
                 url_file.unlink()
-        if embedded is not None:
-            embedded.stop()

@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -359,7 +360,7 @@ def _command(
     """A subcommand whose --help has a description, examples and its exit codes."""
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples) + f"\n\nexit codes:\n  {exits}"
     p: argparse.ArgumentParser = sub.add_parser(
-        name, parents=list(parents), help=summary, description=description, epilog=epilog,
+        name, parents=list(parents), help=summary, description=textwrap.fill(description, 100), epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return p

@@ -187,6 +187,15 @@ async def _one_mark(fetch_many: Callable[[list[str]], Awaitable[dict[str, float]
 
 
 @runtime_checkable
+class FundingSource(Protocol):
+    """Perpetual funding settlements (sim, replay, binanceusdm): what a backtest or executor charges."""
+
+    async def funding_rates(self, symbol: str, *, since_ms: int, until_ms: int) -> list[FundingRate]:
+        """Settlements of ``symbol`` with times in [since_ms, until_ms] that happened by now, oldest first."""
+        ...
+
+
+@runtime_checkable
 class Exchange(Protocol):
     """What workers need from an exchange. Every method may raise :class:`ExchangeError`."""
 

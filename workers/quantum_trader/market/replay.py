@@ -25,6 +25,7 @@ from quantum_trader.core.profile import ExchangeSettings
 from quantum_trader.market.base import (
     TIMEFRAME_MS,
     ExchangeError,
+    FundingRate,
     Klines,
     Market,
     OrderRequest,
@@ -40,6 +41,9 @@ from quantum_trader.market.symbols import classify, filters_for_price, min_notio
 F64 = npt.NDArray[np.float64]
 HEADER: Final = ("ts", "open", "high", "low", "close", "volume")
 SPREAD_BPS: Final = 2.0
+FUNDING_HEADER: Final = ("ts", "rate")
+MAX_FUNDING_RATE: Final = 0.05  # |rate| per settlement above this is a malformed file, not a market
+_FUNDING_RE: Final = re.compile(r"^(?P<symbol>[A-Z0-9]+(?:_\d{6})?)_funding\.csv$")
 _FILE_RE: Final = re.compile(
     r"^(?P<symbol>[A-Z0-9]+(?:_\d{6})?)_(?P<tf>1m|5m|15m|1h|4h|1d)\.(?P<ext>csv|parquet)$"
 )
@@ -123,6 +127,34 @@ def _validate(path: Path, s: _Series, *, tf_ms: int, first_line: int, lines: lis
         raise _malformed(path, line_of(i), why)
 
 
+def _parse_funding(path: Path) -> list[FundingRate]:
+    """``<SYMBOL>_funding.csv``: header ``ts,rate``, ``ts`` epoch ms increasing, ``rate`` a finite fraction."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise ExchangeError(f"{path}: cannot read ({exc.strerror})", reason="replay_malformed") from None
+    if not lines or tuple(c.strip() for c in lines[0].split(",")) != FUNDING_HEADER:
+        got = lines[0] if lines else "an empty file"
+        raise _malformed(path, 1, f"header must be {','.join(FUNDING_HEADER)} (got {got!r})")
+    out: list[FundingRate] = []
+    for lineno, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        cells = raw.split(",")
+        if len(cells) != 2:
+            raise _malformed(path, lineno, f"expected 2 fields, got {len(cells)}")
+        try:
+            ts, rate = int(cells[0]), float(cells[1])
+        except ValueError:
+            raise _malformed(path, lineno, "ts must be epoch ms and rate a number") from None
+        if not np.isfinite(rate) or abs(rate) > MAX_FUNDING_RATE:
+            raise _malformed(path, lineno, f"rate {rate!r} is not a funding rate (|rate| <= {MAX_FUNDING_RATE})")
+        if out and ts <= out[-1].ts:
+            raise _malformed(path, lineno, "ts must increase strictly")
+        out.append(FundingRate(ts=ts, rate=rate))
+    return out
+
+
 def _parse_parquet(path: Path, tf_ms: int) -> _Series:
     try:
         import pyarrow.parquet as pq
@@ -170,7 +202,13 @@ class ReplayExchange:
             raise ExchangeError(f"replay data folder {folder} does not exist", reason="replay_data")
         self.folder = folder
         self._files: dict[tuple[str, str], Path] = {}
+        self._funding_files: dict[str, Path] = {}
+        self._funding: dict[str, list[FundingRate]] = {}
         for path in sorted(folder.iterdir()):
+            fm = _FUNDING_RE.match(path.name)
+            if fm is not None:
+                self._funding_files[fm.group("symbol")] = path
+                continue
             m = _FILE_RE.match(path.name)
             if m is None:
                 continue
@@ -354,6 +392,19 @@ class ReplayExchange:
     ) -> PerSymbol[Klines]:
         """:meth:`klines` per symbol; a symbol that fails is reported with its reason, the rest proceed."""
         return await per_symbol(symbols, lambda s: self.klines(s, timeframe, limit=limit, end_ms=end_ms))
+
+    async def funding_rates(self, symbol: str, *, since_ms: int, until_ms: int) -> list[FundingRate]:
+        """Settlements from ``<SYMBOL>_funding.csv`` in [since_ms, until_ms] that happened by now
+        (none when the folder has no funding file for the symbol: nothing is charged)."""
+        await asyncio.sleep(0)
+        self._finest(symbol)  # unknown symbol → unknown_symbol
+        rates = self._funding.get(symbol)
+        if rates is None:
+            path = self._funding_files.get(symbol)
+            rates = _parse_funding(path) if path is not None else []
+            self._funding[symbol] = rates
+        last = min(until_ms, self.clock.now_ms())
+        return [f for f in rates if since_ms <= f.ts <= last]
 
     async def positions(self) -> list[Position]:
         now = self.clock.now_ms()

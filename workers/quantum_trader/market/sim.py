@@ -7,12 +7,16 @@ Generative model (docs/market.md has the full write-up):
   trend regimes, and the day's log-price increment ``ΔL_d = √96·σ_d·z_d + 96·μ_d``. Cumulating the
   increments gives the log price at every midnight (anchored so the price on 2026-01-01 is the
   listing's reference price). Pegged assets instead hold ``log(peg) + small noise``.
-* **Intraday 15m layer** per (symbol, day), one RNG per day: stochastic intraday volatility
-  ``σ_t`` (AR(1) in logs, with a UTC seasonality), i.i.d. shocks ``ε_t`` and a *planted momentum*
-  ``r_t = σ_t·(β·s_t + ε_t) + μ_d`` with ``s_t = √(1−a²)·Σ_{k<t, same day} a^{t−1−k} ε_k``.
-  The shocks are conditioned (exactly, Gaussian kriging) on the day's increment from the daily
-  layer, so each day ends where the next begins and, because that increment is drawn from its
-  own marginal, the shocks are still exactly i.i.d. N(0, 1): the oracle is exact.
+* **Intraday 15m layer** per (symbol, day), one RNG per group of 8 days: stochastic intraday
+  volatility ``σ_t`` (AR(1) in logs, with a UTC seasonality), shocks ``ε_t`` and a *planted,
+  non-linear, regime-dependent signal* ``r_t = σ_t·(ε_t + β_regime·f(s_{t−1})) + μ_d``: ``s`` is a
+  same-day EMA of the bar's standardised moves and ``f`` an odd function orthogonal to its argument
+  (small moves revert, large ones continue), so returns carry no linear autocorrelation from it.
+  The shocks are conditioned (Gaussian kriging) on the day's increment from the daily layer, so
+  each day ends where the next begins; the bars' variances add up to 1.5× the day's, so paths
+  revert inside the day (1-day variance ratio ≈ 0.9). The oracle is exact up to a Gaussian
+  moment-matching of the state's law.
+* **Funding** every 8 h: 1 bp plus up to ±2 bps with the last 8 h's move, small noise.
 * **1m layer** per (symbol, day): a Brownian bridge inside every 15m bar, mapped monotonically so
   the minute bars aggregate *exactly* to the 15m bar (open, high, low, close, volume).
   5m aggregates 1m; 1h, 4h and 1d aggregate 15m.
@@ -41,6 +45,7 @@ from quantum_trader.core.profile import ExchangeSettings, FaultSettings
 from quantum_trader.market.base import (
     TIMEFRAME_MS,
     ExchangeError,
+    FundingRate,
     Klines,
     Market,
     OrderRequest,
@@ -75,14 +80,36 @@ MAX_LIMIT: Final = 200_000
 TAKER_FEE: Final = 0.0004  # 4 bps
 
 _N = NormalDist()
+_ABS_MEAN: Final = math.sqrt(2.0 / math.pi)  # E|Z|
+_ABS_SD: Final = math.sqrt(1.0 - 2.0 / math.pi)  # sd |Z|
+FUNDING_MS: Final = 8 * 3_600_000  # perpetual funding every 8 h
+FUNDING_BASE: Final = 1e-4  # 1 bp per 8 h: longs pay shorts on average
+FUNDING_SWING: Final = 2e-4  # ± 2 bps with the last 8 h's move
+FUNDING_NOISE: Final = 3e-5
+FUNDING_CAP: Final = 3e-3
+VOLUME_MOVE: Final = 0.35  # log-volume per sd of the bar's own |shock| (volume–|return| correlation)
+
+
+def _bar_index() -> npt.NDArray[np.int64]:
+    return np.arange(BARS, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelParams:
-    """Parameters of the generative model (defaults give an oracle AUC ≈ 0.6 on 15m, H=4)."""
+    """Parameters of the generative model (see docs/market.md for the facts the defaults produce)."""
 
-    momentum_beta: float = 0.18  # β: weight of the momentum state in each bar's expected return
-    momentum_decay: float = 0.8  # a: EMA decay of the momentum state (per 15m bar)
+    # β per regime (range, trend, high-vol): weight of the non-linear signal f(state) in each bar's
+    # expected return, in units of the bar's volatility
+    signal_beta: tuple[float, float, float] = (0.25, 0.35, 0.0)
+    momentum_decay: float = 0.8  # a: EMA decay of the same-day state the signal reads (per 15m bar)
+    signal_cap: float = 2.0  # |He3(x)/√6| is capped here before it is made orthogonal to x
+    # weight of x itself in f: the state feeds on its own signal, which alone would add positive
+    # autocorrelation; −0.3 cancels it (measured: 1h lag-1 autocorrelation ≈ 0)
+    signal_linear: float = -0.3
+    signal_he3: float = 1.0  # weight of the orthogonal non-linear part in f
+    # Σ bar variances / the day's variance: > 1 makes the path revert inside the day (the daily layer
+    # fixes the day's move), which sets the 1-day variance ratio of intraday returns
+    intraday_excess: float = 1.5
     intraday_vol_phi: float = 0.92  # AR(1) of log σ_t per 15m bar
     intraday_vol_sd: float = 0.45  # stationary sd of log σ_t
     daily_vol_phi: float = 0.9  # AR(1) of the daily log-vol
@@ -228,9 +255,49 @@ def _ar1_filter(innov: F64, *, phi: float, init: float) -> F64:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """The planted predictor f: bounded-ish, odd, E[f(Z)·Z] = 0 and E[f(Z)²] = 1 for Z ~ N(0, 1).
+
+    f(x) = (clip(He3(x)/√6, ±cap) − κ·x) / ν: small moves of the state revert, large ones continue;
+    being orthogonal to x, it adds no linear autocorrelation to returns (Stein's lemma), only
+    non-linear predictability a model must find.
+    """
+
+    cap: float
+    kappa: float
+    norm: float
+    linear: float
+    he3: float
+    nodes: F64  # Gauss–Hermite nodes and weights (probabilists'), for E[f(m + √q·Z)]
+    weights: F64
+
+    def __call__(self, x: F64) -> F64:
+        he3 = np.clip((x * x * x - 3.0 * x) / math.sqrt(6.0), -self.cap, self.cap)
+        out: F64 = self.he3 * (he3 - self.kappa * x) / self.norm + self.linear * x
+        return out
+
+    def moments(self, mean: F64, var: F64) -> tuple[F64, F64]:
+        """E[f(Y)] and Var[f(Y)] for Y ~ N(mean, var) (elementwise)."""
+        y = mean[..., None] + np.sqrt(var)[..., None] * self.nodes
+        fy = self(y)
+        m1: F64 = fy @ self.weights
+        m2: F64 = (fy * fy) @ self.weights
+        return m1, np.maximum(m2 - m1 * m1, 0.0)
+
+
+@lru_cache(maxsize=8)
+def make_signal(cap: float, linear: float = 0.0, he3_weight: float = 1.0) -> Signal:
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / math.sqrt(2.0 * math.pi)
+    he3 = np.clip((nodes**3 - 3.0 * nodes) / math.sqrt(6.0), -cap, cap)
+    kappa = float(np.sum(weights * he3 * nodes))  # E[Z²] = 1
+    norm = math.sqrt(float(np.sum(weights * (he3 - kappa * nodes) ** 2)))
+    return Signal(cap=cap, kappa=kappa, norm=norm, linear=linear, he3=he3_weight, nodes=nodes, weights=weights)
+
+
+@dataclass(frozen=True, slots=True)
 class _Intraday:
-    gain: F64  # G = I + β·F (96×96): r = σ ⊙ (G ε)
-    ema: F64  # E (96×96): E_t = √(1−a²)·Σ_{k≤t} a^{t−k} ε_k  (the state after bar t)
+    state_sd: F64  # sd of the same-day state after bar t: √(1 − a^{2(t+1)}) (it restarts at midnight)
     vol_ar_scaled: F64  # lower-triangular AR(1) matrix for log σ (innovation sd folded in)
     vol_init: F64  # phi^{t+1}
     log_season: F64  # log of the UTC intraday volatility profile (mean 1)
@@ -239,12 +306,8 @@ class _Intraday:
 
 def _intraday(params: ModelParams) -> _Intraday:
     a = params.momentum_decay
-    c = math.sqrt(1.0 - a * a)
     idx = np.arange(BARS)
     lag = np.subtract.outer(idx, idx)  # t − k
-    ema = np.where(lag >= 0, c * a ** lag.clip(0).astype(np.float64), 0.0)
-    strict = np.where(lag >= 1, c * a ** (lag - 1).clip(0).astype(np.float64), 0.0)
-    gain = np.eye(BARS) + params.momentum_beta * strict
     phi = params.intraday_vol_phi
     vol_ar = np.where(lag >= 0, phi ** lag.clip(0).astype(np.float64), 0.0)
     sd = params.intraday_vol_sd
@@ -254,8 +317,7 @@ def _intraday(params: ModelParams) -> _Intraday:
     )
     season = season / season.mean()
     return _Intraday(
-        gain=gain,
-        ema=ema,
+        state_sd=np.sqrt(1.0 - a ** (2.0 * (idx + 1))),
         vol_ar_scaled=vol_ar * (sd * math.sqrt(1.0 - phi * phi)),
         vol_init=phi ** (idx + 1).astype(np.float64),
         log_season=np.log(season),
@@ -279,9 +341,11 @@ class DayState:
     """The full latent state of a run of days (used by the oracle and to build bars)."""
 
     days: I64
-    eps: F64  # (n, 96) shocks
+    eps: F64  # (n, 96) shocks (conditioned on the day's increment)
+    state: F64  # (n, 96) standardised same-day state after each bar (EMA of the drawn shocks)
     sigma: F64  # (n, 96) bar volatility
     drift: F64  # (n,) per-bar drift
+    beta: F64  # (n,) weight of the signal that day (by regime)
     ohlcv: F64  # (5, n·96) prices and base volume of the path (before the contract's basis)
 
 
@@ -292,6 +356,7 @@ class SimModel:
         self.seed = seed
         self.params = params or ModelParams()
         self._mx = _intraday(self.params)
+        self._signal = make_signal(self.params.signal_cap, self.params.signal_linear, self.params.signal_he3)
         self._listings = {x.symbol: x for x in listings()}
         self._models: dict[str, SymbolModel] = {}
         self._spans: OrderedDict[tuple[str, int], _Span] = OrderedDict()
@@ -487,18 +552,25 @@ class SimModel:
             lvl0, lvl1 = both[:-1], both[1:]
         else:
             lvl0, lvl1 = self._levels(key, days), self._levels(key, days + 1)
-        sig_d, drift_d, _ = self._daily(key, days)
+        sig_d, drift_d, regime = self._daily(key, days)
+        beta = np.asarray(p.signal_beta, dtype=np.float64)[regime]
         sd = p.intraday_vol_sd
-        g = gn @ mx.vol_ar_scaled.T + np.multiply.outer(g0 * sd, mx.vol_init)
+        # einsum, not BLAS: each day's result must not depend on how many days are generated at once
+        g = np.einsum("ij,kj->ik", gn, mx.vol_ar_scaled) + np.multiply.outer(g0 * sd, mx.vol_init)
         log_sigma_raw = mx.log_season + g
         sigma_raw = np.exp(log_sigma_raw)
-        w_raw = sigma_raw @ mx.gain  # w_k = Σ_t σ_t G[t, k]
-        lam = math.sqrt(BARS) * sig_d / np.sqrt(np.einsum("ij,ij->i", w_raw, w_raw))
+        # the day's variance is 96·σ_d²: shocks plus the signal (variance 1 from the second bar on)
+        infl = 1.0 + np.multiply.outer(beta * beta, (_bar_index() > 0).astype(np.float64))
+        bar_var = np.einsum("ij,ij->i", sigma_raw * infl, sigma_raw)
+        lam = math.sqrt(BARS * p.intraday_excess) * sig_d / np.sqrt(bar_var)
         sigma = sigma_raw * lam[:, None]
-        w = w_raw * lam[:, None]
         target = (lvl1 - lvl0) - BARS * drift_d
-        eps = eps0 + w * ((target - np.einsum("ij,ij->i", w, eps0)) / np.einsum("ij,ij->i", w, w))[:, None]
-        r = sigma * (eps @ mx.gain.T)
+        # the state reads the bar's standardised move (drawn shock plus signal); the shocks are then
+        # conditioned so the day ends at the daily layer's level (one linear step: the signal is fixed)
+        state, signal = self._state_and_signal(eps0, sigma, beta)
+        rest = target - signal.sum(axis=1)
+        eps = eps0 + sigma * ((rest - np.einsum("ij,ij->i", sigma, eps0)) / np.einsum("ij,ij->i", sigma, sigma))[:, None]
+        r = sigma * eps + signal
         r += drift_d[:, None]
         x = np.cumsum(r, axis=1)
         x += lvl0[:, None]
@@ -512,16 +584,38 @@ class SimModel:
         half = 0.5 * p.wick_scale * sigma  # E|N(0,1)|·0.5·2 ≈ the old exponential scale
         np.multiply(np.maximum(opens, close), np.exp(half * wick[:, :BARS]), out=ohlcv[1])
         np.multiply(np.minimum(opens, close), np.exp(-half * wick[:, BARS:]), out=ohlcv[2])
-        # volume: more when volatile (σ^0.7), UTC-seasonal, lognormal noise; ≈ quote_volume per day
+        # volume: more when volatile (σ^0.7) and on the bar's own large moves (|ε|), UTC-seasonal,
+        # lognormal noise; ≈ quote_volume per day
         typical = sm.daily_vol / math.sqrt(BARS)
         if sm.quote_volume > 0:
-            log_q = 0.7 * (log_sigma_raw + np.log(lam / typical)[:, None]) + 0.4 * vn
+            move = (np.abs(r - drift_d[:, None]) / sigma - _ABS_MEAN) / _ABS_SD
+            log_q = 0.7 * (log_sigma_raw + np.log(lam / typical)[:, None]) + VOLUME_MOVE * move + 0.3 * vn
             quote = np.exp(log_q + (math.log(sm.quote_volume / BARS) - 0.08 - mx.log_activity))
             np.divide(quote, close, out=ohlcv[4])
         else:  # listed but not trading: bars without volume
             ohlcv[4] = 0.0
         flat: F64 = ohlcv.reshape(5, n * BARS)
-        return DayState(days=days, eps=eps, sigma=sigma, drift=drift_d, ohlcv=flat)
+        return DayState(days=days, eps=eps, state=state, sigma=sigma, drift=drift_d, beta=beta, ohlcv=flat)
+
+    def _state_and_signal(self, eps0: F64, sigma: F64, beta: F64) -> tuple[F64, F64]:
+        """The standardised same-day state after each bar and each bar's signal σ_t·β·f(state_{t−1}).
+
+        state_t = a·state_{t−1} + √(1−a²)·u_t / √(1+β²) with u_t = ε₀_t + β·f(state_{t−1}) the bar's
+        standardised move, so the state is what a trader sees in recent returns (scaled by volatility).
+        """
+        a = self.params.momentum_decay
+        c = math.sqrt(1.0 - a * a)
+        scale = c / np.sqrt(1.0 + beta * beta)
+        n = eps0.shape[0]
+        state = np.empty_like(eps0)
+        f_prev = np.zeros_like(eps0)  # f(state_{t−1}), 0 for the first bar
+        acc = np.zeros(n)
+        for t in range(BARS):
+            if t > 0:
+                f_prev[:, t] = self._signal(state[:, t - 1] / self._mx.state_sd[t - 1])
+            acc = a * acc + scale * (eps0[:, t] + beta * f_prev[:, t])
+            state[:, t] = acc
+        return state / self._mx.state_sd, sigma * beta[:, None] * f_prev
 
     def _path_days(self, key: str, days: I64) -> F64:
         """15m OHLCV (5, n·96) of the path on consecutive ``days`` (cached per day)."""
@@ -680,6 +774,36 @@ class SimModel:
         tick = filters_for_price(sm.listing.ref_price).tick_size
         return max(price * sm.spread_bps / 2e4, tick / 2)
 
+    # ---- funding ----
+
+    def funding(self, symbol: str, *, first_ts: int, last_ts: int) -> list[FundingRate]:
+        """Funding settlements every 8 h (00:00, 08:00, 16:00 UTC) with times in [first_ts, last_ts].
+
+        rate = clip(base + 2 bps·tanh(z/2) + N(0, 0.3 bp), ±30 bps), z the path's log return over the
+        8 h before the settlement in units of its typical 8 h volatility: longs pay more after rallies,
+        as on real perpetuals; base = 1 bp per 8 h (0 for pegged assets).
+        """
+        sm = self.character(symbol)
+        first = max(first_ts, EPOCH_MS + FUNDING_MS)
+        first = -(-(first - EPOCH_MS) // FUNDING_MS) * FUNDING_MS + EPOCH_MS
+        if last_ts < first:
+            return []
+        times = np.arange(first, last_ts + 1, FUNDING_MS, dtype=np.int64)
+        hourly = self.bars(sm.path_key, "1h", first_ts=int(times[0]) - FUNDING_MS, last_ts=int(times[-1]) - 3_600_000)
+        rows = ((times - FUNDING_MS) - int(hourly.ts[0])) // 3_600_000
+        ret = np.log(hourly.close[rows + 7] / hourly.open[rows])
+        z = ret / (sm.daily_vol * math.sqrt(1.0 / 3.0))
+        k = (times - EPOCH_MS) // FUNDING_MS
+        noise = np.empty(times.shape[0])
+        for block in np.unique(k // 1024).tolist():
+            sel = k // 1024 == block
+            noise[sel] = _rng(self.seed, sm.path_key, "funding", block).standard_normal(1024)[k[sel] % 1024]
+        pegged = self._path_listing(sm.path_key).peg is not None
+        base = 0.0 if pegged else FUNDING_BASE
+        swing = 0.0 if pegged else FUNDING_SWING
+        rates = np.clip(base + swing * np.tanh(z / 2.0) + FUNDING_NOISE * noise, -FUNDING_CAP, FUNDING_CAP)
+        return [FundingRate(ts=int(t), rate=float(r)) for t, r in zip(times.tolist(), rates.tolist(), strict=True)]
+
     # ---- the oracle ----
 
     def oracle_probability(self, symbol: str, timeframe: str, ts: npt.ArrayLike, horizon_bars: int) -> F64:
@@ -706,25 +830,28 @@ class SimModel:
         st = self.day_state(key, np.arange(d0, d1 + 1, dtype=np.int64))
         sigma = st.sigma.reshape(-1)
         drift = np.repeat(st.drift, BARS)
-        state = (st.eps @ self._mx.ema.T).reshape(-1)  # E_t after bar t
-        p = self.params
-        a, beta = p.momentum_decay, p.momentum_beta
-        c = math.sqrt(1.0 - a * a)
+        sd_all = np.tile(self._mx.state_sd, st.days.shape[0])
+        state = st.state.reshape(-1) * sd_all  # the state after bar t, unstandardised
+        beta = np.repeat(st.beta, BARS)
+        a = self.params.momentum_decay
         idx = t15 - d0 * BARS
         pos = (t15 % BARS).astype(np.int64)
         mean = np.zeros(idx.shape[0])
         var = np.zeros(idx.shape[0])
+        # moments of the state after bar t+j given the state after bar t, propagated step by step
+        # (Gaussian moment matching: the signal feeds the state, so the law is near-Gaussian)
+        s_mean, s_var = state[idx], np.zeros(idx.shape[0])
         for i in range(1, h + 1):
             u = idx + i
             same = (pos + i) < BARS
-            mean += drift[u] + np.where(same, beta * sigma[u] * a ** (i - 1) * state[idx], 0.0)
-        for j in range(1, h + 1):
-            jj = idx + j
-            coef = sigma[jj].copy()
-            for i in range(j + 1, h + 1):
-                same_day = (pos + j) // BARS == (pos + i) // BARS
-                coef += np.where(same_day, sigma[idx + i] * beta * c * a ** (i - 1 - j), 0.0)
-            var += coef * coef
+            sd_prev = self._mx.state_sd[np.minimum(pos + i - 1, BARS - 1)]
+            f_mean, f_var = self._signal.moments(s_mean / sd_prev, s_var / (sd_prev * sd_prev))
+            b = np.where(same, beta[u], 0.0)
+            mean += drift[u] + b * sigma[u] * f_mean
+            var += sigma[u] ** 2 * (1.0 + b * b * f_var)
+            scale = math.sqrt(1.0 - a * a) / np.sqrt(1.0 + b * b)
+            s_mean = a * s_mean + scale * b * f_mean
+            s_var = a * a * s_var + scale * scale * (1.0 + b * b * f_var)
         z = mean / np.sqrt(var)
         return np.asarray(0.5 * (1.0 + _erf(z / math.sqrt(2.0))), dtype=np.float64)
 
@@ -1129,6 +1256,13 @@ class SimExchange:
         if res is None or res.symbol != symbol:
             raise ExchangeError(f"unknown order {client_order_id}", reason="unknown_order", endpoint="cancel")
         self._book.cancel(client_order_id)
+
+    async def funding_rates(self, symbol: str, *, since_ms: int, until_ms: int) -> list[FundingRate]:
+        """Funding settlements of ``symbol`` in [since_ms, until_ms] that happened by now."""
+        await self._latency()
+        self._market(symbol)
+        last = min(until_ms, self.clock.now_ms())
+        return await self._off_loop(lambda: self.model.funding(symbol, first_ts=since_ms, last_ts=last))
 
     async def close(self) -> None:
         return None

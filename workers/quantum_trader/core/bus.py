@@ -94,8 +94,10 @@ def _s(value: bytes | str) -> str:
 
 
 def _raw_fields(fields: Any) -> dict[bytes, bytes]:
+    """A reply's field list (``[k1, v1, k2, v2, ...]``) or dict as ``dict[bytes, bytes]``."""
+    pairs = fields.items() if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
     return {k if isinstance(k, bytes) else str(k).encode(): v if isinstance(v, bytes) else str(v).encode()
-            for k, v in fields.items()}
+            for k, v in pairs}
 
 
 def _entries(raw: Sequence[Any]) -> list[Entry]:
@@ -142,10 +144,9 @@ def _stream_rows(resp: Any) -> list[Any]:
     """The entry rows of a single-stream XREAD/XREADGROUP reply (RESP2 list or RESP3 dict)."""
     if not resp:
         return []
-    if isinstance(resp, dict):
-        rows = next(iter(resp.values()))  # RESP3: {stream: [[(id, fields), ...]]}
-        return list(rows[0]) if rows and isinstance(rows[0], list) else list(rows)
-    return list(resp[0][1])
+    if isinstance(resp, dict):  # RESP3: {stream: [[id, fields], ...]}
+        return list(next(iter(resp.values())))
+    return list(resp[0][1])  # RESP2: [[stream, [[id, fields], ...]]]
 
 
 class Bus:
@@ -275,11 +276,13 @@ class Bus:
 
     async def deadletter(
         self, *, source_stream: str, entry: Entry, reason: str, group: str = "", code: str = "",
-        consumer: str = "",
+        consumer: str = "", ack: bool = False,
     ) -> None:
         """Move ``entry`` to ``stream:deadletter`` with its reason (``code`` labels the metric).
 
         The raw fields are kept: UTF-8 text as is, anything else base64 (named in ``raw_base64``).
+        ``ack``: acknowledge the entry in ``group`` in the same ``MULTI`` — a crash can then never
+        leave it pending to be dead-lettered a second time by whoever claims it.
         """
         code = code or _reason_code(reason)
         raw, encoded = raw_for_deadletter(entry.fields or {})
@@ -294,7 +297,19 @@ class Bus:
             code=code,
             consumer=consumer,
         )
-        await self.publish(self._keys.deadletter, letter)
+        if ack and group:
+            fields = letter.to_fields()
+
+            async def move() -> None:
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.xadd(self._keys.deadletter, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+                pipe.xack(source_stream, group, entry.id)
+                await pipe.execute()
+
+            await self.retry(move, what="deadletter")
+            metrics.BUS_PUBLISHED.labels(self._keys.profile, _short(self._keys.deadletter)).inc()
+        else:
+            await self.publish(self._keys.deadletter, letter)
         metrics.BUS_DEADLETTER.labels(self._keys.profile, _short(source_stream), code).inc()
         self._log.warn("DEADLETTER", stream=_short(source_stream), id=entry.id, group=group, code=code,
                        reason=reason)
@@ -307,6 +322,29 @@ class Bus:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def once(self, *commands: Sequence[Any]) -> list[Any]:
+        """Send ``commands`` in one round trip on one pooled connection; raw replies, no client retry.
+
+        redis-py silently re-sends a command whose connection broke; for commands that *deliver*
+        entries (XREADGROUP, XCLAIM, XAUTOCLAIM) that would hand the lost reply's entries to our
+        pending list unseen and read past them. Here the error reaches the consume loop instead,
+        which then re-reads its pending list first. A Redis error reply raises ``ResponseError``.
+        """
+        pool: Any = self._redis.connection_pool
+        conn: Any = await pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands([tuple(c) for c in commands]))
+            replies = [await conn.read_response(disable_decoding=True) for _ in commands]
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
 
     async def read(
         self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000,
@@ -321,14 +359,12 @@ class Bus:
         if not pending and block_ms is not None:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", stream, "0" if pending else ">"]
-        # NEVER_DECODE: the reply stays bytes, so a non-UTF-8 field cannot break the client's decoding
+        # undecoded (a non-UTF-8 field cannot break the client's decoding) and never retried by the
+        # client: a reply lost with the connection raises, so the caller re-reads its pending list
         if ack_first:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.xack(stream, group, *ack_first)
-            raw_command(pipe, *args)
-            resp = (await pipe.execute())[1]
+            resp = (await self.once(["XACK", stream, group, *ack_first], args))[1]
         else:
-            resp = await raw_command(self._redis, *args)
+            resp = (await self.once(args))[0]
         entries = _entries(_stream_rows(resp))
         if pending and entries:
             entries = await self._with_deliveries(stream, group, entries, consumer=consumer)
@@ -352,9 +388,7 @@ class Bus:
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[Entry]:
         """Take over entries other consumers left pending for at least ``min_idle_ms``."""
-        resp = await raw_command(
-            self._redis, "XAUTOCLAIM", stream, group, consumer, min_idle_ms, "0-0", "COUNT", count
-        )
+        resp = (await self.once(["XAUTOCLAIM", stream, group, consumer, min_idle_ms, "0-0", "COUNT", count]))[0]
         claimed = resp[1] if len(resp) > 1 else []
         deleted = resp[2] if len(resp) > 2 else []
         entries = _entries(claimed)
@@ -417,7 +451,7 @@ class Bus:
                     # min-idle just under what we saw: a sweeper that claimed them meanwhile reset
                     # their idle time, so only one of two racing sweepers gets them
                     guard = max(0, min(int(r["time_since_delivered"]) for r in rows) - 1)
-                    resp = await raw_command(self._redis, "XCLAIM", stream, group, consumer, guard, *ids)
+                    resp = (await self.once(["XCLAIM", stream, group, consumer, guard, *ids]))[0]
                     got = _entries(resp)
                     claimed += got
                     self._log.event("CONSUMER_CLAIMED", stream=_short(stream), group=group, dead=c.name,
@@ -610,6 +644,15 @@ class _ConsumeLoop(Generic[M]):
             pass
 
     async def _next_batch(self) -> list[Entry]:
+        try:
+            return await self._next_batch_once()
+        except _TRANSIENT:
+            # a reply lost with the connection may have delivered entries we never saw: they sit in
+            # our pending list, so read that first on the retry — never newer entries past them
+            self.backlog = True
+            raise
+
+    async def _next_batch_once(self) -> list[Entry]:
         now = time.monotonic()
         got: list[Entry] = []
         if now - self.last_lag > 5.0:
@@ -674,6 +717,7 @@ class _ConsumeLoop(Generic[M]):
     async def _dispatch(self, entries: list[Entry]) -> None:
         good: list[tuple[Entry, Parsed[M]]] = []
         done: list[str] = []
+        settled = 0  # dead-lettered and acked in one MULTI
         for entry in entries:
             deliveries = entry.deliveries
             if entry.fields is None:
@@ -683,9 +727,9 @@ class _ConsumeLoop(Generic[M]):
                 await self.bus.deadletter(
                     source_stream=self.stream, entry=entry, group=self.group,
                     reason=f"max_deliveries_exceeded: delivered {deliveries} times (limit {self.max_deliveries})",
-                    code="max_deliveries_exceeded", consumer=self.consumer,
+                    code="max_deliveries_exceeded", consumer=self.consumer, ack=True,
                 )
-                done.append(entry.id)
+                settled += 1
                 self._resolved(entry.id)
                 continue
             try:
@@ -694,17 +738,17 @@ class _ConsumeLoop(Generic[M]):
                 code = "non_utf8" if "UTF-8" in exc.reason else "malformed"
                 await self.bus.deadletter(
                     source_stream=self.stream, entry=entry, reason=str(exc), group=self.group, code=code,
-                    consumer=self.consumer,
+                    consumer=self.consumer, ack=True,
                 )
-                done.append(entry.id)
+                settled += 1
                 self._resolved(entry.id)
                 continue
             except Exception as exc:  # whatever an entry's content does, the worker does not die of it
                 await self.bus.deadletter(
                     source_stream=self.stream, entry=entry, group=self.group, code="unparseable",
-                    reason=f"unparseable: {type(exc).__name__}: {exc}", consumer=self.consumer,
+                    reason=f"unparseable: {type(exc).__name__}: {exc}", consumer=self.consumer, ack=True,
                 )
-                done.append(entry.id)
+                settled += 1
                 self._resolved(entry.id)
                 continue
             good.append((entry, Parsed(entry.id, message, deliveries)))
@@ -716,10 +760,10 @@ class _ConsumeLoop(Generic[M]):
             )
             done.extend(ok)
         self.unacked.extend(done)  # acked with the next read: the handler's effects are already durable
-        if done:
-            metrics.WORKER_PROCESSED.labels(*self.labels[:1], self.bus.worker, self.labels[1]).inc(len(done))
+        if done or settled:
+            metrics.WORKER_PROCESSED.labels(*self.labels[:1], self.bus.worker, self.labels[1]).inc(len(done) + settled)
             if self.on_processed is not None:
-                self.on_processed(len(done))
+                self.on_processed(len(done) + settled)
 
     def _resolved(self, entry_id: str) -> None:
         self.failures.pop(entry_id, None)

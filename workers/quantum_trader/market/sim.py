@@ -602,20 +602,39 @@ class SimModel:
 
         state_t = a·state_{t−1} + √(1−a²)·u_t / √(1+β²) with u_t = ε₀_t + β·f(state_{t−1}) the bar's
         standardised move, so the state is what a trader sees in recent returns (scaled by volatility).
+        Sequential by nature: one pass over the 96 bars on (bar, day) rows, few array operations each.
         """
         a = self.params.momentum_decay
-        c = math.sqrt(1.0 - a * a)
-        scale = c / np.sqrt(1.0 + beta * beta)
-        n = eps0.shape[0]
-        state = np.empty_like(eps0)
-        f_prev = np.zeros_like(eps0)  # f(state_{t−1}), 0 for the first bar
-        acc = np.zeros(n)
-        for t in range(BARS):
-            if t > 0:
-                f_prev[:, t] = self._signal(state[:, t - 1] / self._mx.state_sd[t - 1])
-            acc = a * acc + scale * (eps0[:, t] + beta * f_prev[:, t])
-            state[:, t] = acc
-        return state / self._mx.state_sd, sigma * beta[:, None] * f_prev
+        sig = self._signal
+        k1, cap = 1.0 / math.sqrt(6.0), sig.cap
+        k2 = sig.he3 / sig.norm
+        k3 = sig.linear - sig.he3 * sig.kappa / sig.norm
+        inv_sd = (1.0 / self._mx.state_sd).tolist()
+        scale = math.sqrt(1.0 - a * a) / np.sqrt(1.0 + beta * beta)
+        eps_t = np.ascontiguousarray(eps0.T)  # (96, n): one contiguous row per bar
+        state = np.empty_like(eps_t)
+        mean = np.zeros_like(eps_t)  # β·f(state_{t−1}): 0 for the first bar
+        acc = scale * eps_t[0]
+        state[0] = acc * inv_sd[0]
+        tmp = np.empty_like(acc)
+        for t in range(1, BARS):
+            x = state[t - 1]
+            np.multiply(x, x, out=tmp)
+            tmp -= 3.0
+            tmp *= x
+            tmp *= k1
+            np.minimum(tmp, cap, out=tmp)  # clip via two ufuncs: np.clip's wrapper costs more than the math
+            np.maximum(tmp, -cap, out=tmp)
+            tmp *= k2
+            f = tmp + k3 * x
+            f *= beta
+            mean[t] = f
+            f += eps_t[t]
+            f *= scale
+            acc *= a
+            acc += f
+            np.multiply(acc, inv_sd[t], out=state[t])
+        return np.ascontiguousarray(state.T), sigma * np.ascontiguousarray(mean.T)
 
     def _path_days(self, key: str, days: I64) -> F64:
         """15m OHLCV (5, n·96) of the path on consecutive ``days`` (cached per day)."""

@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from quantum_trader.core import logs
+from quantum_trader.core.bus import raw_command
 from quantum_trader.core.clock import Clock
 from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
 from quantum_trader.core.keys import WORKERS, Keys
@@ -208,6 +209,10 @@ def summary_fields(f: Funnel) -> dict[str, Any]:
     }
 
 
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
 class FunnelCollector:
     """Reads the profile's streams incrementally and keeps running counts."""
 
@@ -236,12 +241,14 @@ class FunnelCollector:
         if start is None:  # count only what happens during this run
             start = f"{int(self._started * 1000)}-0"
         while True:
-            rows = await self._redis.xrange(stream, min=f"({start}" if stream in self._last else start, count=_CHUNK)
+            # undecoded (core.bus.raw_command): a non-UTF-8 entry must not take the live view down
+            rows = await raw_command(self._redis, "XRANGE", stream, f"({start}" if stream in self._last else start,
+                                     "+", "COUNT", _CHUNK)
             if not rows:
                 break
             for entry_id, fields in rows:
-                out.append({str(a): str(b) for a, b in (fields or {}).items()})
-                start = str(entry_id)
+                out.append({_text(a): _text(b) for a, b in (fields or {}).items()})
+                start = _text(entry_id)
             self._last[stream] = start
             if len(rows) < _CHUNK:
                 break

@@ -270,8 +270,9 @@ def render_table(doc: dict[str, Any]) -> str:
         f"meta-label (rl_gate_pass): AUC {m['auc']}, pass rate {_pct(m['pass_rate'])}, "
         f"profitable after {m['cost_bps']} bps ({m.get('exits', 'held H bars')}): "
         f"{_pct(m['profitable_rate_pass'])} when pass vs {_pct(m['profitable_rate_fail'])} when not",
-        f"meta-label filter {'ON' if m.get('filter') else 'off'}: net per signal {m.get('net_bps_signals')} bps "
-        f"(all {m.get('signals')} signals) vs {m.get('net_bps_passing')} bps when passing",
+        f"meta-label filter {'ON' if m.get('filter') else 'off'}: OOS net per signal after {m['cost_bps']} bps fees "
+        f"(no spread/slippage/funding) {m.get('net_bps_signals')} bps (all {m.get('signals')} signals) vs "
+        f"{m.get('net_bps_passing')} bps when passing",
         "base models AUC (own horizon): " + ", ".join(f"h={h} {a}" for h, a in r["base_models"].items()),
         "folds: " + ", ".join(f"#{f['fold']} auc {f.get('auc', '-')}" for f in r["folds"]),
         *_importance_lines(r.get("importance", [])),
@@ -323,7 +324,7 @@ def _entry_line(entry: dict[str, Any] | None) -> str:
         return "entry: n/a"
     if not entry["rows_reaching"]:
         return entry_warning(entry)
-    return (f"entry: {entry['rows_reaching']:,} out-of-sample rows ({_pct(entry['share'])}) reach "
+    return (f"entry: {entry['rows_reaching']:,} out-of-sample rows ({100 * float(entry['share']):.2f} %) reach "
             f"router.minConfidence {entry['min_confidence']} (highest {entry['max_confidence']})")
 
 

@@ -97,3 +97,27 @@ def test_plots_and_a_self_contained_html_report(tmp_path: Path, replay_15m: Path
     assert html.count("data:image/png;base64,") == 5
     assert 'src="http' not in html and "<link" not in html  # nothing loaded from elsewhere
     assert "out of sample, after every cost" in html
+
+
+def test_recorded_funding_is_charged_and_named(tmp_path: Path) -> None:
+    from tests.backtest.conftest import DAY, END, SYMBOLS, record
+
+    data = record(tmp_path / "f", days=20, timeframe="15m")
+    for s in SYMBOLS:
+        rows = "\n".join(f"{t},0.001" for t in range(END - 20 * DAY, END, 8 * 3_600_000))
+        (data / f"{s}_funding.csv").write_text("ts,rate\n" + rows + "\n")
+    doc = _run(tmp_path, data, "fund", "--start", "2023-11-08", extra="  executor: {baseSizeUsd: 60}\n")
+    assert doc["funding_source"].startswith("recorded")
+    assert doc["trades"] > 0 and doc["costs_usd"]["funding"] != 0.0
+
+
+def test_sim_funding_comes_from_the_sim() -> None:
+    from quantum_trader.backtest.data import load_sim
+    from quantum_trader.core.profile import ExchangeSettings
+
+    from tests.backtest.conftest import DAY, END
+
+    data = load_sim(ExchangeSettings(), start_ms=END - 3 * DAY, end_ms=END, warmup_ms=DAY, symbols=["BTCUSDT"])
+    f = data.funding_for("BTCUSDT", END - 3 * DAY, END)
+    assert f.ts.shape[0] == 10 and len(set(f.rate.tolist())) > 1  # every 8 h, both ends included
+    assert data.funding_source.startswith("the sim")

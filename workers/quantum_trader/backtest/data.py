@@ -6,10 +6,10 @@ read once into columnar numpy arrays. :class:`FrozenExchange` then serves them t
 so the universe cycle and the training code run unchanged: a bar is visible once it has closed
 by the clock, never earlier.
 
-Funding: ``<SYMBOL>_funding.csv`` (header ``ts,rate``; ``ts`` epoch ms, ``rate`` per funding
-interval) next to the replay files is used when present; otherwise every 8 h (00, 08, 16 UTC)
-the baseline rate ``DEFAULT_FUNDING_RATE`` (0.01 %, Binance's interest-rate floor) is charged to
-longs and paid to shorts, and the report says so.
+Funding: the sim's own settlements (every 8 h, rate moving with the market); on replay
+``<SYMBOL>_funding.csv`` (header ``ts,rate``, read by the replay exchange's parser) when present,
+otherwise every 8 h (00, 08, 16 UTC) the baseline rate ``DEFAULT_FUNDING_RATE`` (0.01 %, Binance's
+interest-rate floor) is charged to longs and paid to shorts, and the report says so.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -28,6 +27,7 @@ from quantum_trader.core.profile import ExchangeSettings
 from quantum_trader.market.base import (
     TIMEFRAME_MS,
     ExchangeError,
+    FundingRate,
     Klines,
     Market,
     OrderRequest,
@@ -96,6 +96,7 @@ class MarketData:
     oracle: OracleFn | None = None
     loader: Callable[[str, str], Series] | None = None  # lazily loads a series (the I/O edge)
     ticker_from_finest: bool = False  # replay: 24h tickers from the finest series, as ReplayExchange does
+    funding_loader: Callable[[str, int, int], Funding | None] | None = None  # the source's own settlements
 
     def get(self, symbol: str, timeframe: str) -> Series:
         key = (symbol, timeframe)
@@ -111,6 +112,11 @@ class MarketData:
         f = self.funding.get(symbol)
         if f is not None:
             return f
+        if self.funding_loader is not None:
+            f = self.funding_loader(symbol, start_ms, end_ms)
+            if f is not None:
+                self.funding[symbol] = f
+                return f
         first = -(-start_ms // FUNDING_INTERVAL_MS) * FUNDING_INTERVAL_MS
         ts = np.arange(first, end_ms + 1, FUNDING_INTERVAL_MS, dtype=np.int64)
         f = Funding(ts=ts, rate=np.full(ts.shape[0], DEFAULT_FUNDING_RATE))
@@ -237,28 +243,21 @@ def load_sim(
     def oracle(symbol: str, timeframe: str, ts: I64, horizon: int) -> F64:
         return ex.oracle_probability(symbol, timeframe, ts, horizon)
 
+    def funding(symbol: str, first: int, last: int) -> Funding:
+        with ex.model.lock:
+            rates = ex.model.funding(symbol, first_ts=first, last_ts=last)
+        return _funding_of(rates)
+
     return MarketData(
         source=f"sim seed {settings.seed}", markets=markets, series={}, finest={s: "1m" for s in markets},
-        spread_bps=spread, oracle=oracle, loader=loader,
+        spread_bps=spread, oracle=oracle, loader=loader, funding_loader=funding,
+        funding_source="the sim's own settlements (8 h)",
     )
 
 
-def _read_funding(path: Path) -> Funding:
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
-    if not lines or [c.strip() for c in lines[0].split(",")] != ["ts", "rate"]:
-        raise ExchangeError(f"{path}:1: header must be ts,rate", reason="replay_malformed")
-    ts: list[int] = []
-    rate: list[float] = []
-    for lineno, raw in enumerate(lines[1:], start=2):
-        if not raw.strip():
-            continue
-        cells = raw.split(",")
-        try:
-            ts.append(int(cells[0]))
-            rate.append(float(cells[1]))
-        except (ValueError, IndexError):
-            raise ExchangeError(f"{path}:{lineno}: expected ts (epoch ms),rate", reason="replay_malformed") from None
-    return Funding(ts=np.asarray(ts, dtype=np.int64), rate=np.asarray(rate, dtype=np.float64))
+def _funding_of(rates: Sequence[FundingRate]) -> Funding:
+    return Funding(ts=np.asarray([r.ts for r in rates], dtype=np.int64),
+                   rate=np.asarray([r.rate for r in rates], dtype=np.float64))
 
 
 def load_replay(settings: ExchangeSettings, *, symbols: Sequence[str] | None = None) -> MarketData:
@@ -275,11 +274,13 @@ def load_replay(settings: ExchangeSettings, *, symbols: Sequence[str] | None = N
         o, h, lo, c, v = s.ohlcv
         return Series(s.ts, o, h, lo, c, v)
 
+    from quantum_trader.market.replay import _parse_funding
+
     funding: dict[str, Funding] = {}
     for s in markets:
-        path = ex.folder / f"{s}_funding.csv"
-        if path.exists():
-            funding[s] = _read_funding(path)
+        path = ex._funding_files.get(s)
+        if path is not None:
+            funding[s] = _funding_of(_parse_funding(path))
     source = "recorded (<SYMBOL>_funding.csv)" if funding else "assumed"
     return MarketData(
         source=f"replay {ex.folder}", markets=markets, series={}, finest=finest,

@@ -397,7 +397,7 @@ class Engine:
                            reason="manual" if reason == END_OF_DATA else reason,  # type: ignore[arg-type]
                            cooldown_ms=int(self.spec.gate.cooldown * 1000), now_ms=at)
         self.book.apply(t, now_ms=at)
-        funding = funding_usd(self.data.funding_for(pos.symbol, 0, self.end_ms), side=pos.side,
+        funding = funding_usd(self.data.funding_for(pos.symbol, self._start, self.end_ms), side=pos.side,
                               notional=pos.notional_usd, opened_ms=pos.opened_ts, closed_ms=at)
         realised = t.realized_pnl or 0.0
         net = realised - funding
@@ -463,7 +463,7 @@ class Engine:
                    client_order_id="X-" + intent.intent_id, max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)
         direction = 1.0 if intent.side == "BUY" else -1.0
         pnl = (out.venue.price - entry.venue.price) * qty * direction - entry.venue.fee_usd - out.venue.fee_usd
-        pnl -= funding_usd(self.data.funding_for(signal.symbol, 0, self.end_ms), side=intent.side,
+        pnl -= funding_usd(self.data.funding_for(signal.symbol, self._start, self.end_ms), side=intent.side,
                            notional=qty * entry.venue.price, opened_ms=now, closed_ms=e.at_ms)
         acc[0] += 1
         acc[1] += pnl

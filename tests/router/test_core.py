@@ -320,3 +320,32 @@ def test_every_drop_reason_is_a_known_code() -> None:
     )
     assert all(d.reason in core.REASONS for d in res.drops)
     assert len(res.drops) + len(res.intents) == 5
+
+
+# -- entry rule in expected value ----------------------------------------------------------------
+
+
+def test_expected_edge_is_win_minus_loss_minus_round_trip_costs_in_bps() -> None:
+    costs = core.EntryCosts(fee_bps=4.0, spread_bps=2.0, slippage_bps=5.0)
+    edge = core.expected_edge(sig("BTCUSDT", 0.5, atr=0.1, price=100.0), settings=SETTINGS, costs=costs)
+    assert (edge.win_bps, edge.loss_bps, edge.cost_bps) == (30.0, 15.0, 20.0)
+    assert edge.ev_bps == 0.5 * 30.0 - 0.5 * 15.0 - 20.0
+
+
+def test_entry_with_negative_expected_value_is_dropped_with_its_numbers() -> None:
+    thin = sig("BTCUSDT", 0.80, atr=0.05)  # 5 bps ATR: 15 bps target cannot pay 20 bps of costs
+    wide = sig("ETHUSDT", 0.80, atr=2.0)
+    res = decide_batch(batch(thin, wide), settings=SETTINGS, base_size_usd=10.0)
+    assert [i.symbol for i in res.intents] == ["ETHUSDT"]
+    (drop,) = res.drops
+    assert drop.symbol == "BTCUSDT" and drop.reason.startswith("negative_edge:ev_bps=-")
+    assert "p=0.800" in drop.reason and "cost_bps=20.0" in drop.reason
+    assert any(e.event == "NEGATIVE_EDGE_DROP" for e in res.events)
+
+
+def test_costs_passed_explicitly_decide_the_edge() -> None:
+    s = sig("BTCUSDT", 0.80, atr=0.05)
+    free = core.EntryCosts(fee_bps=0.0, spread_bps=0.0, slippage_bps=0.0)
+    assert [i.symbol for i in decide_batch(batch(s), settings=SETTINGS, base_size_usd=10.0, costs=free).intents] == [
+        "BTCUSDT"
+    ]

@@ -20,7 +20,9 @@ Stages of one batch, each a one-verb function, in this order:
 5. ``drop duplicates``   signal already routed, or a second signal for a symbol → ``duplicate``;
                          symbol already has an open position → ``position_open`` (it would
                          only take a slot and be blocked by the gate as ``duplicate``)
-6. ``filter tradable``   symbol outside ``cfg:tradable_symbols`` → ``not_tradable``
+6. ``filter tradable``   symbol outside ``cfg:tradable_symbols`` → ``not_tradable``;
+                         ATR ≤ 0 → ``invalid_atr``; expected net return ≤ 0 under the SL/TP
+                         exits after round-trip costs → ``negative_edge:ev_bps=…`` (:func:`expected_edge`)
 7. ``rank``              score = confidence + 0.02·rl_gate_pass + 0.01·(regime known)
 8. ``select``            best ``allowed``; the rest → ``not_selected``
 9. ``size``              base size × boost (rank 1 ≥ 0.90 → ×1.30, rank 2 ≥ 0.85 → ×1.10)
@@ -49,6 +51,7 @@ DUPLICATE: Final = "duplicate"
 NOT_SELECTED: Final = "not_selected"
 INVALID_ATR: Final = "invalid_atr"
 POSITION_OPEN: Final = "position_open"
+NEGATIVE_EDGE: Final = "negative_edge"
 
 REASONS: Final = (
     HOLD,
@@ -63,6 +66,7 @@ REASONS: Final = (
     NOT_SELECTED,
     INVALID_ATR,
     POSITION_OPEN,
+    NEGATIVE_EDGE,
 )
 
 RL_GATE_BONUS: Final = 0.02
@@ -366,12 +370,84 @@ def drop_invalid(cands: Sequence[Candidate], acc: _Acc) -> list[Candidate]:
     return kept
 
 
+# -- expected value ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCosts:
+    """Round-trip costs of one trade in bps of notional, from the settings that own them (passed explicitly)."""
+
+    fee_bps: float = 4.0  # executor.feeBps, paid on entry and on exit
+    spread_bps: float = 2.0  # universe.spreadBps: half crossed on entry, half on exit
+    slippage_bps: float = 5.0  # expected slippage per side (paper: half of executor.maxSlippageBps)
+
+    @property
+    def round_trip_bps(self) -> float:
+        return 2.0 * self.fee_bps + self.spread_bps + 2.0 * self.slippage_bps
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """Expected net return of an entry under the exit rules, in bps of notional."""
+
+    p: float  # calibrated probability that the trade goes the signal's way
+    win_bps: float  # take-profit distance: takeProfitAtr × ATR / price
+    loss_bps: float  # stop-loss distance: stopLossAtr × ATR / price
+    cost_bps: float  # round-trip costs
+
+    @property
+    def ev_bps(self) -> float:
+        return self.p * self.win_bps - (1.0 - self.p) * self.loss_bps - self.cost_bps
+
+    def reason(self) -> str:
+        """``negative_edge:ev_bps=…,p=…,win_bps=…,loss_bps=…,cost_bps=…`` (what ``qt why`` shows)."""
+        return (f"{NEGATIVE_EDGE}:ev_bps={self.ev_bps:.1f},p={self.p:.3f},win_bps={self.win_bps:.1f},"
+                f"loss_bps={self.loss_bps:.1f},cost_bps={self.cost_bps:.1f}")
+
+
+def expected_edge(signal: Signal, *, settings: RouterSettings, costs: EntryCosts) -> Edge:
+    """EV = p·win − (1−p)·loss − costs with win/loss at the router's own SL/TP distances.
+
+    ``p`` is the signal's calibrated confidence read as the chance of reaching the take-profit before
+    the stop (an approximation: the model's label is the move's sign over its horizon). Funding over
+    the holding time is not included (no funding rate reaches the router).
+    """
+    atr_bps = signal.atr / signal.price * 10_000.0 if signal.price > 0 else 0.0
+    return Edge(
+        p=signal.confidence,
+        win_bps=settings.take_profit_atr * atr_bps,
+        loss_bps=settings.stop_loss_atr * atr_bps,
+        cost_bps=costs.round_trip_bps,
+    )
+
+
+def drop_negative_edge(
+    cands: Sequence[Candidate], acc: _Acc, *, settings: RouterSettings, costs: EntryCosts
+) -> list[Candidate]:
+    """An entry whose expected net return is not positive → ``negative_edge`` (with its numbers)."""
+    kept: list[Candidate] = []
+    for c in cands:
+        edge = expected_edge(c.signal, settings=settings, costs=costs)
+        if edge.ev_bps > 0.0:
+            kept.append(c)
+            continue
+        acc.drop([c], edge.reason())
+        acc.log("NEGATIVE_EDGE_DROP", symbol=c.signal.symbol, signal_id=c.signal.signal_id, ev_bps=round(edge.ev_bps, 2),
+                p=c.signal.confidence, win_bps=round(edge.win_bps, 2), loss_bps=round(edge.loss_bps, 2),
+                cost_bps=round(edge.cost_bps, 2))
+    return kept
+
+
 def _fmt_score(value: float) -> str:
     return f"{value:.3f}"
 
 
-def decide_batch(inp: BatchInput, *, settings: RouterSettings, base_size_usd: float) -> BatchResult:
-    """Decide one batch: which buffered candidates become intents, and why the others do not."""
+def decide_batch(
+    inp: BatchInput, *, settings: RouterSettings, base_size_usd: float, costs: EntryCosts | None = None
+) -> BatchResult:
+    """Decide one batch: which buffered candidates become intents, and why the others do not.
+
+    ``costs``: the round-trip costs of the entry rule in expected value (default :class:`EntryCosts`)."""
     acc = _Acc(inp.now_ms)
     cands = list(inp.candidates)
     if not cands:
@@ -385,6 +461,7 @@ def decide_batch(inp: BatchInput, *, settings: RouterSettings, base_size_usd: fl
     cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
     cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
     cands = drop_invalid(cands, acc)
+    cands = drop_negative_edge(cands, acc, settings=settings, costs=costs or EntryCosts())
     allowed = slots.allowed
     if slots.super_only:
         cands = _supers_only(cands, acc, open_orders=open_orders, settings=settings)

@@ -145,14 +145,14 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
 
 
 async def decide(
-    ctx: WorkerContext, buf: _Buffer, *, settings: RouterSettings, base_size_usd: float
+    ctx: WorkerContext, buf: _Buffer, *, settings: RouterSettings, base_size_usd: float, costs: core.EntryCosts
 ) -> core.BatchResult:
     """reads → core → writes → report: decide the buffered batch, publish intents and drop records, ack."""
     started = time.perf_counter()
     inp: core.BatchInput = await ctx.bus.retry(
         lambda: gather_input(ctx, buf.candidates), what="router_inputs", stop=ctx.stop
     )
-    result = core.decide_batch(inp, settings=settings, base_size_usd=base_size_usd)
+    result = core.decide_batch(inp, settings=settings, base_size_usd=base_size_usd, costs=costs)
     published = await ctx.bus.publish_once_many(
         [
             (ctx.keys.trade_intent, i, ctx.keys.published_signals, i.signal_id, i.intent_id)
@@ -203,7 +203,9 @@ async def _read(ctx: WorkerContext, *, count: int, block_ms: int, pending: bool 
     return entries
 
 
-async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings, base_size_usd: float) -> None:
+async def lead(
+    ctx: WorkerContext, lease: Lease, *, settings: RouterSettings, base_size_usd: float, costs: core.EntryCosts
+) -> None:
     """Route while holding the lease; return when it is lost or the worker stops."""
     keys = ctx.keys
     await ctx.bus.ensure_group(keys.ai_signal, GROUP_ROUTER)
@@ -228,7 +230,7 @@ async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings, ba
             await _report_lag(ctx)
         now_ms = ctx.clock.now_ms()
         if core.due(buffered=len(buf.candidates), oldest_buffered_ms=buf.oldest_ms, now_ms=now_ms, settings=settings):
-            await decide(ctx, buf, settings=settings, base_size_usd=base_size_usd)
+            await decide(ctx, buf, settings=settings, base_size_usd=base_size_usd, costs=costs)
             continue
         wait_ms = READ_BLOCK_MAX_MS
         if buf.oldest_ms is not None:
@@ -245,15 +247,21 @@ async def lead(ctx: WorkerContext, lease: Lease, *, settings: RouterSettings, ba
             await _admit(ctx, entries, buf, settings=settings)
     # Stopping: decide what we hold so nothing waits for a redelivery.
     if buf.candidates:
-        await decide(ctx, buf, settings=settings, base_size_usd=base_size_usd)
+        await decide(ctx, buf, settings=settings, base_size_usd=base_size_usd, costs=costs)
     elif buf.ids:
         await _ack(ctx, buf.ids)
 
 
 async def main(ctx: WorkerContext) -> None:
     settings = ctx.profile.spec.router
-    # the one value the router shares with the executor, declared once (executor.baseSizeUsd)
-    base_size_usd = ctx.profile.spec.executor.base_size_usd
+    # values the router shares with other workers, each declared once and passed explicitly:
+    # executor.baseSizeUsd (size), executor.feeBps / maxSlippageBps and universe.spreadBps (entry costs)
+    spec = ctx.profile.spec
+    base_size_usd = spec.executor.base_size_usd
+    costs = core.EntryCosts(
+        fee_bps=spec.executor.fee_bps, spread_bps=spec.universe.spread_bps,
+        slippage_bps=spec.executor.max_slippage_bps / 2.0,
+    )
     profile = ctx.profile.name
     metrics.ROUTER_CAPACITY.labels(profile, "target").set(settings.target_open_orders)
     metrics.ROUTER_CAPACITY.labels(profile, "max").set(settings.max_open_orders)
@@ -276,7 +284,7 @@ async def main(ctx: WorkerContext) -> None:
                 standby_logged = False
                 metrics.ROUTER_LEADER.labels(profile).set(1)
                 ctx.log.event("ROUTER_LEADER", owner=lease.owner, ttl_ms=lease.ttl_ms)
-                await lead(ctx, lease, settings=settings, base_size_usd=base_size_usd)
+                await lead(ctx, lease, settings=settings, base_size_usd=base_size_usd, costs=costs)
                 continue
             metrics.ROUTER_LEADER.labels(profile).set(0)
             if not standby_logged:

@@ -51,11 +51,8 @@ def _liquidity_key(market: Market, tickers: Mapping[str, Ticker]) -> tuple[float
     return (volume, 1 if market.quote == PREFERRED_QUOTE else 0, market.symbol)
 
 
-def discover(
-    markets: Iterable[Market], tickers: Mapping[str, Ticker], *, settings: UniverseSettings
-) -> Discovery:
-    """Discovery → identity merge → eligibility, with a reason for every dropped listing."""
-    drops: dict[str, Drop] = {}
+def _listed(markets: Iterable[Market], drops: dict[str, Drop]) -> tuple[list[Market], int]:
+    """Trading perpetuals with a discovery quote (duplicate rows counted once); the rest dropped. (found, listed)"""
     found: list[Market] = []
     seen: set[str] = set()
     for m in markets:
@@ -70,7 +67,13 @@ def discover(
             drops[m.symbol] = Drop(STAGE_DISCOVERED, R_QUOTE, m.quote)
         else:
             found.append(m)
+    return found, len(seen)
 
+
+def _merged(
+    found: list[Market], tickers: Mapping[str, Ticker], drops: dict[str, Drop]
+) -> tuple[list[Market], dict[str, str]]:
+    """One listing per base asset, the most liquid; the others merged into it. (kept, loser → winner)"""
     by_base: dict[str, list[Market]] = {}
     for m in found:
         by_base.setdefault(m.base, []).append(m)
@@ -83,38 +86,40 @@ def discover(
         for loser in listings[1:]:
             merges[loser.symbol] = winner.symbol
             drops[loser.symbol] = Drop(STAGE_MERGED, R_MERGED, f"same base {winner.base} as {winner.symbol}")
+    return kept, merges
 
-    candidates: list[Candidate] = []
-    for m in kept:
-        t = tickers.get(m.symbol)
-        if settings.exclude_stable and m.asset_class == "stable":
-            drops[m.symbol] = Drop(STAGE_ELIGIBLE, R_STABLE, f"asset class stable ({m.base})")
-            continue
-        if t is None:
-            drops[m.symbol] = Drop(STAGE_ELIGIBLE, R_NO_TICKER, "no 24h ticker")
-            continue
-        volume = t.quote_volume_24h
-        if not volume >= settings.min_quote_volume_24h:  # also catches NaN
-            drops[m.symbol] = Drop(
-                STAGE_ELIGIBLE, R_LIQUIDITY, f"24h quote volume {volume:.0f} < {settings.min_quote_volume_24h:.0f}"
-            )
-            continue
-        candidates.append(
-            Candidate(
-                symbol=m.symbol,
-                base=m.base,
-                quote=m.quote,
-                asset_class=m.asset_class,
-                volume_24h=float(volume),
-                spread_bps=spread_bps(t),
-            )
+
+def _eligible(
+    m: Market, tickers: Mapping[str, Ticker], settings: UniverseSettings, drops: dict[str, Drop]
+) -> Candidate | None:
+    """A candidate, or None with its drop: stable (when excluded), no ticker, below the liquidity floor."""
+    t = tickers.get(m.symbol)
+    if settings.exclude_stable and m.asset_class == "stable":
+        drops[m.symbol] = Drop(STAGE_ELIGIBLE, R_STABLE, f"asset class stable ({m.base})")
+        return None
+    if t is None:
+        drops[m.symbol] = Drop(STAGE_ELIGIBLE, R_NO_TICKER, "no 24h ticker")
+        return None
+    volume = t.quote_volume_24h
+    if not volume >= settings.min_quote_volume_24h:  # also catches NaN
+        drops[m.symbol] = Drop(
+            STAGE_ELIGIBLE, R_LIQUIDITY, f"24h quote volume {volume:.0f} < {settings.min_quote_volume_24h:.0f}"
         )
+        return None
+    return Candidate(symbol=m.symbol, base=m.base, quote=m.quote, asset_class=m.asset_class,
+                     volume_24h=float(volume), spread_bps=spread_bps(t))
+
+
+def discover(
+    markets: Iterable[Market], tickers: Mapping[str, Ticker], *, settings: UniverseSettings
+) -> Discovery:
+    """Discovery → identity merge → eligibility, with a reason for every dropped listing."""
+    drops: dict[str, Drop] = {}
+    found, listed = _listed(markets, drops)
+    kept, merges = _merged(found, tickers, drops)
+    candidates = [c for c in (_eligible(m, tickers, settings, drops) for m in kept) if c is not None]
     candidates.sort(key=lambda c: (-c.volume_24h, c.symbol))
     return Discovery(
-        listed=len(seen),
-        discovered=len(found),
-        merged=len(kept),
-        candidates=tuple(candidates),
-        drops=drops,
+        listed=listed, discovered=len(found), merged=len(kept), candidates=tuple(candidates), drops=drops,
         merges=merges,
     )

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
-from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
+from quantum_trader.core.profile import ExecutorSettings, RouterSettings, SizeBoostSettings, UniverseSettings
 from quantum_trader.ledger.demand import NOT_TRADABLE as NOT_TRADABLE
 from quantum_trader.ledger.open_orders import read_capacity as read_capacity
 
@@ -384,6 +384,12 @@ class EntryCosts:
     @property
     def round_trip_bps(self) -> float:
         return 2.0 * self.fee_bps + self.spread_bps + 2.0 * self.slippage_bps
+
+
+def entry_costs(*, executor: ExecutorSettings, universe: UniverseSettings) -> EntryCosts:
+    """The entry rule's costs from the sections that declare them (fees and slippage: executor; spread: universe)."""
+    return EntryCosts(fee_bps=executor.fee_bps, spread_bps=universe.spread_bps,
+                      slippage_bps=executor.max_slippage_bps / 2.0)
 
 
 @dataclass(frozen=True, slots=True)

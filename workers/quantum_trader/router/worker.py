@@ -258,10 +258,7 @@ async def main(ctx: WorkerContext) -> None:
     # executor.baseSizeUsd (size), executor.feeBps / maxSlippageBps and universe.spreadBps (entry costs)
     spec = ctx.profile.spec
     base_size_usd = spec.executor.base_size_usd
-    costs = core.EntryCosts(
-        fee_bps=spec.executor.fee_bps, spread_bps=spec.universe.spread_bps,
-        slippage_bps=spec.executor.max_slippage_bps / 2.0,
-    )
+    costs = core.entry_costs(executor=spec.executor, universe=spec.universe)
     profile = ctx.profile.name
     metrics.ROUTER_CAPACITY.labels(profile, "target").set(settings.target_open_orders)
     metrics.ROUTER_CAPACITY.labels(profile, "max").set(settings.max_open_orders)

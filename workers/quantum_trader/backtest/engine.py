@@ -264,14 +264,16 @@ class Engine:
                        already_routed=frozenset(c.entry_id for c in admitted if c.entry_id in self._routed), now_ms=now,
                        open_symbols=frozenset(self.book.positions)),
             settings=self.spec.router, base_size_usd=self.spec.executor.base_size_usd,
+            costs=router.entry_costs(executor=self.spec.executor, universe=self.spec.universe),
         )
         by_id = {c.signal.signal_id: c.signal for c in admitted}
         for d in batch.drops:
-            self.funnel.router[d.reason] += 1
+            code = d.reason.split(":")[0]  # negative_edge:ev_bps=… → negative_edge
+            self.funnel.router[code] += 1
             if d.reason == router.NOT_TRADABLE:
                 self._demand[d.symbol] = now
-            if self.counterfactuals and d.reason not in SCREEN_ONLY:
-                self._would("router", d.reason, by_id[d.signal_id], now)
+            if self.counterfactuals and code not in SCREEN_ONLY:
+                self._would("router", code, by_id[d.signal_id], now)
         if not batch.intents:
             return
         for intent in batch.intents:

@@ -145,7 +145,12 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
 
 
 async def decide(
-    ctx: WorkerContext, buf: _Buffer, *, settings: RouterSettings, base_size_usd: float, costs: core.EntryCosts
+    ctx: WorkerContext,
+    buf: _Buffer,
+    *,
+    settings: RouterSettings,
+    base_size_usd: float,
+    costs: core.EntryCosts | None = None,
 ) -> core.BatchResult:
     """reads → core → writes → report: decide the buffered batch, publish intents and drop records, ack."""
     started = time.perf_counter()

@@ -193,7 +193,7 @@ GATE_DECISION_REASONS: Final = (
 )
 ROUTER_DROP_REASONS: Final = (
     "hold", "low_confidence", "paused", "capacity_unknown", "capacity_full", "target_reached", "stale",
-    "duplicate", "not_selected", "invalid_atr", "position_open", "negative_edge",
+    "duplicate", "not_tradable", "not_selected", "invalid_atr", "position_open", "negative_edge",
 )
 ROUTER_BATCH_OUTCOMES: Final = (
     "empty", "paused", "capacity_unknown", "capacity_full", "target_reached", "published", "none_selected",

@@ -181,7 +181,7 @@ def test_validate_checks_every_document_and_suggests_the_field_meant(
     f = tmp_path / "profiles.yaml"
     f.write_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: qt}\n---\n"
-        "apiVersion: quantumtrader.io/v1alpha1\nkind: TradingProfile\nmetadata: {name: good}\n---\n"
+        "apiVersion: quantumtrader.io/v1alpha1\nkind: TradingProfile\nmetadata: {name: good}\nspec: {}\n---\n"
         "apiVersion: quantumtrader.io/v1alpha1\nkind: TradingProfile\nmetadata: {name: typo}\n"
         "spec:\n  router: {tragetOpenOrders: 2}\n---\n"
     )

@@ -25,7 +25,7 @@ def _default(model: type[BaseModel], name: str) -> str:
     if isinstance(value, Settings):
         return "(section)"
     annotation = str(model.model_fields[name].metadata) + str(model.model_fields[name].annotation)
-    if isinstance(value, float) and "parse_duration" in annotation:
+    if isinstance(value, float) and "_duration_field" in annotation:
         return format_duration(value)
     if isinstance(value, tuple):
         return json.dumps(list(value))

@@ -9,9 +9,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from quantum_trader.core.profile import MAX_PROFILE_NAME
+
 from quantum_operator import names
 
-MAX_PROFILE_NAME: int = 40  # longest child name suffix "-executor" / "-metrics" stays a DNS label
+__all__ = ["MAX_PROFILE_NAME", "OperatorConfig", "config_from_env"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

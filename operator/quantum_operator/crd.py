@@ -23,16 +23,24 @@ from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel
+from quantum_trader.core.keys import PROFILE_NAME_RE
 from quantum_trader.core.profile import (
+    MAX_PROFILE_NAME,
+    NAME_LIMIT_MESSAGE,
+    NAME_PATTERN_MESSAGE,
+    PRODUCTION_MAX_GAP_BARS,
+    PRODUCTION_MAX_STALENESS_BARS,
+    PRODUCTION_MIN_BARS,
+    PRODUCTION_MIN_REPAIR_ROUNDS,
     ExchangeSettings,
     GateSettings,
     HealthSettings,
     RouterSettings,
     TradingProfileSpec,
+    duration_bounds,
 )
 
 from quantum_operator import names
-from quantum_operator.config import MAX_PROFILE_NAME
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 CRD_PATH: Final = REPO_ROOT / "crds" / "tradingprofile.yaml"
@@ -68,6 +76,57 @@ def _cel_literal(value: object) -> str:
 def _opt(field: str, default: object) -> str:
     """CEL: the field's value, or the model's default when the field is absent."""
     return f"(has(self.{field}) ? self.{field} : {_cel_literal(default)})"
+
+
+def _cel_ms(field: str) -> str:
+    """CEL: a duration string of ours ('250ms', '3s', '30m', '24h', '7d') in whole milliseconds.
+    CEL's duration() knows no 'd': a day count is read as hours and multiplied by 24."""
+    return (
+        f"(self.{field}.endsWith('d') ? duration(self.{field}.replace('d', 'h')).getMilliseconds() * 24 "
+        f": duration(self.{field}).getMilliseconds())"
+    )
+
+
+def _duration_rules(model: type[BaseModel]) -> list[dict[str, str]]:
+    """One CEL rule per bounded duration field of ``model`` (same bounds and message as the model)."""
+    out: list[dict[str, str]] = []
+    for name, info in model.model_fields.items():
+        bounds = duration_bounds(list(info.metadata))
+        if bounds is None:
+            continue
+        alias = info.alias or name
+        low, high = round(bounds.low * 1000), round(bounds.high * 1000)
+        out.append(
+            {
+                "rule": f"!has(self.{alias}) || ({_cel_ms(alias)} >= {low} && {_cel_ms(alias)} <= {high})",
+                "message": bounds.message,
+                "fieldPath": f".{alias}",
+            }
+        )
+    return out
+
+
+def _production_rules() -> list[dict[str, str]]:
+    """Production health limits (same limits as ``production_health_issues``)."""
+    env = _opt("environment", _default(TradingProfileSpec, "environment"))
+
+    def rule(field: str, check: str, message: str) -> dict[str, str]:
+        return {
+            "rule": f"{env} != 'production' || !has(self.health) || !has(self.health.{field}) || "
+            f"self.health.{field} {check}",
+            "message": message,
+            "fieldPath": f".health.{field}",
+        }
+
+    return [
+        rule("maxStalenessBars", f"<= {PRODUCTION_MAX_STALENESS_BARS}",
+             f"production allows at most {PRODUCTION_MAX_STALENESS_BARS}"),
+        rule("maxGapBars", f"<= {PRODUCTION_MAX_GAP_BARS}", f"production allows at most {PRODUCTION_MAX_GAP_BARS}"),
+        rule("minBars", f">= {PRODUCTION_MIN_BARS}", f"production needs at least {PRODUCTION_MIN_BARS}"),
+        rule("autoRepair", "== true", "production requires autoRepair: true"),
+        rule("maxRepairRounds", f">= {PRODUCTION_MIN_REPAIR_ROUNDS}",
+             f"production needs at least {PRODUCTION_MIN_REPAIR_ROUNDS}"),
+    ]
 
 
 def _rules() -> dict[str, list[dict[str, str]]]:
@@ -165,13 +224,31 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _preserve_unknown(node: dict[str, Any]) -> None:
+    """Keep unknown fields (no pruning) on every object with properties, so the admission webhook
+    and the operator see them and refuse the profile, instead of lax clients losing them silently."""
+    if node.get("type") == "object" and "properties" in node:
+        node["x-kubernetes-preserve-unknown-fields"] = True
+        for child in node["properties"].values():
+            _preserve_unknown(child)
+
+
 def spec_schema() -> dict[str, Any]:
-    """The structural schema of ``spec``, with CEL rules for the model's cross-field rules."""
+    """The structural schema of ``spec``, with CEL rules for the model's cross-field rules and bounds."""
     raw = TradingProfileSpec.model_json_schema(by_alias=True, mode="validation")
     schema: dict[str, Any] = _resolve(raw, raw.get("$defs", {}))
-    for where, rules in _rules().items():
+    _preserve_unknown(schema)
+    rules = _rules()
+    rules["spec"] = [*rules["spec"], *_production_rules()]
+    for key, info in TradingProfileSpec.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            rules[info.alias or key] = [*rules.get(info.alias or key, []), *_duration_rules(model)]
+    for where, where_rules in rules.items():
+        if not where_rules:
+            continue
         target = schema if where == "spec" else schema["properties"][where]
-        target["x-kubernetes-validations"] = rules
+        target["x-kubernetes-validations"] = where_rules
     return schema
 
 
@@ -248,9 +325,12 @@ def crd() -> dict[str, Any]:
         "x-kubernetes-validations": [
             {
                 "rule": f"self.metadata.name.size() <= {MAX_PROFILE_NAME}",
-                "message": f"metadata.name: at most {MAX_PROFILE_NAME} characters "
-                "(child objects append '-executor', '-metrics')",
-            }
+                "message": f"metadata.name: {NAME_LIMIT_MESSAGE}",
+            },
+            {
+                "rule": f"self.metadata.name.matches('{PROFILE_NAME_RE.pattern}')",
+                "message": f"metadata.name: {NAME_PATTERN_MESSAGE}",
+            },
         ],
         "properties": {
             "apiVersion": {"type": "string"},

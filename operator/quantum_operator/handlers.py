@@ -22,7 +22,7 @@ from quantum_operator import names
 from quantum_operator.config import OperatorConfig
 from quantum_operator.kube import KopfKube
 from quantum_operator.observe import RedisPool
-from quantum_operator.reconcile import Reconciler, Result, spec_issues
+from quantum_operator.reconcile import Reconciler, Result, document_issues
 
 RESOURCE: Final = (names.GROUP, names.VERSION, names.PLURAL)
 FINALIZER: Final = f"{names.GROUP}/finalizer"
@@ -177,14 +177,17 @@ def build_operator(
     if admission:
 
         @kopf.on.validate(*RESOURCE, registry=registry, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"])
-        def validate(spec: kopf.Spec, body: kopf.Body, **kwargs: Any) -> None:
+        def validate(body: kopf.Body, **kwargs: Any) -> None:
             """Same rules and messages as `qt validate` (one line per issue). An UPDATE that leaves the
             spec alone (metadata, finalizers, annotations) passes, so a profile that got in while the
             webhook was down can still be handled and deleted."""
             old = kwargs.get("old")
             if isinstance(old, Mapping) and old.get("spec") == body.get("spec"):
                 return
-            _spec, error = spec_issues(dict(spec), name=body.metadata.name or "")
+            # the whole object: a missing spec, the name, and unknown fields (the CRD keeps them for us)
+            _spec, error = document_issues(
+                {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
+            )
             if error:
                 _log.event("ADMISSION_REJECTED", profile=body.metadata.name, issues=error.replace("\n", "; "))
                 raise kopf.AdmissionError(error, code=422)

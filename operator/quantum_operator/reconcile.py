@@ -22,10 +22,17 @@ from typing import Any, Final, Literal
 from quantum_trader.core import metrics
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
-from quantum_trader.core.profile import ProfileError, TradingProfileSpec, parse_spec
+from quantum_trader.core.profile import (
+    API_VERSION,
+    KIND,
+    ProfileError,
+    TradingProfileSpec,
+    parse_profile,
+    parse_spec,
+)
 
 from quantum_operator import names
-from quantum_operator.config import MAX_PROFILE_NAME, OperatorConfig
+from quantum_operator.config import OperatorConfig
 from quantum_operator.kube import Applied, KubeApi, KubeError, apply
 from quantum_operator.observe import RedisPool, observe, set_flag
 from quantum_operator.render import (
@@ -59,17 +66,26 @@ class Result:
     applied: list[Applied] = field(default_factory=list)
 
 
-def spec_issues(spec: Mapping[str, Any], *, name: str = "") -> tuple[TradingProfileSpec | None, str]:
-    """``qt validate``'s rules (one line per issue) plus the name-length limit of child objects."""
-    lines: list[str] = []
-    parsed: TradingProfileSpec | None = None
+def document_issues(document: Mapping[str, Any]) -> tuple[TradingProfileSpec | None, str]:
+    """``qt validate``'s rules and lines for a whole TradingProfile object (what the webhook receives
+    and the operator reconciles): name limits, a missing ``spec``, strict types, bounds, cross-field
+    rules. Returns (spec, '') or (None, one line per issue)."""
     try:
-        parsed = parse_spec(spec)
+        return parse_profile(dict(document)).spec, ""
     except ProfileError as exc:
-        lines.extend(str(i) for i in exc.issues)
-    if name and len(name) > MAX_PROFILE_NAME:
-        lines.append(f"metadata.name: at most {MAX_PROFILE_NAME} characters (got {len(name)})")
-    return (parsed if not lines else None), "\n".join(lines)
+        return None, "\n".join(str(i) for i in exc.issues)
+
+
+def spec_issues(spec: Mapping[str, Any], *, name: str = "") -> tuple[TradingProfileSpec | None, str]:
+    """Like :func:`document_issues` for a bare spec (and, when given, its profile name)."""
+    if name:
+        return document_issues(
+            {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": name}, "spec": dict(spec)}
+        )
+    try:
+        return parse_spec(spec), ""
+    except ProfileError as exc:
+        return None, "\n".join(str(i) for i in exc.issues)
 
 
 def _created_ms(meta: Mapping[str, Any], now_ms: int) -> int:
@@ -193,7 +209,9 @@ class Reconciler:
         created_ms = _created_ms(meta, now_ms)
         stale, grace = self.config.heartbeat_stale_after, self.config.startup_grace
 
-        spec, error = spec_issues(body.get("spec") or {}, name=name)
+        spec, error = document_issues(
+            {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
+        )
         if spec is None:
             log.warn("SPEC_INVALID", issues=error.replace("\n", "; "))
             obs = Observations(generation=generation, now_ms=now_ms, created_ms=created_ms, spec_error=error)

@@ -13,6 +13,8 @@ import yaml
 from quantum_operator import crd
 from quantum_trader.core.profile import GateSettings, RouterSettings
 
+from .crd_door import cel_violations
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
@@ -67,7 +69,8 @@ def test_schema_is_structural_no_refs_titles_defaults_or_false_additional_proper
     assert spec["router"]["properties"]["candidateWindow"] == {
         "type": "string",
         "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$",
-        "description": "Batch window; also candidate staleness. Default 3s.",
+        "maxLength": 32,
+        "description": "Batch window; also candidate staleness (100ms..1m). Default 3s.",
     }
     assert spec["gate"]["properties"]["maxExposureUsd"]["exclusiveMinimum"] is True
 
@@ -137,67 +140,11 @@ def test_status_schema_declares_phase_conditions_workers_universe_and_funnel() -
     validator().validate(ok)
 
 
-# -- the CEL rules, evaluated by a tiny translator (enough for the rule shapes crd.py emits) ----------
-
-
-def _cel_to_python(rule: str) -> str:
-    import re
-
-    py = re.sub(r"has\(self\.([\w.]+)\)", r'_has(self, "\1")', rule)
-    py = re.sub(r"self\.([\w.]+)\.size\(\)", r'len(_get(self, "\1"))', py)
-    py = re.sub(r"(?<!_get\()self\.([\w.]+)", r'_get(self, "\1")', py)
-    py = py.replace("||", " or ").replace("&&", " and ").replace("!(", "not (").replace("!_has", "not _has")
-    py = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", py))
-    operand = r"""(\((?:[^()]|\([^()]*\))*\)|_get\(self, "[^"]+"\)|'[^']*'|[0-9.]+|True|False)"""
-    ternary = re.compile(r'\((_has\(self, "[^"]+"\)) \? ' + operand + " : " + operand + r"\)")
-    while True:
-        new = ternary.sub(r"(\2 if \1 else \3)", py)
-        if new == py:
-            return py
-        py = new
-
-
-def _cel_eval(rule: str, obj: dict[str, Any]) -> bool:
-    def _has(o: Any, path: str) -> bool:
-        for part in path.split("."):
-            if not isinstance(o, dict) or part not in o:
-                return False
-            o = o[part]
-        return True
-
-    def _get(o: Any, path: str) -> Any:
-        for part in path.split("."):
-            o = o[part]
-        return o
-
-    return bool(eval(_cel_to_python(rule), {"_has": _has, "_get": _get, "self": obj}))
-
-
-def _all_rules() -> list[tuple[tuple[str, ...], dict[str, str]]]:
-    out: list[tuple[tuple[str, ...], dict[str, str]]] = []
-
-    def walk(node: dict[str, Any], path: tuple[str, ...]) -> None:
-        for rule in node.get("x-kubernetes-validations", []):
-            out.append((path, rule))
-        for key, child in node.get("properties", {}).items():
-            walk(child, (*path, key))
-
-    walk(schema(), ())
-    return out
+# -- the CEL rules, evaluated by cel-python (tests/operator/crd_door.py) ---------------------------
 
 
 def _violations(doc: dict[str, Any]) -> list[str]:
-    bad = []
-    for path, rule in _all_rules():
-        target: Any = doc
-        for p in path:
-            if not isinstance(target, dict) or p not in target:
-                break
-            target = target[p]
-        else:
-            if not _cel_eval(rule["rule"], target):
-                bad.append(rule["message"])
-    return bad
+    return [v.split(": ", 1)[1] for v in cel_violations(doc)]
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

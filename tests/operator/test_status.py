@@ -188,9 +188,9 @@ def test_admission_rules_are_qt_validate_lines_plus_the_child_name_length() -> N
     )
     assert spec is None
     assert error.splitlines() == [
+        "metadata.name: at most 40 characters (child objects append '-executor', '-metrics') (got 41)",
         "spec.router.targetOpenOrders: must be <= maxOpenOrders (2 > 1)",
         "spec.gate.bogus: unknown field 'bogus'",
-        "metadata.name: at most 40 characters (got 41)",
     ]
     ok, none = spec_issues({}, name="paper")
     assert ok is not None and none == ""

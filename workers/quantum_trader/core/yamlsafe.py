@@ -65,3 +65,25 @@ def safe_load(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_nodes: int =
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def safe_load_all(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES) -> list[Any]:
+    """Every document of a multi-document stream, each within the same budget as :func:`safe_load`."""
+    size = len(text.encode("utf-8") if isinstance(text, str) else text)
+    if size > max_bytes:
+        raise YamlRefused(f"document is {size} bytes, more than {max_bytes}")
+    loader = yaml.SafeLoader(text)
+    out: list[Any] = []
+    try:
+        while loader.check_node():
+            try:
+                node = loader.get_node()
+            except RecursionError:
+                raise YamlRefused(f"nested deeper than {MAX_DEPTH} levels") from None
+            if node is None:
+                continue
+            _expanded(node, {}, 0, max_nodes)
+            out.append(loader.construct_document(node))
+        return out
+    finally:
+        loader.dispose()

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from quantum_trader.core.profile import API_VERSION, ProfileError, TradingProfile, parse_profile
+from quantum_trader.core.yamlsafe import safe_load_all
 
 GROUP: Final = API_VERSION.split("/", 1)[0]
 
@@ -122,7 +123,7 @@ def suggestion(path: str, message: str) -> str:
 
 
 def _documents(text: str) -> Iterator[Any]:
-    yield from yaml.safe_load_all(text)
+    yield from safe_load_all(text)  # alias bombs refused, as for every profile file (core/yamlsafe.py)
 
 
 def validate_document(document: Any, *, file: str, index: int, total: int) -> DocumentReport:

@@ -141,6 +141,31 @@ async def test_live_replica_holding_an_earlier_entry_of_a_symbol_holds_back_the_
     await client.aclose()
 
 
+async def test_busy_consumer_whose_lapsed_key_is_refreshed_right_after_is_not_claimed_but_a_dead_one_is(
+    redis_url: str,
+) -> None:
+    """A stall (GC, CPU starvation) can let a live consumer's key lapse while it is busy in its
+    handler (so Redis shows it idle); our sweep's read of the key can then overtake its refresh."""
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    bus = Bus(client, keys=KEYS)
+    await bus.ensure_group(STREAM, "g")
+    entry_id = await bus.publish(STREAM, sig("busy-X", "XUSDT"))
+    assert [e.id for e in await bus.read(STREAM, "g", "a", count=10, block_ms=None)] == [entry_id]
+    await asyncio.sleep(cons.KEYLESS_MIN_IDLE_MS / 1000 + 0.1)  # "a" works on it: idle, key lapsed
+
+    async def refresh_after_stall() -> None:
+        await asyncio.sleep(0.02)
+        await bus.keep_alive("g", "a")
+
+    refresh = asyncio.create_task(refresh_after_stall())
+    assert await bus.recover_dead(STREAM, "g", "b") == ([], 1)
+    await refresh
+    await client.delete(KEYS.consumer_alive("g", "a"))  # now it really stopped refreshing
+    claimed, others = await bus.recover_dead(STREAM, "g", "b")
+    assert [e.id for e in claimed] == [entry_id] and others == 0
+    await client.aclose()
+
+
 async def test_failed_entry_holds_back_later_entries_of_its_symbol_until_it_succeeds(redis_url: str) -> None:
     client = aredis.Redis.from_url(redis_url, decode_responses=True)
     bus = Bus(client, keys=KEYS)

@@ -435,11 +435,17 @@ class Bus:
         others = [c for c in await self.group_consumers(stream, group) if c.name != consumer]
         if not others:
             return [], 0
-        pipe = self._redis.pipeline(transaction=False)
-        for c in others:
-            pipe.get(self._keys.consumer_alive(group, c.name))
-        alive = [cons.parse_alive(v) for v in await pipe.execute()]
+        alive = await self._liveness(group, others)
         dead = [c for c, a in zip(others, alive, strict=True) if cons.is_dead(c, a, host=_HOST, pid_alive=pid_alive)]
+        keyless = [c for c, a in zip(others, alive, strict=True) if a is None and c in dead]
+        if keyless:
+            # a missing key may be a live consumer whose refresh a stall delayed (a GC pause, CPU
+            # starvation, a slow Redis — ours too: our read of its key can overtake its refresh when
+            # both resume): it refreshes as soon as it runs again, so look once more before claiming
+            await asyncio.sleep(cons.KEYLESS_RECHECK_S)
+            again = dict(zip((c.name for c in keyless), await self._liveness(group, keyless), strict=True))
+            dead = [c for c in dead if c.name not in again
+                    or cons.is_dead(c, again[c.name], host=_HOST, pid_alive=pid_alive)]
         claimed: list[Entry] = []
         removed = 0
         for c in dead:
@@ -466,6 +472,12 @@ class Bus:
             metrics.BUS_RECLAIMED.labels(self._keys.profile, _short(stream), group).inc(len(claimed))
             claimed = await self._with_deliveries(stream, group, claimed, consumer=consumer)
         return claimed, len(others) - removed
+
+    async def _liveness(self, group: str, consumers: Sequence[cons.ConsumerInfo]) -> list[cons.Liveness | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        for c in consumers:
+            pipe.get(self._keys.consumer_alive(group, c.name))
+        return [cons.parse_alive(v) for v in await pipe.execute()]
 
     async def pending_elsewhere(
         self, stream: str, group: str, consumer: str, *, order_field: bytes, cache: dict[str, str | None]

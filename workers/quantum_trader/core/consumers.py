@@ -5,7 +5,10 @@ TTL :data:`ALIVE_TTL_MS`, refreshed every :data:`ALIVE_REFRESH_S`). A consumer o
 group is dead when
 
 * its key is gone and Redis has not seen it for :data:`KEYLESS_MIN_IDLE_MS` (a consumer
-  killed with ``kill -9`` stops refreshing; a consumer of an older build has no key), or
+  killed with ``kill -9`` stops refreshing; a consumer of an older build has no key) — and
+  still gone :data:`KEYLESS_RECHECK_S` later: a live consumer busy in its handler is idle
+  too, and a stall (GC pause, CPU starvation, slow Redis) can let its key lapse; it
+  refreshes as soon as it runs again, so one second look tells it from a dead one — or
 * its key names this host and a process id that no longer runs (a restart on the same
   host or in the same pod is detected at once, without waiting for the TTL).
 
@@ -26,6 +29,7 @@ ALIVE_TTL_MS: Final = 3_000  # a killed consumer's key is gone at most this long
 ALIVE_REFRESH_S: Final = 1.0
 KEYLESS_MIN_IDLE_MS: Final = 1_000  # grace for a consumer without a key (older build, or starting)
 SWEEP_INTERVAL_S: Final = 0.5  # how often a consume loop looks for dead consumers
+KEYLESS_RECHECK_S: Final = 0.25  # a key found missing is looked up once more this much later
 
 
 @dataclass(frozen=True, slots=True)

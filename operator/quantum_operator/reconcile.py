@@ -273,7 +273,7 @@ class Reconciler:
         redis_obs: RedisObs | None = None
         if url:
             client = self.redis.client(url)
-            keys = Keys(name)
+            keys = Keys(name, namespace=namespace)
             flag_error = await self._pause_flag(client, keys=keys, paused=spec.paused, now_ms=now_ms)
             redis_obs = await observe(client, keys=keys, now_ms=now_ms, source=source)
             if flag_error and redis_obs.reachable:
@@ -355,7 +355,7 @@ class Reconciler:
             return f"no Redis URL ({source} {error or 'not found'})"
         failure = await set_flag(
             self.redis.client(url),
-            key=Keys(name).control_no_new_positions,
+            key=Keys(name, namespace=namespace).control_no_new_positions,
             reason=flag_value("TradingProfile deleted", now_ms=now),
             on=True,
         )

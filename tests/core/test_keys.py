@@ -36,3 +36,18 @@ def test_unknown_worker_heartbeat_is_refused() -> None:
     with pytest.raises(ValueError):
         Keys("paper").heartbeat("nope")
     assert len(WORKERS) == 6
+
+
+def test_same_named_profiles_in_two_namespaces_get_separate_prefixes_each_in_one_hash_slot() -> None:
+    from quantum_trader.core.profile import parse_profile
+
+    local = Keys("paper")
+    a, b = Keys("paper", namespace="team-a"), Keys("paper", namespace="team-b")
+    assert local.prefix == "quantum:{paper}:"  # a profile file without a namespace: unchanged
+    assert a.prefix == "quantum:{team-a.paper}:" and b.prefix == "quantum:{team-b.paper}:"
+    assert a.control_paused != b.control_paused
+    doc = {"apiVersion": "quantumtrader.io/v1alpha1", "kind": "TradingProfile", "spec": {},
+           "metadata": {"name": "paper", "namespace": "team-a"}}
+    assert parse_profile(doc).keys == a  # what the operator's ConfigMap gives every worker
+    del doc["metadata"]["namespace"]
+    assert parse_profile(doc).keys == local

@@ -68,7 +68,7 @@ def play_deployment_controller(emulator: Emulator, name: str) -> None:
 def beat(r: redis.Redis, profile_name: str, *, ago_s: float = 1.0, only: tuple[str, ...] = WORKERS) -> None:
     ts = int((time.time() - ago_s) * 1000)
     for w in only:
-        r.hset(Keys(profile_name).heartbeat(w), mapping={"ts": str(ts), "pid": "1"})
+        r.hset(Keys(profile_name, namespace="default").heartbeat(w), mapping={"ts": str(ts), "pid": "1"})
 
 
 def publish_universe(
@@ -76,7 +76,7 @@ def publish_universe(
 ) -> None:
     now = int(time.time() * 1000)
     r.set(
-        Keys(profile_name).universe_active,
+        Keys(profile_name, namespace="default").universe_active,
         json.dumps(
             {
                 "universe_hash": "feedbeefcafe0123",
@@ -181,14 +181,14 @@ async def test_pause_scales_trading_workers_to_zero_keeps_universe_and_sets_the_
 
     await wait_for(lambda: replicas() == {"universe": 1, **{w: 0 for w in TRADING}}, what="scaled to zero")
     assert hashes(emulator, "paper") == before  # the universe is not restarted
-    flag = await wait_for(lambda: r.get(Keys("paper").control_paused), what="control:paused")
+    flag = await wait_for(lambda: r.get(Keys("paper", namespace="default").control_paused), what="control:paused")
     assert json.loads(flag)["by"] == "operator"
     await wait_for(
         lambda: status_of(emulator, "paper").get("phase") in ("Paused", "Degraded"), what="paused phase"
     )
     await api.patch_profile("paper", {"spec": {"paused": False}})
     await wait_for(lambda: set(replicas().values()) == {1}, what="scaled back")
-    await wait_for(lambda: r.get(Keys("paper").control_paused) is None, what="flag cleared")
+    await wait_for(lambda: r.get(Keys("paper", namespace="default").control_paused) is None, what="flag cleared")
     r.close()
 
 
@@ -210,7 +210,7 @@ async def test_status_reports_design_vs_reality_from_deployment_status_and_redis
     beat(r, "paper")
     publish_universe(r, "paper")
     for _ in range(3):
-        r.xadd(Keys("paper").execution_result, {"v": "1", "status": "FILLED"})
+        r.xadd(Keys("paper", namespace="default").execution_result, {"v": "1", "status": "FILLED"})
     s = await wait_for(
         lambda: (s := status_of(emulator, "paper")).get("phase") == "Running" and s, what="running"
     )
@@ -346,7 +346,7 @@ async def test_two_profiles_side_by_side_get_separate_objects_and_separate_redis
         what="beta degraded: no heartbeats",
     )
     assert s["phase"] == "Degraded" and "executor (never)" in s["message"]
-    assert Keys("alpha").prefix != Keys("beta").prefix
+    assert Keys("alpha", namespace="default").prefix != Keys("beta", namespace="default").prefix
     r.close()
 
 
@@ -368,9 +368,9 @@ async def test_deleting_a_live_profile_first_sets_no_new_positions_in_redis(
         what="finalizer on a live profile",
     )
     await wait_for(lambda: status_of(emulator, "live").get("phase"), what="reconciled")
-    assert r.get(Keys("live").control_no_new_positions) is None
+    assert r.get(Keys("live", namespace="default").control_no_new_positions) is None
     await api.delete_profile("live")
-    flag = await wait_for(lambda: r.get(Keys("live").control_no_new_positions), what="no_new_positions")
+    flag = await wait_for(lambda: r.get(Keys("live", namespace="default").control_no_new_positions), what="no_new_positions")
     assert json.loads(flag)["reason"] == "TradingProfile deleted"
     await wait_for(lambda: emulator.objects[TP, "default", "live"].deleted, what="profile released")
     r.close()

@@ -386,8 +386,8 @@ async def _pipeline(
     clock_map: dict[Any, Any] = clock_fields(
         speed=float(getattr(clock, "speed", 1.0)), wall_ms=int(time.time() * 1000), sim_ms=clock.now_ms())
     with contextlib.suppress(Exception):  # without it qt check / qt why assume wall time = pipeline time
-        await client.hset(Keys(profile.name).run_clock, mapping=clock_map)
-    collector = FunnelCollector(client, keys=Keys(profile.name), started=started, clock=clock,
+        await client.hset(profile.keys.run_clock, mapping=clock_map)
+    collector = FunnelCollector(client, keys=profile.keys, started=started, clock=clock,
                                 mode=profile.spec.mode)
     routes = None
     if http_port is not None and api_token is not None:

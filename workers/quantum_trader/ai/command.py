@@ -39,7 +39,6 @@ from quantum_trader.ai.features import FEATURE_NAMES, WINDOW
 from quantum_trader.ai.guards import lookahead_check
 from quantum_trader.ai.training import TrainingError, TrainParams, TrainResult, train_walk_forward
 from quantum_trader.core.clock import Clock, WallClock
-from quantum_trader.core.keys import Keys
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.market.base import Exchange, ExchangeError
 
@@ -184,7 +183,7 @@ async def _train(
         client = redis_client(redis_url)
         try:
             probe = ds.x[np.linspace(0, ds.n - 1, min(256, ds.n)).astype(int)]
-            reg = await registry.register(client, Keys(profile.name), bundle=result.bundle, card=card,
+            reg = await registry.register(client, profile.keys, bundle=result.bundle, card=card,
                                           report=report, ai=ai, probe=probe, fallback=result.fallback,
                                           force=force)
         finally:

@@ -226,7 +226,6 @@ def _promoted_model(profile: TradingProfile, *, start: int, allow_in_sample: boo
     import os
 
     from quantum_trader.ai import registry
-    from quantum_trader.core.keys import Keys
     from quantum_trader.core.service import redis_client
 
     url = os.environ.get("REDIS_URL")
@@ -236,10 +235,10 @@ def _promoted_model(profile: TradingProfile, *, start: int, allow_in_sample: boo
     async def read() -> tuple[Any, dict[str, Any]]:
         client = redis_client(url)
         try:
-            version = await registry.promoted_version(client, Keys(profile.name))
+            version = await registry.promoted_version(client, profile.keys)
             if version is None:
                 raise BacktestError(f"no promoted model for profile {profile.name}")
-            return await registry.load_version(client, Keys(profile.name), version)
+            return await registry.load_version(client, profile.keys, version)
         finally:
             await client.aclose()
 

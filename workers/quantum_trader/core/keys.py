@@ -1,8 +1,12 @@
 """Every Redis name of one profile, in one place (DESIGN §2, contract).
 
 No other module may spell a stream, key or consumer-group literal: they all ask
-a :class:`Keys` built from the profile name. The prefix ``quantum:{<profile>}:``
-uses a Redis Cluster hash tag so one profile's keys share a slot.
+a :class:`Keys` built from the profile (``TradingProfile.keys``). The prefix is
+``quantum:{<profile>}:`` for a profile file without a namespace (``qt run``) and
+``quantum:{<namespace>.<profile>}:`` for a profile in a Kubernetes namespace, so two
+same-named profiles in two namespaces never share keys on one Redis. Either way the hash
+tag ``{...}`` keeps all keys of one profile in one Redis Cluster slot (namespaces and
+profile names are DNS labels: the ``.`` cannot be part of either).
 """
 
 from __future__ import annotations
@@ -65,16 +69,25 @@ def validate_profile_name(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """All key names of one profile. ``Keys("paper").stream(STREAM_AI_SIGNAL)``."""
+    """All key names of one profile. ``Keys("paper").stream(STREAM_AI_SIGNAL)``;
+    ``Keys("paper", namespace="trading")`` for the profile ``paper`` of namespace ``trading``."""
 
     profile: str
+    namespace: str = ""
 
     def __post_init__(self) -> None:
         validate_profile_name(self.profile)
+        if self.namespace and not PROFILE_NAME_RE.match(self.namespace):
+            raise ValueError(f"invalid namespace {self.namespace!r}: a DNS label")
+
+    @property
+    def hash_tag(self) -> str:
+        """``<namespace>.<profile>`` or ``<profile>``: the Redis Cluster hash tag of every key."""
+        return f"{self.namespace}.{self.profile}" if self.namespace else self.profile
 
     @property
     def prefix(self) -> str:
-        return f"quantum:{{{self.profile}}}:"
+        return f"quantum:{{{self.hash_tag}}}:"
 
     def stream(self, name: str) -> str:
         if name not in ALL_STREAMS:

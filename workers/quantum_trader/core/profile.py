@@ -42,7 +42,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from quantum_trader.core.keys import PROFILE_NAME_RE
+from quantum_trader.core.keys import PROFILE_NAME_RE, Keys
 from quantum_trader.core.yamlsafe import safe_load
 
 API_VERSION: Final = "quantumtrader.io/v1alpha1"
@@ -505,7 +505,7 @@ class TradingProfileSpec(Settings):
 class Metadata(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow", strict=True)
     name: str
-    namespace: str = "default"
+    namespace: str = ""  # '' = a local profile file; set by Kubernetes (and the operator's ConfigMap)
 
     @field_validator("name")
     @classmethod
@@ -530,6 +530,11 @@ class TradingProfile(BaseModel):
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def keys(self) -> Keys:
+        """Every Redis name of this profile (namespaced when the profile has a namespace)."""
+        return Keys(self.name, namespace=self.metadata.namespace)
 
 
 # -- loading and error reporting ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from quantum_trader import __version__
 from quantum_trader.core import metrics
 from quantum_trader.core.bus import Bus, Handler, redis_auth_from_env
 from quantum_trader.core.clock import Clock
-from quantum_trader.core.keys import WORKERS, Keys
+from quantum_trader.core.keys import WORKERS
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import TradingProfile
 
@@ -131,7 +131,7 @@ class WorkerContext:
     ) -> None:
         self.name = name
         self.profile = profile
-        self.keys = Keys(profile.name)
+        self.keys = profile.keys
         self.redis = redis
         self.clock = clock
         self.stop = stop

@@ -342,7 +342,7 @@ def pipeline_now(client: redis.Redis, keys: Keys, tb: TimeBase, *, wall_ms: int)
 
 def gather(client: redis.Redis, profile: TradingProfile, *, window_s: float, clock: ClockMode = "wall",
            now_ms: int | None = None, wall_ms: int | None = None) -> CheckInputs:
-    keys = Keys(profile.name)
+    keys = profile.keys
     wall_ms = redis_wall_ms(client) if wall_ms is None else wall_ms
     tb = read_timebase(client, keys)
     if now_ms is None:

@@ -23,7 +23,6 @@ from typing import Any, Final
 
 import redis
 
-from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import (
     ExecutionResult,
     GateDecision,
@@ -295,7 +294,7 @@ def _parse(kind: type[Any], rows: list[streams.Fields]) -> tuple[Any, ...]:
 
 def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, clock: ClockMode = "wall",
            now_ms: int | None = None, tick: float | None = None) -> WhyInputs:
-    keys = Keys(profile.name)
+    keys = profile.keys
 
     def latest(stream: str) -> list[streams.Fields]:
         return streams.find_latest(client, stream, lambda f: f.get("symbol") == symbol, want=HISTORY)

@@ -17,7 +17,6 @@ import redis.asyncio as aredis
 
 from quantum_trader.core.bus import Bus
 from quantum_trader.core.clock import Clock, WallClock
-from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import ExecutionResult, MessageError, PositionEvent, decode_raw
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.gate.core import kill_score
@@ -61,7 +60,7 @@ class Ops:
     ) -> None:
         self.redis = client
         self.profile = profile
-        self.keys = Keys(profile.name)
+        self.keys = profile.keys
         self.actor = actor
         self.via: Literal["cli", "api"] = via
         self.clock = clock or WallClock()

@@ -15,7 +15,6 @@ import time
 from typing import Any, Final, TextIO
 
 from quantum_trader.core.clock import Clock, WallClock
-from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.market.base import Exchange
@@ -129,7 +128,7 @@ async def _run(
             from quantum_trader.core.service import redis_client
 
             redis = redis_client(redis_url)
-            state.previous = await pub.read_document(redis, Keys(profile.name).universe_active)
+            state.previous = await pub.read_document(redis, profile.keys.universe_active)
         return await cycle_once(profile=profile, exchange=ex, clock=clock, log=log, state=state, redis=redis)
     finally:
         if redis is not None:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quantum_trader.core import metrics
 from quantum_trader.core.clock import Clock
-from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import HealthSettings, TradingProfile
 from quantum_trader.core.service import release_free_memory
@@ -107,7 +106,7 @@ async def cycle_once(
         log.error("UNIVERSE_FAIL_CLOSED", reason=result.reason, error=result.detail, published="nothing")
     elif redis is not None:
         published = await publish(
-            redis, Keys(profile.name), result, universe=spec.universe, previous=state.previous
+            redis, profile.keys, result, universe=spec.universe, previous=state.previous
         )
         state.previous = published.document
     seconds = time.perf_counter() - started

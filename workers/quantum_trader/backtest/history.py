@@ -22,7 +22,7 @@ import numpy as np
 
 from quantum_trader.ai.baselines import Baseline
 from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
-from quantum_trader.ai.dataset import build_dataset, data_hash
+from quantum_trader.ai.dataset import ExitRules, build_dataset, data_hash
 from quantum_trader.ai.model import ModelBundle
 from quantum_trader.ai.training import TrainingError, TrainParams, quality_gate, train_walk_forward
 from quantum_trader.backtest.data import FrozenExchange, MarketData
@@ -132,8 +132,9 @@ async def train_at(data: MarketData, *, spec: TradingProfileSpec, at_ms: int) ->
             except (ValueError, ExchangeError):
                 oracle = None
         params = TrainParams.from_settings(ai)
+        exits = ExitRules.from_settings(spec.router, ai)  # the labels qt train uses: barriers at the real exits
         ds = build_dataset(aligned.bars, ts=aligned.ts, symbols=aligned.symbols, horizons=params.horizons,
-                           oracle=oracle)
+                           oracle=oracle, exits=exits)
         version = version_for(at_ms, data_hash(aligned.bars, ts=aligned.ts, symbols=aligned.symbols))
         result = train_walk_forward(ds, params=params, version=version, timeframe=ai.timeframe)
     except TrainingError as exc:

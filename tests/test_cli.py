@@ -224,3 +224,40 @@ def test_ops_commands_print_done_or_refused_with_exit_codes(
     with pytest.raises(SystemExit) as exc:
         main(["flatten", "BTC-USDT"])
     assert exc.value.code == 2 and "expected a symbol such as BTCUSDT" in capsys.readouterr().err
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses with a LISTEN socket on ``port`` (read from /proc/net/tcp, as `ss` does)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, _, hexport = local.partition(":")
+        if state == "0A" and int(hexport, 16) == port:
+            found.add(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="needs Linux /proc/net/tcp")
+def test_qt_run_listens_on_loopback_only_unless_told_otherwise() -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # its own embedded Redis
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantum_trader.cli", "run", "--profile", "examples/paper.yaml", "--no-view",
+         "--duration", "60", "--http-port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 45
+        while time.time() < deadline and not _listening_addresses(port) and proc.poll() is None:
+            time.sleep(0.1)
+        assert _listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert build_parser().parse_args(["run", "--host", "0.0.0.0"]).host == "0.0.0.0"

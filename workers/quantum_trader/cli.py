@@ -85,11 +85,11 @@ def _clock(speed: float) -> Clock:
     return VirtualClock(start_ms=WallClock().now_ms(), speed=speed)
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("0.0.0.0", port))
+            s.bind((host, port))
             return True
         except OSError:
             return False
@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = _profile(args.profile)
     speed = args.speed if args.speed is not None else profile.spec.exchange.speed
     port: int | None = args.http_port or None
-    if port is not None and not _port_free(port):
+    if port is not None and not _port_free(port, args.host):
         print(f"qt run: port {port} is in use; serving no /metrics (use --http-port N)", file=sys.stderr)
         port = None
     return run_pipeline(
@@ -162,6 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         view=not args.no_view and sys.stdout.isatty(),
         url_file=run_url_file(profile.name),
         log_format=args.log_format,
+        http_host=args.host,
     )
 
 
@@ -416,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated market speed, X times wall time (default: spec.exchange.speed)")
     p.add_argument("--http-port", type=int, default=9100, metavar="PORT",
                    help="/metrics, /healthz and the API on this port (0: none; default 9100)")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                   help="listen address of /metrics, /healthz and the API (default 127.0.0.1: this machine only; "
+                        "0.0.0.0 for every interface)")
     p.add_argument("--no-view", action="store_true", help="log lines on stderr instead of the live view")
     p.set_defaults(func=cmd_run)
 

@@ -369,10 +369,15 @@ def terminal_foreground() -> Iterator[None]:
         signal.signal(signal.SIGTTOU, previous_handler)
 
 
+def _display_host(host: str) -> str:
+    """Where a browser on this machine reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 async def _pipeline(
     profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None, http_port: int | None,
     view: bool, log: EventLog, log_file: str = "", api_token: str | None = None,
-    ticks: Mapping[str, float] | None = None,
+    ticks: Mapping[str, float] | None = None, http_host: str = "127.0.0.1",
 ) -> Funnel:
     from quantum_trader.core.service import run_workers
 
@@ -396,11 +401,11 @@ async def _pipeline(
         routes = build_router(profile=profile, redis_url=redis_url, token=api_token)
     workers = asyncio.create_task(run_workers(
         list(WORKERS), profile=profile, redis_url=redis_url, clock=clock, stop=stop,
-        http_port=http_port, restart=True, http_routes=routes,
+        http_host=http_host, http_port=http_port, restart=True, http_routes=routes,
     ))
     funnel = Funnel(profile=profile.name, elapsed_s=0.0, sim_now_ms=clock.now_ms(),
                     speed=float(getattr(clock, "speed", 1.0)))
-    api_url = f"http://127.0.0.1:{http_port}/docs" if routes is not None else ""
+    api_url = f"http://{_display_host(http_host)}:{http_port}/docs" if routes is not None else ""
 
     def screen(f: Funnel) -> RenderableType:
         return render(f, log_file=log_file, api_url=api_url, ticks=ticks)
@@ -448,6 +453,7 @@ def run_pipeline(
     view: bool,
     url_file: Path,
     log_format: logs.LogFormat = "text",
+    http_host: str = "127.0.0.1",
 ) -> int:
     """Run all workers until Ctrl-C/SIGTERM or ``duration_s``; the final funnel is shown once; return 0.
 
@@ -465,7 +471,7 @@ def run_pipeline(
         with terminal_foreground():
             return _run_pipeline(profile, redis_url=redis_url or (embedded.url if embedded else ""), clock=clock,
                                  duration_s=duration_s, http_port=http_port, view=view, url_file=url_file,
-                                 log_format=log_format, embedded=embedded is not None)
+                                 log_format=log_format, embedded=embedded is not None, http_host=http_host)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -474,6 +480,7 @@ def run_pipeline(
 def _run_pipeline(
     profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None,
     http_port: int | None, view: bool, url_file: Path, log_format: logs.LogFormat, embedded: bool,
+    http_host: str = "127.0.0.1",
 ) -> int:
     log = EventLog(worker="run", profile=profile.name)
     log_file: Path | None = None
@@ -493,7 +500,7 @@ def _run_pipeline(
 
             token_file = url_file.with_suffix(".api-token")
             api_token = ensure_token(token_file)
-            log.event("API_LISTENING", url=f"http://127.0.0.1:{http_port}/docs",
+            log.event("API_LISTENING", url=f"http://{_display_host(http_host)}:{http_port}/docs", host=http_host,
                       token=f"${{QT_API_TOKEN}} or the file {token_file}")
         ticks: dict[str, float] = {}
         if view:
@@ -502,7 +509,7 @@ def _run_pipeline(
             ticks = tick_sizes(profile)
         funnel = asyncio.run(_pipeline(
             profile, redis_url=redis_url, clock=clock, duration_s=duration_s, http_port=http_port, view=view,
-            log=log, log_file=str(log_file or ""), api_token=api_token, ticks=ticks,
+            log=log, log_file=str(log_file or ""), api_token=api_token, ticks=ticks, http_host=http_host,
         ))
         log.event("RUN_STOPPED", **summary_fields(funnel))
         if not view:

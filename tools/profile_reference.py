@@ -49,7 +49,7 @@ def render() -> str:
         "# TradingProfile reference",
         "",
         "Generated from `workers/quantum_trader/core/profile.py` by `python tools/profile_reference.py --write`",
-        "(a test fails when it is stale). Durations are written `250ms`, `3s`, `5m`, `24h`, `7d`.",
+        "(a test fails when it is stale). Durations are written `250ms`, `3s`, `5m`, `1h30m`, `24h`, `7d`.",
         "Cross-field rules: `production` ⇒ `health.strict: true` (no environment variable can change it);",
         "`testnet`/`production` ⇒ `exchange.name: binanceusdm`; `router.targetOpenOrders ≤ router.maxOpenOrders`;",
         "`router.minConfidence ≤ router.superConfidence`; `gate.killScoreWarning ≤ gate.killScoreCritical`;",

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from quantum_operator import crd
-from quantum_trader.core.profile import GateSettings, RouterSettings
+from quantum_trader.core.profile import DURATION_PATTERN, GateSettings, RouterSettings
 
 from .crd_door import cel_violations
 
@@ -68,7 +68,8 @@ def test_schema_is_structural_no_refs_titles_defaults_or_false_additional_proper
     spec = schema()["properties"]["spec"]["properties"]
     assert spec["router"]["properties"]["candidateWindow"] == {
         "type": "string",
-        "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$",
+        "pattern": DURATION_PATTERN,
+        "minLength": 2,
         "maxLength": 32,
         "description": "Batch window; also candidate staleness (100ms..1m). Default 3s.",
     }

@@ -48,9 +48,16 @@ from quantum_trader.core.yamlsafe import safe_load
 API_VERSION: Final = "quantumtrader.io/v1alpha1"
 KIND: Final = "TradingProfile"
 
-_DURATION_RE: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_NUM: Final = r"[0-9]+(\.[0-9]+)?"
+# One grammar for every duration in a profile: '30s', '5m', '1h30m', '2m30s', '250ms', '7d'. Units in
+# descending order, each at most once; a day count stands alone ('36h', not '1d12h'), because the CRD's
+# CEL rules read durations with CEL's duration(), which knows no 'd'.
+DURATION_PATTERN: Final = (
+    rf"^({_NUM}d|({_NUM}h)?({_NUM}m)?({_NUM}s)?({_NUM}ms)?)$"
+)
+_DURATION_RE: Final = re.compile(DURATION_PATTERN)
+_SEGMENT_RE: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-DURATION_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"
 TIMEFRAMES: Final = ("1m", "5m", "15m", "1h", "4h")
 MAX_PROFILE_NAME: Final = 40  # child objects append '-executor', '-metrics': the name stays a DNS label
 NAME_LIMIT_MESSAGE: Final = (
@@ -73,16 +80,16 @@ def parse_duration(value: object, *, document: bool = False) -> float:
     """``"3s"`` → 3.0, ``"30m"`` → 1800.0. In a manifest (``document``) a duration is a string, as in
     the CRD; Python callers may pass seconds."""
     if isinstance(value, bool) or (document and not isinstance(value, str)):
-        raise ValueError(f"a duration like '30s', '5m' or '24h' (got {value!r})")
+        raise ValueError(f"a duration like '30s', '5m', '1h30m' or '24h' (got {value!r})")
     if isinstance(value, (int, float)):
         if value < 0 or value != value or value in (float("inf"), float("-inf")):
             raise ValueError("must be a finite duration, not negative")
         return float(value)
     if isinstance(value, str):
-        m = _DURATION_RE.match(value.strip())
-        if m:
-            return float(m.group(1)) * _UNIT_S[m.group(2)]
-    raise ValueError(f"a duration like '30s', '5m' or '24h' (got {value!r})")
+        text = value.strip()
+        if text and _DURATION_RE.fullmatch(text):
+            return sum(float(n) * _UNIT_S[u] for n, u in _SEGMENT_RE.findall(text))
+    raise ValueError(f"a duration like '30s', '5m', '1h30m' or '24h' (got {value!r})")
 
 
 def _duration_field(value: object, info: ValidationInfo) -> float:
@@ -106,7 +113,7 @@ Duration = Annotated[
     float,
     BeforeValidator(_duration_field),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "maxLength": 32}),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "minLength": 2, "maxLength": 32}),
 ]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 

@@ -94,7 +94,7 @@ class EmbeddedRedis:
             "--logfile", str(self._dir / "server.log"),
         ]  # fmt: skip
         self._args = args
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = self._spawn(args)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -107,6 +107,12 @@ class EmbeddedRedis:
         self.stop()
         raise EmbeddedRedisError(f"{binary} did not open {self.socket_path} within {timeout_s}s")
 
+    @staticmethod
+    def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+        """The server in a session of its own: Ctrl-C in the terminal reaches ``qt run`` (which drains
+        the workers first and then stops the server), not the server under the draining workers."""
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
     def restart(self, *, down_s: float = 0.0) -> None:
         """Stop and start the same server on the same socket and data (AOF keeps the data)."""
         if self._proc is None or self._dir is None:
@@ -117,7 +123,7 @@ class EmbeddedRedis:
             self.socket_path.unlink()
         time.sleep(down_s)
         keep = self._dir
-        self._proc = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = self._spawn(self._args)
         deadline = time.monotonic() + 10
         while not (keep / "redis.sock").exists():
             if time.monotonic() > deadline or self._proc.poll() is not None:

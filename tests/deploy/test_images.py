@@ -130,7 +130,9 @@ def test_lock_satisfies_every_requirement_of_pyproject() -> None:
         if "version" in pkg:
             locked.setdefault(canonicalize_name(pkg["name"]), []).append(Version(pkg["version"]))
     root = next(p for p in lock["package"] if p["name"] == project["project"]["name"])
-    wanted = {"runtime": project["project"]["dependencies"], "dev": project["dependency-groups"]["dev"]}
+    extras = [f"{r}; extra == '{extra}'" for extra, reqs in project["project"].get("optional-dependencies", {}).items()
+              for r in reqs]  # an extra's requirements are the root's requires-dist under `extra == '…'`
+    wanted = {"runtime": project["project"]["dependencies"] + extras, "dev": project["dependency-groups"]["dev"]}
     recorded = {"runtime": [_req_str(r) for r in root["metadata"]["requires-dist"]],
                 "dev": [_req_str(r) for r in root["metadata"]["requires-dev"]["dev"]]}
     for group, reqs in wanted.items():
@@ -138,7 +140,7 @@ def test_lock_satisfies_every_requirement_of_pyproject() -> None:
             f"uv.lock was made from another pyproject ({group} group differs): run `make lock`")
         for raw in reqs:
             req = Requirement(raw)
-            if req.marker is not None and not req.marker.evaluate(IMAGE_ENV):
+            if req.marker is not None and not req.marker.evaluate({**IMAGE_ENV, "extra": _extra_of(req)}):
                 continue
             name = canonicalize_name(req.name)
             assert name in locked, f"{req.name} ({group}) is not in uv.lock: run `make lock`"
@@ -207,6 +209,12 @@ def _uv() -> str:
     if not found:
         pytest.fail("uv not found: it is in the dev group (make install-dev)")
     return found
+
+
+def _extra_of(req: Requirement) -> str:
+    """The extra a requirement belongs to (``extra == 'parquet'``), or '' for the default install."""
+    m = re.search(r"extra == ['\"]([^'\"]+)['\"]", str(req.marker or ""))
+    return m.group(1) if m else ""
 
 
 def _req_str(entry: dict[str, Any]) -> str:

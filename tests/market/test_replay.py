@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,17 +105,47 @@ def test_replay_needs_an_existing_folder_with_data(tmp_path: Path) -> None:
         _replay(tmp_path, NOW)
 
 
-async def test_parquet_without_pyarrow_says_to_install_it(tmp_path: Path) -> None:
-    pytest.importorskip("numpy")
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        (tmp_path / "BTCUSDT_15m.parquet").write_bytes(b"PAR1")
-        ex = _replay(tmp_path, NOW)
-        with pytest.raises(ExchangeError, match="pip install pyarrow"):
-            await ex.klines("BTCUSDT", "15m", limit=1)
-    else:
-        pytest.skip("pyarrow is installed")
+def _csv_to_parquet(csv_path: Path, parquet_path: Path) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pq.write_table(pacsv.read_csv(csv_path), parquet_path)
+
+
+async def test_parquet_files_replay_the_same_bars_as_csv(tmp_path: Path) -> None:
+    csv_dir, pq_dir = tmp_path / "csv", tmp_path / "parquet"
+    csv_dir.mkdir()
+    pq_dir.mkdir()
+    _record(csv_dir, ("BTCUSDT",))
+    _csv_to_parquet(csv_dir / "BTCUSDT_15m.csv", pq_dir / "BTCUSDT_15m.parquet")
+    from_csv = await _replay(csv_dir, NOW).klines("BTCUSDT", "1h", limit=24)
+    from_parquet = await _replay(pq_dir, NOW).klines("BTCUSDT", "1h", limit=24)
+    np.testing.assert_array_equal(from_parquet.ts, from_csv.ts)
+    np.testing.assert_array_equal(from_parquet.close, from_csv.close)
+    np.testing.assert_array_equal(from_parquet.volume, from_csv.volume)
+
+
+async def test_malformed_parquet_raises_one_error_naming_the_file(tmp_path: Path) -> None:
+    _record(tmp_path, ("BTCUSDT",))
+    _csv_to_parquet(tmp_path / "BTCUSDT_15m.csv", tmp_path / "ETHUSDT_15m.parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "ETHUSDT_15m.parquet")
+    pq.write_table(table.take([1, 0, *range(2, table.num_rows)]), tmp_path / "ETHUSDT_15m.parquet")  # ts goes back
+    with pytest.raises(ExchangeError, match=r"ETHUSDT_15m\.parquet") as info:
+        await _replay(tmp_path, NOW).klines("ETHUSDT", "15m", limit=1)
+    assert info.value.reason == "replay_malformed"
+
+
+async def test_parquet_without_pyarrow_names_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "BTCUSDT_15m.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # what an install without the extra sees
+    ex = _replay(tmp_path, NOW)
+    with pytest.raises(ExchangeError, match=r"make install EXTRAS=parquet") as info:
+        await ex.klines("BTCUSDT", "15m", limit=1)
+    assert info.value.reason == "replay_parquet_unavailable"
 
 
 def test_factory_builds_sim_and_replay_and_explains_unknown_adapters(tmp_path: Path) -> None:

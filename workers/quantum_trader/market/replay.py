@@ -160,7 +160,8 @@ def _parse_parquet(path: Path, tf_ms: int) -> _Series:
         import pyarrow.parquet as pq
     except ImportError:
         raise ExchangeError(
-            f"{path}: reading Parquet needs pyarrow; install it (pip install pyarrow) or use CSV",
+            f"{path}: reading Parquet needs pyarrow: `make install EXTRAS=parquet` "
+            "(or pip install 'quantum-trader[parquet]'), or use CSV",
             reason="replay_parquet_unavailable",
         ) from None
     try:

@@ -11,6 +11,12 @@ import redis.asyncio as aredis
 from quantum_trader.core.embedded import EmbeddedRedis
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _run_data_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`qt run` keeps its state under $QT_DATA_DIR/<profile>: in tests, a session folder, never the checkout's ./.qt."""
+    os.environ["QT_DATA_DIR"] = str(tmp_path_factory.mktemp("qt-data"))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
     """A private Redis for the whole test session (unix socket, AOF on)."""

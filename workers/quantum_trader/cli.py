@@ -144,25 +144,66 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _replay_span(profile: TradingProfile, start: str | None, end: str | None) -> tuple[int, int] | None:
+    """``qt run --start/--end``: the span of a replay exchange's data to replay (epoch ms), or None."""
+    if start is None and end is None:
+        return None
+    name = profile.spec.exchange.name
+    if name != "replay":
+        raise CommandError(f"--start/--end replay recorded data and need a replay exchange (spec.exchange.name: "
+                           f"replay; this profile's is {name}); for a past span of the {name} market use "
+                           "`qt backtest --start/--end`", code=EXIT_USAGE)
+    from quantum_trader.backtest.command import BacktestError, parse_time, warmup_ms
+    from quantum_trader.backtest.data import replay_range
+    from quantum_trader.backtest.report import _iso
+    from quantum_trader.market.base import ExchangeError
+
+    try:
+        first, last = replay_range(profile.spec.exchange)
+        t0 = parse_time(start, flag="--start") if start else min(first + warmup_ms(profile), last)
+        t1 = min(parse_time(end, flag="--end") if end else last, last)
+    except BacktestError as exc:
+        raise CommandError(str(exc), code=EXIT_USAGE) from None
+    except ExchangeError as exc:
+        raise CommandError(str(exc)) from None
+    if t0 >= t1 or t1 <= first:
+        raise CommandError(f"nothing to replay: {_iso(t0)} .. {_iso(t1)} holds no replay data (the data runs "
+                           f"{_iso(first)} .. {_iso(last)})")
+    return t0, t1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from quantum_trader.runstate import data_dir_for
     from quantum_trader.runview import run_pipeline
 
     profile = _profile(args.profile)
     speed = args.speed if args.speed is not None else profile.spec.exchange.speed
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url and (args.fresh or args.data_dir):
+        raise CommandError(f"{'--fresh' if args.fresh else '--data-dir'} applies to the embedded Redis; REDIS_URL is "
+                           "set, so the state lives in that Redis (unset REDIS_URL, or clear it there)",
+                           code=EXIT_USAGE)
+    span = _replay_span(profile, args.start, args.end)
+    if speed <= 0:
+        raise CommandError("--speed must be > 0", code=EXIT_USAGE)
+    clock = VirtualClock(start_ms=span[0], speed=speed) if span else _clock(speed)
     port: int | None = args.http_port or None
     if port is not None and not _port_free(port, args.host):
         print(f"qt run: port {port} is in use; serving no /metrics (use --http-port N)", file=sys.stderr)
         port = None
     return run_pipeline(
         profile,
-        redis_url=os.environ.get("REDIS_URL"),
-        clock=_clock(speed),
+        redis_url=redis_url,
+        clock=clock,
         duration_s=args.duration,
         http_port=port,
         view=not args.no_view and sys.stdout.isatty(),
         url_file=run_url_file(profile.name),
         log_format=args.log_format,
         http_host=args.host,
+        data_dir=None if redis_url else data_dir_for(profile.name, explicit=args.data_dir),
+        fresh=args.fresh,
+        span=span,
     )
 
 
@@ -409,8 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "embedded Redis unless REDIS_URL is set, on the simulated exchange unless the profile "
                              "names another. A live view shows the funnel; Ctrl-C drains and stops. The same port "
                              "serves /metrics, /healthz and the operations API (/docs).",
-                 examples=["qt run", "qt run --speed 60 --duration 300", "qt run --no-view --http-port 0"],
-                 exits="0 clean stop (Ctrl-C, SIGTERM, --duration)   1 could not start (e.g. no Redis server)")
+                 examples=["qt run", "qt run --speed 60 --duration 300", "qt run --no-view --http-port 0",
+                           "qt run --fresh", "qt run --profile replay.yaml --start 2024-03-01 --end 2024-03-02 --speed 600"],
+                 exits="0 clean stop (Ctrl-C, SIGTERM, --duration, the end of --end)   1 could not start (no Redis "
+                       "server, the data folder in use, nothing to replay)   2 bad arguments")
     p.add_argument("--duration", type=_duration_arg, default=None, metavar="DURATION",
                    help="stop after this long (wall time), e.g. 90, 5m, 1h30m")
     p.add_argument("--speed", type=float, default=None, metavar="X",
@@ -421,6 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="listen address of /metrics, /healthz and the API (default 127.0.0.1: this machine only; "
                         "0.0.0.0 for every interface)")
     p.add_argument("--no-view", action="store_true", help="log lines on stderr instead of the live view")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="where the embedded Redis keeps the profile's state between runs (default: "
+                        "$QT_DATA_DIR/<profile>, else ./.qt/<profile>)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start clean: remove the state kept in the data folder (positions, trades, models) first")
+    p.add_argument("--start", default=None, metavar="T",
+                   help="replay exchange: replay from T (ISO date/datetime UTC or epoch ms; default: the data's "
+                        "start plus the warm-up the profile needs)")
+    p.add_argument("--end", default=None, metavar="T",
+                   help="replay exchange: stop when the replay reaches T (default: the data's last bar)")
     p.set_defaults(func=cmd_run)
 
     p = _command(sub, "worker", parents=parents, summary="one worker (what a container runs)",

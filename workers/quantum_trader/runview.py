@@ -31,6 +31,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from quantum_trader import runstate
 from quantum_trader.core import logs
 from quantum_trader.core.bus import raw_command
 from quantum_trader.core.clock import Clock
@@ -377,7 +378,7 @@ def _display_host(host: str) -> str:
 async def _pipeline(
     profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None, http_port: int | None,
     view: bool, log: EventLog, log_file: str = "", api_token: str | None = None,
-    ticks: Mapping[str, float] | None = None, http_host: str = "127.0.0.1",
+    ticks: Mapping[str, float] | None = None, http_host: str = "127.0.0.1", end_ms: int | None = None,
 ) -> Funnel:
     from quantum_trader.core.service import run_workers
 
@@ -428,6 +429,9 @@ async def _pipeline(
             if duration_s is not None and time.time() - started >= duration_s:
                 log.event("RUN_DURATION_REACHED", seconds=duration_s)
                 stop.set()
+            if end_ms is not None and clock.now_ms() >= end_ms:
+                log.event("RUN_REPLAY_END", end=sim_date(end_ms), end_ms=end_ms)
+                stop.set()
     finally:
         stop.set()
         try:
@@ -454,33 +458,79 @@ def run_pipeline(
     url_file: Path,
     log_format: logs.LogFormat = "text",
     http_host: str = "127.0.0.1",
+    data_dir: Path | None = None,
+    fresh: bool = False,
+    span: tuple[int, int] | None = None,
 ) -> int:
-    """Run all workers until Ctrl-C/SIGTERM or ``duration_s``; the final funnel is shown once; return 0.
+    """Run all workers until Ctrl-C/SIGTERM, ``duration_s`` or the end of ``span``; the final funnel is
+    shown once, then what was kept and where; return 0.
 
-    The embedded Redis starts before ``qt run`` takes the terminal under make, so it stays out of the
-    Ctrl-C: the workers drain against it (leases released, batches acked), then it is stopped.
+    Without ``redis_url`` the embedded Redis keeps its data in ``data_dir`` (AOF; held by this run
+    alone; ``fresh`` removes what an earlier run kept). The embedded Redis starts before ``qt run``
+    takes the terminal under make, so it stays out of the Ctrl-C: the workers drain against it
+    (leases released, batches acked), then it is stopped.
     """
     embedded: EmbeddedRedis | None = None
-    if not redis_url:
-        try:
-            embedded = EmbeddedRedis().start()
-        except EmbeddedRedisError as exc:
-            print(f"qt run: {exc}", file=sys.stderr)
-            return 1
-    try:
+    with contextlib.ExitStack() as stack:
+        removed: list[str] = []
+        resumed = False
+        if not redis_url:
+            folder = data_dir if data_dir is not None else runstate.data_dir_for(profile.name)
+            try:
+                stack.enter_context(runstate.hold(folder))
+                if fresh:
+                    removed = runstate.clear(folder)
+                elif span is not None and runstate.has_state(folder):
+                    print(f"qt run: the data folder {folder} holds the state of an earlier run; replaying a span "
+                          "over it would mix two timelines: add --fresh (or --data-dir for a separate folder)",
+                          file=sys.stderr)
+                    return 1
+                resumed = runstate.has_state(folder)
+                embedded = EmbeddedRedis(data_dir=folder).start()
+            except (EmbeddedRedisError, runstate.DataDirBusy, OSError) as exc:
+                print(f"qt run: {exc}", file=sys.stderr)
+                return 1
+            stack.callback(embedded.stop)
+        where = str(embedded.data_dir) if embedded is not None and embedded.data_dir else "the Redis at REDIS_URL"
         with terminal_foreground():
             return _run_pipeline(profile, redis_url=redis_url or (embedded.url if embedded else ""), clock=clock,
                                  duration_s=duration_s, http_port=http_port, view=view, url_file=url_file,
-                                 log_format=log_format, embedded=embedded is not None, http_host=http_host)
+                                 log_format=log_format, embedded=embedded is not None, http_host=http_host,
+                                 kept=KeptWhere(where=where, resumed=resumed, removed=tuple(removed)), span=span)
+    return 1  # unreachable (mypy: ExitStack may swallow exceptions)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptWhere:
+    """Where this run's state lives and how the run began with it."""
+
+    where: str
+    resumed: bool = False  # the folder held an earlier run's state
+    removed: tuple[str, ...] = ()  # --fresh removed these
+
+
+async def _read_kept(redis_url: str, keys: Keys) -> runstate.KeptState | None:
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return await runstate.read_state(client, keys)
+    except Exception:  # an unreadable Redis must not turn a clean stop into a failure: the log says so
+        return None
     finally:
-        if embedded is not None:
-            embedded.stop()
+        await client.aclose()
+
+
+def _log_kept(log: EventLog, state: runstate.KeptState | None, *, where: str, kind: str) -> None:
+    if state is None:
+        log.event("RUN_STATE_UNREADABLE", where=where)
+        return
+    for event, fields in runstate.state_events(state, where=where, kind=kind):
+        log.event(event, **fields)
 
 
 def _run_pipeline(
     profile: TradingProfile, *, redis_url: str, clock: Clock, duration_s: float | None,
     http_port: int | None, view: bool, url_file: Path, log_format: logs.LogFormat, embedded: bool,
-    http_host: str = "127.0.0.1",
+    http_host: str = "127.0.0.1", kept: KeptWhere | None = None, span: tuple[int, int] | None = None,
 ) -> int:
     log = EventLog(worker="run", profile=profile.name)
     log_file: Path | None = None
@@ -491,9 +541,17 @@ def _run_pipeline(
     try:
         url_file.parent.mkdir(parents=True, exist_ok=True)
         url_file.write_text(redis_url)
+        kept = kept or KeptWhere(where="the Redis at REDIS_URL")
         log.event("RUN_STARTED", redis=redis_url, embedded=embedded, exchange=profile.spec.exchange.name,
-                  speed=getattr(clock, "speed", 1.0), log_file=str(log_file or "stderr"),
+                  speed=getattr(clock, "speed", 1.0), log_file=str(log_file or "stderr"), data_dir=kept.where,
                   hint="REDIS_URL is found by qt check / qt why while this runs")
+        if kept.removed:
+            log.event("RUN_FRESH", where=kept.where, removed=",".join(kept.removed))
+        if span is not None:
+            log.event("RUN_REPLAY_SPAN", start=sim_date(span[0]), end=sim_date(span[1]), start_ms=span[0],
+                      end_ms=span[1], speed=getattr(clock, "speed", 1.0))
+        _log_kept(log, asyncio.run(_read_kept(redis_url, profile.keys)), where=kept.where,
+                  kind="RUN_STATE_RESUMED" if kept.resumed or not embedded else "RUN_STATE_EMPTY")
         api_token: str | None = None
         if http_port is not None:
             from quantum_trader.ops.api import ensure_token
@@ -510,10 +568,15 @@ def _run_pipeline(
         funnel = asyncio.run(_pipeline(
             profile, redis_url=redis_url, clock=clock, duration_s=duration_s, http_port=http_port, view=view,
             log=log, log_file=str(log_file or ""), api_token=api_token, ticks=ticks, http_host=http_host,
+            end_ms=span[1] if span else None,
         ))
         log.event("RUN_STOPPED", **summary_fields(funnel))
         if not view:
             print(summary_text(funnel))
+        state = asyncio.run(_read_kept(redis_url, profile.keys))
+        _log_kept(log, state, where=kept.where, kind="RUN_STATE_KEPT")
+        if state is not None:
+            print(runstate.state_text(state, where=kept.where, ticks=ticks), flush=True)
         return 0
     finally:
         with contextlib.suppress(OSError):

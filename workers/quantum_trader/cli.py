@@ -266,7 +266,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from quantum_trader.backtest.command import run
 
-    return run(args, profile=_profile(args.profile))
+    profile = _profile(args.profile)
+    url = resolve_redis_url(profile, required=False) if args.model == "promoted" else None
+    return run(args, profile=profile, redis_url=url)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

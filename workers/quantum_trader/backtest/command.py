@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,16 +223,39 @@ def execute(
     return Run(data, start, end, universe, models, plan, result, oracle_result, timings, in_sample, notes)
 
 
-def _promoted_model(profile: TradingProfile, *, start: int, allow_in_sample: bool) -> tuple[list[ModelSlot], bool]:
-    """The registry's promoted model, refused when its training window reaches into the span."""
-    import os
+@contextlib.contextmanager
+def registry_url(profile: TradingProfile, url: str | None) -> Iterator[str]:
+    """Where ``--model promoted`` reads the registry: ``url`` (``REDIS_URL`` or a running ``qt run`` of the
+    profile), else the state ``qt run`` kept in the profile's data folder (read on an embedded Redis
+    started on it for the moment)."""
+    if url:
+        yield url
+        return
+    from quantum_trader import runstate
+    from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
 
+    folder = runstate.data_dir_for(profile.name)
+    if not runstate.has_state(folder):
+        raise BacktestError(f"--model promoted reads the model registry: set REDIS_URL, or start `qt run --profile "
+                            f"...` for profile {profile.name!r} (no state kept in {folder})")
+    try:
+        with runstate.hold(folder), EmbeddedRedis(data_dir=folder) as server:
+            yield server.url
+    except (runstate.DataDirBusy, EmbeddedRedisError) as exc:
+        raise BacktestError(str(exc)) from None
+
+
+def _promoted_model(
+    profile: TradingProfile, *, start: int, allow_in_sample: bool, url: str | None = None
+) -> tuple[list[ModelSlot], bool]:
+    """The registry's promoted model, refused when its training window reaches into the span."""
+    with registry_url(profile, url) as found:
+        return _read_promoted(profile, url=found, start=start, allow_in_sample=allow_in_sample)
+
+
+def _read_promoted(profile: TradingProfile, *, url: str, start: int, allow_in_sample: bool) -> tuple[list[ModelSlot], bool]:
     from quantum_trader.ai import registry
     from quantum_trader.core.service import redis_client
-
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        raise BacktestError("--model promoted reads the registry: set REDIS_URL")
 
     async def read() -> tuple[Any, dict[str, Any]]:
         client = redis_client(url)
@@ -257,7 +282,7 @@ def _promoted_model(profile: TradingProfile, *, start: int, allow_in_sample: boo
 
 
 def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None = None,
-        err: TextIO | None = None) -> int:
+        err: TextIO | None = None, redis_url: str | None = None) -> int:
     stdout, stderr = out or sys.stdout, err or sys.stderr
     started = time.perf_counter()
     try:
@@ -271,7 +296,8 @@ def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None
         models: list[ModelSlot] | None = None
         in_sample = False
         if args.model == "promoted":
-            models, in_sample = _promoted_model(profile, start=start, allow_in_sample=args.allow_in_sample)
+            models, in_sample = _promoted_model(profile, start=start, allow_in_sample=args.allow_in_sample,
+                                                url=redis_url)
         load_s = time.perf_counter() - t0
         progress = Progress(stderr, enabled=stderr.isatty() and not args.json, lines=not args.json)
         r = execute(profile, start=start, end=end, data=data, retrain_s=retrain_s, models=models,

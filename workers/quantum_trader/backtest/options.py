@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", choices=("walk-forward", "promoted"), default="walk-forward",
         help="walk-forward: retrain at ai.retrainInterval on data before each step (default); "
-        "promoted: the registry's promoted model (REDIS_URL)",
+        "promoted: the registry's promoted model (REDIS_URL, a running qt run of the profile, or the state "
+        "qt run kept in its data folder)",
     )
     p.add_argument("--retrain", help="retrain cadence, e.g. 7d (default: spec.ai.retrainInterval)")
     p.add_argument("--symbols", help="restrict the market to these symbols (comma-separated)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -121,3 +123,63 @@ def test_sim_funding_comes_from_the_sim() -> None:
     f = data.funding_for("BTCUSDT", END - 3 * DAY, END)
     assert f.ts.shape[0] == 10 and len(set(f.rate.tolist())) > 1  # every 8 h, both ends included
     assert data.funding_source.startswith("the sim")
+
+
+def _bps_and_t(rows: list[dict[str, str]]) -> tuple[float, float]:
+    bps = [float(r["pnl_usd"]) / (float(r["entry_price"]) * float(r["qty"])) * 1e4 for r in rows]
+    mean = math.fsum(bps) / len(bps)
+    sd = math.sqrt(math.fsum((b - mean) ** 2 for b in bps) / (len(bps) - 1))
+    return mean, mean / (sd / math.sqrt(len(bps)))
+
+
+def test_net_bps_per_trade_and_its_t_stat_come_from_the_trades(first: tuple[Path, dict[str, Any]]) -> None:
+    tmp, doc = first
+    with (tmp / "a" / "trades.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    mean, t = _bps_and_t(rows)
+    assert doc["net_bps_per_trade"] == pytest.approx(mean, abs=1e-3)
+    assert doc["t_stat"] == pytest.approx(t, abs=1e-3)
+
+
+TRAINED = ("  ai: {historyBars: 1700, trainSymbols: 3%s}\n  router: {minConfidence: 0.55, superConfidence: 0.7}\n"
+           "  executor: {baseSizeUsd: 60}\n")
+
+
+def _trained(tmp: Path, data: Path, out: str, *, extra_ai: str = "") -> tuple[dict[str, Any], str]:
+    """Walk-forward with enough history for real trainings (1700 15m bars), over the last 1.5 days."""
+    profile = profile_file(tmp, data)
+    profile.write_text(profile.read_text().replace("  ai: {historyBars: 600, trainSymbols: 3}\n", "")
+                       + TRAINED % extra_ai)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["backtest", "--profile", str(profile), "--out", str(tmp / out), "--start", "2023-11-12T12:00",
+                     "--no-plots"]) == 0
+    return json.loads((tmp / out / "report.json").read_text()), buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, replay_15m: Path) -> tuple[dict[str, Any], str]:
+    return _trained(tmp_path_factory.mktemp("cf"), replay_15m, "cf")
+
+
+def test_the_counterfactual_best_baseline_sits_beside_the_model(trained: tuple[dict[str, Any], str]) -> None:
+    from quantum_trader.ai.baselines import BASELINES
+
+    doc, summary = trained
+    assert all(m["fallback"] for m in doc["models"]), "every training leaves its best baseline"
+    cf = doc["counterfactual"]
+    assert {"name", "net_pnl_usd", "trades", "hit_rate", "net_bps_per_trade", "t_stat"} <= set(cf)
+    assert all(part.split(" ")[0] in BASELINES for part in cf["name"].split(", "))
+    assert cf["model_minus_counterfactual_usd"] == pytest.approx(doc["net_pnl_usd"] - cf["net_pnl_usd"], abs=1e-5)
+    assert f"best baseline instead of the model ({cf['name']}, recalibrated" in summary
+
+
+def test_with_no_model_promoted_the_counterfactual_is_the_run_itself(tmp_path: Path, replay_15m: Path) -> None:
+    """Nothing passes the quality gate (minAuc 0.99): the fallback — the best baseline — drives the run, so
+    the counterfactual (the same rules driven by the best baseline) must trade exactly the same."""
+    doc, summary = _trained(tmp_path, replay_15m, "nm", extra_ai=", minAuc: 0.99")
+    assert not any(m["promoted"] for m in doc["models"]) and doc["trades"] > 0
+    cf = doc["counterfactual"]
+    assert (cf["trades"], cf["net_pnl_usd"], cf["hit_rate"]) == (doc["trades"], doc["net_pnl_usd"], doc["hit_rate"])
+    assert cf["model_minus_counterfactual_usd"] == 0.0
+    assert "net per trade" in summary

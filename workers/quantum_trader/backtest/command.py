@@ -12,6 +12,7 @@ import contextlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,6 +133,8 @@ class Run:
     timings: dict[str, float]
     in_sample: bool
     notes: list[str]
+    counterfactual: Result | None = None  # the same rules driven by the best baseline's probabilities
+    counterfactual_name: str = ""
 
 
 def _span(profile: TradingProfile, args: argparse.Namespace, *, wall_ms: int) -> tuple[int, int]:
@@ -170,7 +173,7 @@ def load(profile: TradingProfile, *, start: int, end: int, symbols: list[str] | 
 
 def execute(
     profile: TradingProfile, *, start: int, end: int, data: MarketData, retrain_s: float, models: list[ModelSlot] | None,
-    in_sample: bool, progress: Progress, oracle: bool, paper_fills: bool = False,
+    in_sample: bool, progress: Progress, oracle: bool, paper_fills: bool = False, counterfactual: bool = True,
 ) -> Run:
     spec = profile.spec
     timings: dict[str, float] = {}
@@ -209,6 +212,20 @@ def execute(
                                paper_fills=paper_fills).run(
             oplan, tick=lambda _: progress.step())
         timings["oracle"] = time.perf_counter() - t0
+    cf_result, cf_name = None, ""
+    if counterfactual and any(m.fallback is not None for m in models):
+        t0 = time.perf_counter()
+        bplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models, baseline=True)
+        progress.begin("baseline", len(steps))
+        cf_result = Engine(data, spec=spec, universe=universe, end_ms=end, counterfactuals=False,
+                           paper_fills=paper_fills).run(bplan, tick=lambda _: progress.step())
+        cf_name = counterfactual_name(bplan.by_model)
+        timings["counterfactual"] = time.perf_counter() - t0
+        if bplan.skipped.get("no_baseline_yet"):
+            notes.append(f"counterfactual: {bplan.skipped['no_baseline_yet']:,} signal rows before the first "
+                         "training had no baseline and were left out")
+    elif counterfactual:
+        notes.append("counterfactual: no training left a baseline (nothing to compare the model with)")
     progress.end()
     if plan.fallback_steps:
         notes.append(f"{plan.fallback_steps} of {len(steps)} decision times had no promoted model: their signals "
@@ -220,7 +237,19 @@ def execute(
         notes.append("--fills paper: filled at the mark with no spread, as the live paper venue (optimistic)")
     if data.funding_source == "assumed":
         notes.append("funding assumed: 0.01 % per 8 h paid by longs (no <SYMBOL>_funding.csv)")
-    return Run(data, start, end, universe, models, plan, result, oracle_result, timings, in_sample, notes)
+    return Run(data, start, end, universe, models, plan, result, oracle_result, timings, in_sample, notes,
+               counterfactual=cf_result, counterfactual_name=cf_name)
+
+
+def counterfactual_name(rows_per_model: Counter[str]) -> str:
+    """``reversal`` when one baseline served every row, else ``reversal 70 %, linear 30 %`` (by rows)."""
+    names = Counter({k.removeprefix("fallback-"): v for k, v in rows_per_model.items() if v})
+    total = sum(names.values())
+    if not total:
+        return ""
+    if len(names) == 1:
+        return next(iter(names))
+    return ", ".join(f"{n} {100 * v / total:.0f} %" for n, v in names.most_common())
 
 
 @contextlib.contextmanager
@@ -255,29 +284,37 @@ def _promoted_model(
 
 def _read_promoted(profile: TradingProfile, *, url: str, start: int, allow_in_sample: bool) -> tuple[list[ModelSlot], bool]:
     from quantum_trader.ai import registry
+    from quantum_trader.ai.model import ArtifactError
     from quantum_trader.core.service import redis_client
 
-    async def read() -> tuple[Any, dict[str, Any]]:
+    async def read() -> tuple[Any, dict[str, Any], Any]:
         client = redis_client(url)
         try:
             version = await registry.promoted_version(client, profile.keys)
             if version is None:
                 raise BacktestError(f"no promoted model for profile {profile.name}")
-            return await registry.load_version(client, profile.keys, version)
+            bundle, card = await registry.load_version(client, profile.keys, version)
+            try:
+                fallback = await registry.load_fallback(client, profile.keys)
+            except ArtifactError:
+                fallback = None
+            return bundle, card, fallback
         finally:
             await client.aclose()
 
-    bundle, card = asyncio.run(read())
+    bundle, card, fallback = asyncio.run(read())
     window = card.get("training_window", {})
     t_start, t_end = int(window.get("start_ts", 0)), int(window.get("end_ts", 0))
-    in_sample = t_end >= start
+    in_sample = t_end > start  # the last training bar closed after the first decision
     if in_sample and not allow_in_sample:
         raise BacktestError(
             f"the promoted model {bundle.version} was trained on data up to {rep._iso(t_end)}, which overlaps the "
             f"backtest from {rep._iso(start)}: refused (in-sample); use the default walk-forward training, a later "
             "--start, or --allow-in-sample to run it anyway (the report then says IN-SAMPLE)")
+    # the counterfactual baseline only from the same training run (same window): a later run's could be in-sample
+    baseline = fallback[0] if fallback is not None and fallback[1] == bundle.version else None
     slot = ModelSlot(version=bundle.version, active_from=0, train_start=t_start, train_end=t_end, bundle=bundle,
-                     promoted=True, reasons=(), seconds=0.0)
+                     promoted=True, reasons=(), seconds=0.0, fallback=baseline)
     return [slot], in_sample
 
 
@@ -338,4 +375,5 @@ def report_of(profile: TradingProfile, r: Run) -> dict[str, Any]:
         trainings=len(r.models), universe_cycles=len(r.universe), signal_rows=r.plan.rows,
         ai_skipped=dict(r.plan.skipped), notes=r.notes,
     )
-    return rep.build_report(r.result, ctx, oracle=r.oracle)
+    return rep.build_report(r.result, ctx, oracle=r.oracle, counterfactual=r.counterfactual,
+                            counterfactual_name=r.counterfactual_name)

@@ -100,13 +100,27 @@ def write_html(folder: Path, report: dict[str, Any], images: list[str]) -> Path:
     )
     banner = _banner(report)
     color = "#b00020" if report["in_sample"] else "#1b5e20"
+    rows = [("the model", report)]
+    if report.get("counterfactual"):
+        rows.append((f"best baseline ({report['counterfactual']['name']})", report["counterfactual"]))
+    table = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{r['net_pnl_usd']:+,.2f}</td><td>{r['trades']}</td>"
+        f"<td>{100 * r['hit_rate']:.1f} %</td><td>{r['net_bps_per_trade']:+.2f}</td><td>{r['t_stat']:.2f}</td></tr>"
+        for name, r in rows)
+    if "oracle_net_pnl_usd" in report:
+        table += (f"<tr><td>oracle (the sim's true probabilities)</td><td>{report['oracle_net_pnl_usd']:+,.2f}</td>"
+                  f"<td>{report['oracle_trades']}</td><td></td><td></td><td></td></tr>")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>qt backtest — {html.escape(report['profile'])}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:1em auto}}pre{{background:#f6f6f6;padding:.6em;
 overflow-x:auto;font-size:12px}}img{{max-width:100%;display:block;margin:.5em 0}}
-.b{{color:#fff;background:{color};padding:.3em .6em;font-weight:bold}}</style></head><body>
+.b{{color:#fff;background:{color};padding:.3em .6em;font-weight:bold}}
+td,th{{padding:.2em .8em;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style></head><body>
 <p class="b">{html.escape(banner)}</p>
 <h1>qt backtest — {html.escape(report['profile'])}</h1>
+<h2>Does the model add value after costs? Same rules, same costs</h2>
+<table><tr><th>driven by</th><th>net PnL (USD)</th><th>trades</th><th>hit rate</th><th>net bps/trade</th>
+<th>t</th></tr>{table}</table>
 <pre>{html.escape(summary(report))}</pre>
 {imgs}
 <h2>report.json</h2>

@@ -104,6 +104,22 @@ def by_confidence(trades: Sequence[Trade]) -> list[dict[str, Any]]:
     return out
 
 
+def trade_stats(trades: Sequence[Trade]) -> dict[str, Any]:
+    """Net PnL, trades, hit rate, and the mean net return per trade in basis points of its entry notional
+    with its t-statistic (mean / (sample sd / √n); 0 with fewer than two trades or no spread)."""
+    bps = np.array([t.pnl_usd / (t.entry_price * t.qty) * 1e4 for t in trades if t.entry_price * t.qty > 0])
+    mean = float(bps.mean()) if bps.size else 0.0
+    sd = float(bps.std(ddof=1)) if bps.size > 1 else 0.0
+    wins = sum(1 for t in trades if t.pnl_usd > 0)
+    return {
+        "net_pnl_usd": _r(sum(t.pnl_usd for t in trades)),
+        "trades": len(trades),
+        "hit_rate": _r(wins / len(trades), 4) if trades else 0.0,
+        "net_bps_per_trade": _r(mean, 3),
+        "t_stat": _r(mean / (sd / math.sqrt(bps.size)), 3) if sd > 0 else 0.0,
+    }
+
+
 def funnel_doc(f: Funnel, *, ai_rows: int, ai_skipped: dict[str, int]) -> dict[str, Any]:
     def stage(counter: Counter[str], passed: str) -> dict[str, Any]:
         drops = {k: v for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])) if k != passed}
@@ -124,8 +140,12 @@ def funnel_doc(f: Funnel, *, ai_rows: int, ai_skipped: dict[str, int]) -> dict[s
     }
 
 
-def build_report(result: Result, ctx: Context, *, oracle: Result | None = None) -> dict[str, Any]:
+def build_report(
+    result: Result, ctx: Context, *, oracle: Result | None = None, counterfactual: Result | None = None,
+    counterfactual_name: str = "",
+) -> dict[str, Any]:
     trades = result.trades
+    stats = trade_stats(trades)
     net = sum(t.pnl_usd for t in trades)
     gross = sum(t.gross_pnl_usd for t in trades)
     costs = {
@@ -164,6 +184,8 @@ def build_report(result: Result, ctx: Context, *, oracle: Result | None = None) 
         "costs_usd": costs,
         "trades": len(trades),
         "hit_rate": _r(wins / len(trades), 4) if trades else 0.0,
+        "net_bps_per_trade": stats["net_bps_per_trade"],
+        "t_stat": stats["t_stat"],
         "sharpe": _r(sharpe, 3),
         "max_drawdown_pct": _r(max_dd, 3),
         "in_sample": ctx.in_sample,
@@ -197,6 +219,11 @@ def build_report(result: Result, ctx: Context, *, oracle: Result | None = None) 
         "universe_cycles": ctx.universe_cycles,
         "notes": ctx.notes,
     }
+    doc["counterfactual"] = None
+    if counterfactual is not None:
+        cf = trade_stats(counterfactual.trades)
+        doc["counterfactual"] = {"name": counterfactual_name or "baseline", **cf,
+                                 "model_minus_counterfactual_usd": _r(stats["net_pnl_usd"] - cf["net_pnl_usd"])}
     if oracle is not None:
         doc["oracle_net_pnl_usd"] = _r(sum(t.pnl_usd for t in oracle.trades))
         doc["oracle_trades"] = len(oracle.trades)
@@ -238,6 +265,16 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['max_drawdown_pct']:.2f} % of {report['capital_usd']:,.0f} USD   exposure "
         f"{100 * report['exposure']:.0f} % of the time",
     ]
+    lines.append(f"net per trade {report['net_bps_per_trade']:+.2f} bps of notional (t = {report['t_stat']:.2f}, "
+                 f"{report['trades']} trades)")
+    cf = report.get("counterfactual")
+    if cf:
+        better = report["net_pnl_usd"] - cf["net_pnl_usd"]
+        lines.append(
+            f"best baseline instead of the model ({cf['name']}, recalibrated; same rules and costs): net "
+            f"{_usd(cf['net_pnl_usd'])} over {cf['trades']} trades, hit rate {100 * cf['hit_rate']:.1f} %, "
+            f"{cf['net_bps_per_trade']:+.2f} bps/trade (t = {cf['t_stat']:.2f}) — the model "
+            + ("adds " if better > 0 else "loses ") + f"{abs(better):,.2f} USD after costs against it")
     if "oracle_net_pnl_usd" in report:
         lines.append(f"oracle (same rules, the sim's true probabilities): net {_usd(report['oracle_net_pnl_usd'])} "
                      f"over {report['oracle_trades']} trades")

@@ -75,6 +75,7 @@ class SignalPlan:
     no_universe_steps: int = 0
     fallback_steps: int = 0
     data_points: int = 0  # finest-timeframe bars of the symbols while they were in the active universe
+    by_model: Counter[str] = field(default_factory=Counter)  # decision rows per model tag (e.g. fallback-reversal)
 
 
 def decision_times(*, start_ms: int, end_ms: int, timeframe: str) -> list[int]:
@@ -123,8 +124,11 @@ def plan_signals(
     universe: Sequence[UniverseEvent],
     models: Sequence[ModelSlot],
     oracle: bool = False,
+    baseline: bool = False,
 ) -> SignalPlan:
-    """Every signal the ai worker would publish at each step (``oracle``: the sim's true P(up))."""
+    """Every signal the ai worker would publish at each step (``oracle``: the sim's true P(up);
+    ``baseline``: the counterfactual — the best baseline of the newest training by then, recalibrated,
+    at every step, whether or not a model was promoted; steps before any training are skipped)."""
     tf = TIMEFRAME_MS[ai.timeframe]
     plan = SignalPlan(steps=steps, by_step={})
     active: dict[str, list[tuple[int, int, int]]] = {}  # symbol → (step, rank in step, model key index)
@@ -145,6 +149,12 @@ def plan_signals(
         slot = serving(list(models), t)
         if oracle:
             key = ORACLE_MODEL
+        elif baseline:
+            slot = fallback_at(list(models), t)
+            if slot is None:
+                plan.skipped["no_baseline_yet"] += len(symbols)
+                continue
+            key = BASELINE_PREFIX + slot.version
         elif slot is None:
             if not ai.allow_fallback:
                 plan.skipped["model_missing"] += len(symbols)
@@ -237,4 +247,5 @@ def plan_signals(
         for t, d in zip(rows_t, decisions, strict=True):
             plan.by_step.setdefault(t, []).append(Pending(d, t, model, version))
         plan.rows += len(rows_t)
+        plan.by_model[model] += len(rows_t)
     return plan

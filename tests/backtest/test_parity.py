@@ -4,7 +4,7 @@ The live side is the workers' own shell functions on a real Redis, stepped in pi
 under a data clock (a stand-in for ``qt run`` whose clock advances once every stream is drained):
 at every 1m close the executor's SL/TP monitor (``monitor_once``); at every 15m close the universe
 cycle when due (``cycle_once``, publishing to Redis), the ai worker (``on_bar_close``), the
-router's admission and batch (``_admit`` → snapshot ``cycle`` → ``decide``), the gate
+router's admission and batch (``Router.admit`` → snapshot ``cycle`` → ``Router.decide``), the gate
 (``Gate.handle``) and the executor (``Executor.handle``), each reading what the previous one
 wrote to its stream. The backtest runs the same span with ``--fills paper`` (the live paper venue:
 fill at the mark, no spread). Signals, intents, gate decisions, fills and closed trades must be
@@ -22,6 +22,7 @@ from quantum_trader.ai import worker as ai_worker
 from quantum_trader.backtest.command import Progress, execute
 from quantum_trader.backtest.data import load_replay
 from quantum_trader.backtest.signals import decision_times
+from quantum_trader.core.bus import Parsed
 from quantum_trader.core.clock import DataClock
 from quantum_trader.core.keys import GROUP_EXECUTOR, GROUP_GATE, GROUP_ROUTER
 from quantum_trader.core.messages import ExecutionResult, GateDecision, PositionEvent, Signal, TradeIntent
@@ -80,6 +81,8 @@ async def _live(profile: TradingProfile, *, start: int, end: int, redis_url: str
     gate = Gate(redis=client, keys=gate_ctx.keys, settings=spec.gate, spec_paused=False, log=gate_ctx.log,
                 allowlist=AllowlistConfig(source=spec.snapshot.allowlist_source, symbols=spec.snapshot.allowlist))
     await gate.rebuild_in_flight()
+    router = router_worker.Router(router_ctx, router_worker.RouterConfig(settings=spec.router,
+                                                                         base_size_usd=spec.executor.base_size_usd))
     started = await executor_worker._start(ex_ctx)
     assert started is not None
     executor, _ = started
@@ -102,14 +105,13 @@ async def _live(profile: TradingProfile, *, start: int, end: int, redis_url: str
                                  redis=client)
                 next_universe += refresh
             await ai_worker.on_bar_close(ai_ctx, ai_state, bar_open_ms=t - 900_000)
-            buf = router_worker._Buffer()
-            await router_worker._admit(router_ctx, await _read(router_ctx, keys.ai_signal, GROUP_ROUTER), buf,
-                                       settings=spec.router)
-            if not buf.candidates:
+            arrivals = [Parsed(e.id, Signal.from_fields(e.fields), 1)
+                        for e in await _read(router_ctx, keys.ai_signal, GROUP_ROUTER)]
+            waiting = await router.admit(arrivals)
+            if not waiting:
                 continue
             await snapshot_worker.cycle(snap_ctx, snap_state, settings=spec.snapshot)
-            await router_worker.decide(router_ctx, buf, settings=spec.router,
-                                       base_size_usd=spec.executor.base_size_usd)
+            await router.decide([p for p in arrivals if p.id in waiting])
             intents = [TradeIntent.from_fields(e.fields) for e in await _read(gate_ctx, keys.trade_intent,
                                                                               GROUP_GATE)]
             if intents:

@@ -13,6 +13,9 @@ Guarantees (at-least-once delivery, effects made exactly-once by ledgers):
   retried entry by entry, and an entry delivered more than ``max_deliveries``
   times is dead-lettered; entries of dead consumers idle for ``min_idle_ms`` are
   reclaimed with ``XAUTOCLAIM``; Redis going away is retried with backoff.
+* ``consume(window=...)`` — the same loop for a stage that decides over a time window (the
+  router's best-of-N): arrivals are screened by ``window.admit``, the admitted ones wait
+  (unacked) until ``window.due_in_ms`` says the batch is due, then the handler gets them together.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import redis.asyncio as aredis
 from redis.client import NEVER_DECODE
@@ -87,6 +90,31 @@ class Parsed(Generic[M]):
 
 
 Handler = Callable[[list[Parsed[M]]], Awaitable[None]]
+
+
+class Window(Protocol[M]):
+    """A stage that decides over a time window (``Bus.consume(window=...)``; the router's batch).
+
+    Arrivals are screened by :meth:`admit`; the ones it keeps wait, unacked (a crash redelivers
+    them), until :meth:`due_in_ms` returns 0; then the handler gets every waiting entry at once,
+    with the loop's usual failure handling (retries, dead-lettering after ``max_deliveries``).
+    """
+
+    def now_ms(self) -> int:
+        """The window's clock (ms); the loop notes when the first waiting entry arrived."""
+        ...
+
+    async def admit(self, arrivals: list[Parsed[M]]) -> set[str]:
+        """Screen arrivals; return the ids that wait for the batch (the others are done and acked)."""
+        ...
+
+    def due_in_ms(self, *, waiting: int, oldest_ms: int) -> int:
+        """0 when the waiting batch is due, else how long (wall ms) a read may block meanwhile."""
+        ...
+
+    def decide_on_stop(self) -> bool:
+        """On stop: True hands the waiting entries to the handler; False leaves them pending."""
+        ...
 
 
 def _s(value: bytes | str) -> str:
@@ -530,17 +558,19 @@ class Bus:
         max_deliveries: int = 5,
         on_processed: Callable[[int], None] | None = None,
         order_field: str | None = "symbol",
+        window: Window[M] | None = None,
     ) -> None:
         """Run ``handler`` over batches until ``stop`` is set (the current batch always finishes).
 
         ``order_field``: entries with the same value of this field are handled in stream order
         across consumers and crashes (None: no ordering; entries without the field: none).
+        ``window``: admitted entries wait and are handled together when due (see :class:`Window`).
         """
         loop = _ConsumeLoop(
             bus=self, stream=stream, group=group, consumer=consumer, message_type=message_type,
             handler=handler, stop=stop, count=count, block_ms=block_ms, min_idle_ms=min_idle_ms,
             max_deliveries=max_deliveries, on_processed=on_processed,
-            order_field=order_field.encode() if order_field else None,
+            order_field=order_field.encode() if order_field else None, window=window,
         )
         await loop.run()
 
@@ -580,6 +610,7 @@ class _ConsumeLoop(Generic[M]):
         max_deliveries: int,
         on_processed: Callable[[int], None] | None,
         order_field: bytes | None,
+        window: Window[M] | None = None,
     ) -> None:
         self.bus, self.stream, self.group, self.consumer = bus, stream, group, consumer
         self.message_type, self.handler, self.stop = message_type, handler, stop
@@ -597,6 +628,9 @@ class _ConsumeLoop(Generic[M]):
         self.last_lag = 0.0
         self.labels = (bus.keys.profile, _short(stream), group)
         self.unacked: list[str] = []  # handled, acked with the next read (or on stop)
+        self.window = window
+        self.waiting: dict[str, tuple[Entry, Parsed[M]]] = {}  # admitted to the window, not yet handled
+        self.window_opened_ms = 0  # window clock when the oldest waiting entry was admitted
 
     async def run(self) -> None:
         await self.bus.retry(lambda: self.bus.ensure_group(self.stream, self.group), what="xgroup_create",
@@ -632,20 +666,36 @@ class _ConsumeLoop(Generic[M]):
                 entries = await self.bus.retry(self._next_batch, what="xreadgroup", stop=self.stop)
             except asyncio.CancelledError:
                 if self.stop.is_set():
-                    return
+                    break
                 raise
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the stream or group vanished (e.g. FLUSHALL): recreate
                     self.bus.log.warn("GROUP_RECREATED", stream=self.labels[1], group=self.group)
                     await self.bus.ensure_group(self.stream, self.group)
                     self.held.clear()
+                    self.waiting.clear()
                     continue
                 raise
+            failed_before = len(self.failures)
             if entries:
-                failed_before = len(self.failures)
                 await self._dispatch(entries)
-                if len(self.failures) > failed_before or (self.failures and self.backlog):
-                    await self._backoff()
+            if self._due_in_ms() == 0:
+                await self._flush()
+            if len(self.failures) > failed_before or (entries and self.failures and self.backlog):
+                await self._backoff()
+        if self.waiting and self.window is not None and self.window.decide_on_stop():
+            await self._flush()
+
+    def _due_in_ms(self) -> int | None:
+        """None when nothing waits in a window, 0 when the waiting batch is due, else ms to wait."""
+        if self.window is None or not self.waiting:
+            return None
+        return max(0, self.window.due_in_ms(waiting=len(self.waiting), oldest_ms=self.window_opened_ms))
+
+    async def _flush(self) -> None:
+        """Hand every waiting entry to the handler (the window is due, or the loop stops)."""
+        batch, self.waiting = list(self.waiting.values()), {}
+        await self._handle_and_count(batch, settled=0, done=[])
 
     async def _backoff(self) -> None:
         """Pause before retrying failed entries, longer after each failure (stop-aware)."""
@@ -683,13 +733,18 @@ class _ConsumeLoop(Generic[M]):
             )
         acks = self.unacked
         if not got and self.backlog:
+            # our pending list also holds the entries waiting in a window: read past them
             got = await self.bus.read(
-                self.stream, self.group, self.consumer, count=self.count, pending=True, ack_first=acks
+                self.stream, self.group, self.consumer, count=self.count + len(self.waiting), pending=True,
+                ack_first=acks,
             )
             acks = []
-            self.backlog = bool(got) and any(e.id not in self.held for e in got)
+            self.backlog = bool(got) and any(e.id not in self.held and e.id not in self.waiting for e in got)
         if not got and len(self.held) < self.count * 10:
             block = min(self.block_ms, 100) if self.held else self.block_ms  # held: look again soon
+            due_in = self._due_in_ms()
+            if due_in is not None:  # entries wait in a window: read no longer than until it is due
+                block = max(1, min(block, due_in))
             got = await self.bus.read(
                 self.stream, self.group, self.consumer, count=self.count, block_ms=block, ack_first=acks
             )
@@ -727,6 +782,7 @@ class _ConsumeLoop(Generic[M]):
         return [merged[i] for i in ready]
 
     async def _dispatch(self, entries: list[Entry]) -> None:
+        entries = [e for e in entries if e.id not in self.waiting]  # a pending re-read sees them again
         good: list[tuple[Entry, Parsed[M]]] = []
         done: list[str] = []
         settled = 0  # dead-lettered and acked in one MULTI
@@ -764,6 +820,33 @@ class _ConsumeLoop(Generic[M]):
                 self._resolved(entry.id)
                 continue
             good.append((entry, Parsed(entry.id, message, deliveries)))
+        if self.window is not None:
+            good = await self._admit(good, done)
+        await self._handle_and_count(good, settled=settled, done=done)
+
+    async def _admit(self, good: list[tuple[Entry, Parsed[M]]], done: list[str]) -> list[tuple[Entry, Parsed[M]]]:
+        """Screen arrivals through the window: the kept ones wait, the others join ``done``."""
+        if self.window is None:
+            return good
+        if not good:
+            return []
+        try:
+            keep = await self.window.admit([p for _, p in good])
+        except Exception as exc:
+            for item in good:
+                self._failed(item, exc)
+            return []
+        for entry, parsed in good:
+            if parsed.id in keep:
+                if not self.waiting:
+                    self.window_opened_ms = self.window.now_ms()
+                self.waiting[parsed.id] = (entry, parsed)
+            else:
+                self._resolved(parsed.id)
+                done.append(parsed.id)
+        return []
+
+    async def _handle_and_count(self, good: list[tuple[Entry, Parsed[M]]], *, settled: int, done: list[str]) -> None:
         if good:
             started = time.perf_counter()
             ok = await self._handle(good)

@@ -26,7 +26,7 @@ import redis.asyncio as aredis
 
 from quantum_trader import __version__
 from quantum_trader.core import metrics
-from quantum_trader.core.bus import Bus, Handler, redis_auth_from_env
+from quantum_trader.core.bus import Bus, Handler, Window, redis_auth_from_env
 from quantum_trader.core.clock import Clock
 from quantum_trader.core.keys import WORKERS
 from quantum_trader.core.logs import EventLog
@@ -186,12 +186,18 @@ class WorkerContext:
         block_ms: int = 1000,
         min_idle_ms: int = 30_000,
         max_deliveries: int = 5,
+        window: Window[Any] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
-        """:meth:`Bus.consume` with this worker's group, consumer name and stop event."""
+        """:meth:`Bus.consume` with this worker's group, consumer name and stop event.
+
+        ``window``: decide admitted entries together when due (the router's batch window);
+        ``stop``: a narrower stop event than the worker's (the router's: lease lost or stopping).
+        """
         await self.bus.consume(
             stream=stream, group=group or self.name, consumer=self.consumer, message_type=message_type,
-            handler=handler, stop=self.stop, count=count, block_ms=block_ms, min_idle_ms=min_idle_ms,
-            max_deliveries=max_deliveries, on_processed=self.processed,
+            handler=handler, stop=stop or self.stop, count=count, block_ms=block_ms, min_idle_ms=min_idle_ms,
+            max_deliveries=max_deliveries, on_processed=self.processed, window=window,
         )
 
 

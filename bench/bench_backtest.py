@@ -89,7 +89,7 @@ def pipeline(data: Path, *, symbols: int, days: int) -> dict[str, Any]:
 
 
 def walk_forward(data: Path) -> dict[str, Any]:
-    p = profile(data, universe={"size": 1, "refreshInterval": "7d", "validFor": "8d", "timeframes": ["1h"],
+    p = profile(data, universe={"size": 1, "refreshInterval": "24h", "validFor": "25h", "timeframes": ["1h"],
                                 "minQuoteVolume24h": 0},
                 ai={"timeframe": "1h", "historyBars": 4400, "trainSymbols": 1})
     t0 = time.perf_counter()

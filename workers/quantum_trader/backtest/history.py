@@ -131,7 +131,7 @@ async def train_at(data: MarketData, *, spec: TradingProfileSpec, at_ms: int) ->
                                     for s in aligned.symbols])
             except (ValueError, ExchangeError):
                 oracle = None
-        params = TrainParams.from_settings(ai)
+        params = TrainParams.from_settings(ai, importance=False)  # report-only: the backtest never shows it
         exits = ExitRules.from_settings(spec.router, ai)  # the labels qt train uses: barriers at the real exits
         ds = build_dataset(aligned.bars, ts=aligned.ts, symbols=aligned.symbols, horizons=params.horizons,
                            oracle=oracle, exits=exits)

@@ -140,10 +140,17 @@ def test_reduce_only_is_never_blocked_by_kill_score_cooldown_or_limits() -> None
     assert decide(exit_, v, settings=S, now_ms=NOW).decision == "EXECUTE"
 
 
-def test_reduce_only_still_blocked_when_paused_or_without_fresh_snapshot() -> None:
+def test_paused_blocks_new_positions_but_lets_a_reduce_only_exit_through() -> None:
+    exit_ = intent(side="SELL", reduce_only=True)
+    v = view(positions={"BTCUSDT": pos()}, paused=True)
+    assert decide(exit_, v, settings=S, now_ms=NOW).decision == "EXECUTE"
+    assert reason(intent(side="SELL"), v) == "paused"  # the same side as an opening: new risk
+    assert reason(intent(symbol="ETHUSDT"), v) == "paused"
+
+
+def test_reduce_only_still_blocked_without_fresh_snapshot() -> None:
     exit_ = intent(side="SELL", reduce_only=True)
     v = view(positions={"BTCUSDT": pos()})
-    assert reason(exit_, replace(v, paused=True)) == "paused"
     assert reason(exit_, replace(v, snapshots={})) == "no_exchange_snapshot"
 
 

@@ -27,7 +27,7 @@ def constants(module: ModuleType, prefix: str) -> set[str]:
 def test_gate_reasons_are_all_known() -> None:
     codes = {metrics.reason_code(r) for r in constants(gate_core, "REASON_")} - {"none"}
     codes |= {metrics.reason_code(gate_core.reason_cooldown("X")), metrics.reason_code(gate_core.reason_not_in_allowlist("X"))}
-    assert codes == set(metrics.GATE_DECISION_REASONS)
+    assert codes == set(metrics.GATE_DECISION_REASONS) == set(gate_core.REASONS)
 
 
 def test_router_reasons_and_outcomes_are_all_known() -> None:

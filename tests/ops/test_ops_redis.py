@@ -90,30 +90,44 @@ async def test_flatten_closes_every_position_through_the_gate_and_executor_and_i
     assert trail[1].detail["symbols"] == list(SYMBOLS[:2])
 
 
-async def test_pause_blocks_new_intents_at_the_gate_refuses_flatten_and_resume_lifts_it(
+async def test_pause_blocks_new_positions_at_the_gate_lets_flatten_close_them_and_resume_lifts_it(
     pipeline: aredis.Redis,
 ) -> None:
+    await open_positions(pipeline, SYMBOLS[:1])
     ops = Ops(pipeline, profile=profile(), actor="ann@box", via="cli")
     assert (await ops.pause(reason="maintenance")).ok
     assert json.loads(await pipeline.get(KEYS.control_paused) or b"{}")["by"] == "qt"
-    await pipeline.hset(KEYS.position_snapshot(SYMBOLS[0]), mapping=snapshot_mapping(50.0, now_ms()))
-    await pipeline.xadd(KEYS.trade_intent, make_intent("while-paused", SYMBOLS[0], ts=now_ms()).to_fields())  # type: ignore[arg-type]
+    await pipeline.hset(KEYS.position_snapshot(SYMBOLS[1]), mapping=snapshot_mapping(50.0, now_ms()))
+    await pipeline.xadd(KEYS.trade_intent, make_intent("while-paused", SYMBOLS[1], ts=now_ms()).to_fields())  # type: ignore[arg-type]
 
-    async def decided() -> bool:
-        return bool(await pipeline.xlen(KEYS.gate_decision) == 1)
+    async def decided(n: int) -> bool:
+        return bool(await pipeline.xlen(KEYS.gate_decision) == n)
 
-    await until(decided, what="the gate's decision")
-    decision = GateDecision.from_fields((await pipeline.xrange(KEYS.gate_decision))[0][1])
-    assert (decision.decision, decision.reason) == ("BLOCKED", "paused")
+    await until(lambda: decided(2), what="the gate's decision")
+    decision = GateDecision.from_fields((await pipeline.xrange(KEYS.gate_decision))[-1][1])
+    assert (decision.intent_id, decision.decision, decision.reason) == ("while-paused", "BLOCKED", "paused")
     again = await ops.pause()
     assert (again.ok, again.reason) == (False, "already_paused")
-    refused = await ops.flatten()
-    assert (refused.ok, refused.reason) == (False, "paused")
+    flattened = await ops.flatten()  # still paused: the exit goes through, no resume needed
+    assert flattened.ok and SYMBOLS[0] in flattened.message
+
+    async def flat() -> bool:
+        return bool(await pipeline.hlen(KEYS.positions) == 0)
+
+    await until(flat, what="the paused profile's position to close")
+    exit_decision = GateDecision.from_fields((await pipeline.xrange(KEYS.gate_decision))[-1][1])
+    assert (exit_decision.symbol, exit_decision.decision, exit_decision.reason) == (SYMBOLS[0], "EXECUTE", "none")
+    assert await pipeline.exists(KEYS.control_paused)
     assert (await ops.resume()).ok and not await pipeline.exists(KEYS.control_paused)
     assert (await ops.resume()).reason == "not_paused"
     assert [(a.action, a.outcome, a.reason) for a in await audit(pipeline)] == [
-        ("pause", "ok", "none"), ("pause", "refused", "already_paused"), ("flatten", "refused", "paused"),
+        ("pause", "ok", "none"), ("pause", "refused", "already_paused"), ("flatten", "ok", "none"),
         ("resume", "ok", "none"), ("resume", "refused", "not_paused")]
+
+
+async def test_flatten_is_refused_when_the_profile_itself_is_paused(aredis_client: aredis.Redis) -> None:
+    result = await Ops(aredis_client, profile=profile(paused=True), actor="ann@box", via="cli").flatten()
+    assert (result.ok, result.reason) == (False, "paused_by_spec")
 
 
 async def test_resume_leaves_a_pause_that_belongs_to_the_profile(aredis_client: aredis.Redis) -> None:

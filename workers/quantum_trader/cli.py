@@ -588,8 +588,9 @@ _OPS_EXITS: Final = "0 done   1 refused (the reason code is printed) or Redis un
 def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """The operations commands: each against the profile's Redis, each leaving an audit entry."""
     p = _command(sub, "pause", parents=parents, summary="pause trading (router silent, gate blocks 'paused')",
-                 description="Pause the profile: the router publishes nothing and the gate blocks every intent "
-                             "with reason 'paused'. Open positions keep their stop loss and take profit. Audited.",
+                 description="Pause the profile: the router publishes nothing and the gate blocks every new "
+                             "position with reason 'paused'. Exits still run (stop loss, take profit, time exit, "
+                             "qt flatten). Audited.",
                  examples=['qt pause --reason "exchange maintenance"'], exits=_OPS_EXITS)
     p.add_argument("--reason", default="", help="why; recorded in the audit entry")
     _json_arg(p)

@@ -4,7 +4,8 @@ No I/O and no clock reads: the shell reads Redis into a :class:`GateView`,
 passes ``now_ms`` and gets verdicts back. Rule order (DESIGN §3), first match
 wins; reason strings are DESIGN §2's exactly:
 
- 1. paused            — ``control:paused`` present or ``spec.paused``            → ``paused``
+ 1. paused            — (not reduce-only) ``control:paused`` or ``spec.paused``  → ``paused``
+                        (a pause stops new risk; exits and ``qt flatten`` still pass)
  2. duplicate         — intent already decided                                  → ``duplicate``
     stale intent      — (not reduce-only) older than ``gate.maxIntentAge``       → ``stale_intent``
     duplicate         — (not reduce-only) an open or in-flight EXECUTE position
@@ -22,7 +23,7 @@ wins; reason strings are DESIGN §2's exactly:
  8. leverage          — intent leverage > ``gate.maxLeverage``                    → ``leverage_limit``
  9. daily loss        — realised PnL today ≤ −``gate.dailyLossLimitUsd``          → ``daily_loss_limit``
 
-Reduce-only intents only lower risk, so rules 5–9 never block them.
+Reduce-only intents only lower risk, so rules 1 and 5–9 never block them.
 Intent notional = ``position_size_usd × leverage`` (what the executor buys).
 """
 
@@ -58,16 +59,24 @@ REASON_KILL_WARNING: Final = "kill_score_warning_risk_increase"
 REASON_EXPOSURE: Final = "exposure_limit"
 REASON_LEVERAGE: Final = "leverage_limit"
 REASON_DAILY_LOSS: Final = "daily_loss_limit"
+REASON_ALLOWLIST: Final = "symbol_not_in_allowlist"  # + ":<SYM>"
+REASON_COOLDOWN: Final = "cooldown"  # + ":<SYM>"
+#: every reason code a BLOCKED decision can carry (the part before ``:``), in rule order
+REASONS: Final = (
+    REASON_PAUSED, REASON_DUPLICATE, REASON_STALE_INTENT, REASON_ALLOWLIST, REASON_NO_SNAPSHOT,
+    REASON_STALE_SNAPSHOT, REASON_KILL_CRITICAL, REASON_KILL_WARNING, REASON_COOLDOWN, REASON_EXPOSURE,
+    REASON_LEVERAGE, REASON_DAILY_LOSS,
+)
 
 AllowlistTier = shared_allowlist.Tier
 
 
 def reason_not_in_allowlist(symbol: str) -> str:
-    return f"symbol_not_in_allowlist:{symbol}"
+    return f"{REASON_ALLOWLIST}:{symbol}"
 
 
 def reason_cooldown(symbol: str) -> str:
-    return f"cooldown:{symbol}"
+    return f"{REASON_COOLDOWN}:{symbol}"
 
 
 # -- allowlist ---------------------------------------------------------------------------------
@@ -242,8 +251,8 @@ def _blocked_reason(
 ) -> str:
     sym = intent.symbol
     reduce_only = intent.reduce_only
-    if view.paused:
-        return REASON_PAUSED
+    if view.paused and not reduce_only:
+        return REASON_PAUSED  # a pause stops new risk; an exit (qt flatten) still goes through
     if intent.intent_id in decided:
         return REASON_DUPLICATE
     if not reduce_only and now_ms - intent.ts > settings.max_intent_age * 1000.0:

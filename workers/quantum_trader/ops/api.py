@@ -145,7 +145,7 @@ def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) 
     async def audit(actor: Actor, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[dict[str, Any]]:
         return await ops(actor).audit_log(limit=limit)
 
-    @router.post("/pause", summary="Pause: the router publishes nothing, the gate blocks every intent",
+    @router.post("/pause", summary="Pause: the router publishes nothing, the gate blocks every new position",
                  responses={409: {"description": "refused, with its reason code"}})
     async def pause(actor: Actor, body: PauseBody | None = None) -> JSONResponse:
         return _refusal(await ops(actor).pause(reason=body.reason if body else ""))

@@ -118,8 +118,8 @@ class Ops:
         why = reason or "manual"
         await self.redis.set(self.keys.control_paused,
                              core.pause_flag(actor=self.actor, reason=why, now_ms=self.clock.now_ms()))
-        result = Result("pause", True, "paused: the router publishes nothing and the gate blocks every intent "
-                        "with 'paused'; open positions keep their stop loss and take profit", data={"reason": why})
+        result = Result("pause", True, "paused: the router publishes nothing and the gate blocks every new "
+                        "position with 'paused'; exits (stop loss, take profit, time, qt flatten) still run", data={"reason": why})
         return await self._record("pause", result, detail={"reason": why})
 
     async def resume(self) -> Result:
@@ -133,9 +133,9 @@ class Ops:
     # -- flatten -------------------------------------------------------------------------------
     async def flatten(self, symbol: str | None = None) -> Result:
         target = symbol or ""
-        if await self.redis.exists(self.keys.control_paused) or self.profile.spec.paused:
-            result = Result("flatten", False, "paused: the gate blocks every intent while paused, exits included; "
-                            "run `qt resume` first", core.R_PAUSED)
+        if self.profile.spec.paused:  # a pause (qt pause) blocks new risk only: flatten goes through it
+            result = Result("flatten", False, "the profile sets spec.paused: true, so its trading workers are "
+                            "scaled to zero and nothing would execute the exit", core.R_PAUSED_BY_SPEC)
             return await self._record("flatten", result, target=target)
         positions, bad = await self._positions()
         marks = await self._marks(sorted(positions))

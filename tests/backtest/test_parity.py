@@ -173,6 +173,7 @@ def test_backtest_matches_the_live_workers_on_redis(tmp_path: Path, redis_url: s
     }
     assert len(live["intents"]) > 20 and len(live["fills"]) > 5, "the span must exercise the whole pipeline"
     assert {d.reason for d in live["decisions"]} - {"none"}, "some intents must be blocked"
+    assert "time" in {c.close_reason for c in live["closed"]}, "some positions must reach the time exit"
     for name, (a, b) in pairs.items():
         diff = _first_difference(name, a, b)
         assert diff is None, diff

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quantum_trader.core.messages import GateDecision, TradeIntent
-from quantum_trader.core.profile import ExecutorSettings, GateSettings
+from quantum_trader.core.profile import AiSettings, ExecutorSettings, GateSettings
 from quantum_trader.executor.batch import BatchPlanner, limits_from
 from quantum_trader.executor.core import Filters
 from quantum_trader.executor.paper import PaperVenue
@@ -31,7 +31,7 @@ def decision(i: TradeIntent) -> GateDecision:
 
 def planner(**kw: object) -> BatchPlanner:
     args: dict[str, object] = dict(stored={}, positions={}, snapshots={"BTCUSDT": SnapshotInfo(100.0, NOW)},
-                                   filters=F, no_new_positions=False, limits=limits_from(GateSettings()), mode="paper",
+                                   filters=F, no_new_positions=False, limits=limits_from(GateSettings(), AiSettings()), mode="paper",
                                    now_ms=NOW)
     args.update(kw)
     return BatchPlanner(**args)  # type: ignore[arg-type]

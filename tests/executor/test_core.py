@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from quantum_trader.core.messages import TradeIntent
@@ -18,6 +19,7 @@ from quantum_trader.executor.core import (
     paper_order_id,
     paper_slippage_bps,
     plan_execution,
+    plan_exits,
     round_to_tick,
 )
 from quantum_trader.executor.paper import PaperVenue
@@ -143,7 +145,8 @@ def test_open_fill_builds_position_result_and_opened_event() -> None:
     i = intent(sl=95.0, tp=110.0)
     p = plan(i)
     fill = VenueFill("FILLED", "PAPER-000000000001", 0.2, 100.05, 0.008)
-    t = apply_fill(i, plan=p, fill=fill, position=None, decision_id="GD-1", mode="paper", cooldown_ms=300_000, now_ms=NOW)
+    t = apply_fill(i, plan=p, fill=fill, position=None, decision_id="GD-1", mode="paper", cooldown_ms=300_000,
+                   time_exit_ms=3_600_000, now_ms=NOW)
     assert t.op == "set" and t.expected == "" and t.new_position is not None
     assert (t.new_position.qty, t.new_position.entry_price, t.new_position.stop_loss) == (0.2, 100.05, 95.0)
     assert t.result is not None and t.result.status == "FILLED" and t.result.slippage_bps == pytest.approx(5.0)
@@ -154,7 +157,8 @@ def test_open_fill_builds_position_result_and_opened_event() -> None:
 def test_venue_rejection_becomes_rejected_result_counted_as_error() -> None:
     i = intent()
     fill = VenueFill("REJECTED", "X", 0.0, 0.0, 0.0, reason="insufficient_margin")
-    t = apply_fill(i, plan=plan(i), fill=fill, position=None, decision_id="GD", mode="testnet", cooldown_ms=0, now_ms=NOW)
+    t = apply_fill(i, plan=plan(i), fill=fill, position=None, decision_id="GD", mode="testnet", cooldown_ms=0, time_exit_ms=0,
+                   now_ms=NOW)
     assert t.result is not None and (t.result.status, t.result.reason) == ("REJECTED", "insufficient_margin")
     assert t.venue_error is True and t.op == "none"
 
@@ -200,7 +204,27 @@ def test_partial_reduce_keeps_rest_with_pro_rata_entry_fee() -> None:
 )
 def test_exit_reason_from_mark_price(side: str, sl: float, tp: float, mark: float, want: str | None) -> None:
     p = Position("X", side, 1.0, 100.0, sl, tp, NOW, "o")  # type: ignore[arg-type]
-    assert exit_reason(p, mark) == want
+    assert exit_reason(p, mark, now_ms=NOW) == want
+
+
+def test_time_exit_closes_at_the_horizon_after_levels_and_never_without_a_deadline() -> None:
+    p = Position("X", "BUY", 1.0, 100.0, 95.0, 110.0, NOW, "o", expires_ts=NOW + 3_600_000)  # type: ignore[arg-type]
+    assert exit_reason(p, 100.0, now_ms=NOW + 3_599_999) is None
+    assert exit_reason(p, 100.0, now_ms=NOW + 3_600_000) == "time"
+    assert exit_reason(p, 94.0, now_ms=NOW + 3_600_000) == "stop_loss"  # a crossed level wins at the same mark
+    assert exit_reason(replace(p, expires_ts=0), 100.0, now_ms=NOW + 10**9) is None  # adopted/old: no deadline
+    exits = plan_exits({"X": p}, {"X": 100.0}, now_ms=NOW + 3_600_000)
+    assert [(e.reason, e.order.side, e.order.qty, e.order.reduce_only) for e in exits] == [("time", "SELL", 1.0, True)]
+    assert plan_exits({"X": p}, {}, now_ms=NOW + 3_600_000) == []  # no mark: no decision
+
+
+def test_an_opened_position_carries_its_time_exit_at_the_label_horizon() -> None:
+    i = intent(sl=95.0, tp=110.0)
+    fill = VenueFill("FILLED", "PAPER-000000000001", 0.2, 100.05, 0.008)
+    t = apply_fill(i, plan=plan(i), fill=fill, position=None, decision_id="GD", mode="paper", cooldown_ms=0,
+                   time_exit_ms=3_600_000, now_ms=NOW)
+    assert t.new_position is not None and t.new_position.expires_ts == NOW + 3_600_000
+    assert Position.from_json(t.new_position.to_json()) == t.new_position
 
 
 def test_position_json_round_trip_and_risk_state_parsing() -> None:
@@ -220,7 +244,8 @@ def test_fast_field_encoding_equals_the_message_encoding() -> None:
 
     i = intent(sl=95.0, tp=110.0)
     fill = VenueFill("FILLED", "PAPER-000000000001", 0.2, 100.05, 0.008)
-    t = apply_fill(i, plan=plan(i), fill=fill, position=None, decision_id="GD", mode="paper", cooldown_ms=0, now_ms=NOW)
+    t = apply_fill(i, plan=plan(i), fill=fill, position=None, decision_id="GD", mode="paper", cooldown_ms=0, time_exit_ms=0,
+                   now_ms=NOW)
     assert t.result is not None and t.event is not None
     assert fast_fields(t.result) == t.result.to_fields()
     assert fast_fields(t.event) == t.event.to_fields()

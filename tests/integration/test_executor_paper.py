@@ -36,7 +36,7 @@ def executor(client: aredis.Redis, **spec: object) -> Executor:
     prof = profile(**spec)  # type: ignore[arg-type]
     filters = filters_by_symbol([market(s) for s in SYMBOLS[:10]])
     return Executor(
-        redis=client, keys=KEYS, settings=prof.spec.executor, limits=limits_from(prof.spec.gate),
+        redis=client, keys=KEYS, settings=prof.spec.executor, limits=limits_from(prof.spec.gate, prof.spec.ai),
         venue=PaperVenue(settings=prof.spec.executor, filters=filters), filters=filters,
         log=EventLog(worker="executor", profile="gx"),
     )

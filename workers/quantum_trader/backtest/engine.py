@@ -29,6 +29,7 @@ from quantum_trader.backtest.history import UniverseEvent
 from quantum_trader.backtest.signals import Pending, SignalPlan, universe_at
 from quantum_trader.core.messages import Signal, TradeIntent
 from quantum_trader.core.profile import TradingProfileSpec
+from quantum_trader.executor.batch import horizon_ms
 from quantum_trader.executor.core import (
     Filters,
     Transition,
@@ -368,7 +369,8 @@ class Engine:
                  tick=self.filters[intent.symbol].tick_size, client_order_id=plan.order.client_order_id,
                  max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)
         t = apply_fill(intent, plan=plan, fill=f.venue, position=position, decision_id=decision_id, mode="paper",
-                       cooldown_ms=int(self.spec.gate.cooldown * 1000), now_ms=now)
+                       cooldown_ms=int(self.spec.gate.cooldown * 1000), time_exit_ms=horizon_ms(self.spec.ai),
+                       now_ms=now)
         self.book.apply(t, now_ms=now)
         self.funnel.executor["FILLED"] += 1
         self.record.fills.append((intent.intent_id, "FILLED", f.venue.qty, f.venue.price))
@@ -376,7 +378,7 @@ class Engine:
         if pos is None:
             return
         exit_ = find_exit(series, tf, side=pos.side, stop_loss=pos.stop_loss, take_profit=pos.take_profit,
-                          opened_ms=now, end_ms=self.end_ms)
+                          opened_ms=now, end_ms=self.end_ms, expires_ms=pos.expires_ts)
         signal = by_id[intent.signal_id]
         self._open[pos.symbol] = _Open(pos, exit_, intent.confidence, signal.model_version, f.mid,
                                        f.spread_usd, f.slippage_usd)
@@ -459,7 +461,7 @@ class Engine:
                      tick=filt.tick_size, client_order_id=intent.intent_id, max_slippage_bps=ex.max_slippage_bps,
                      fee_bps=ex.fee_bps)
         e = find_exit(series, tf, side=intent.side, stop_loss=intent.stop_loss, take_profit=intent.take_profit,
-                      opened_ms=now, end_ms=self.end_ms)
+                      opened_ms=now, end_ms=self.end_ms, expires_ms=now + horizon_ms(self.spec.ai))
         out = fill(side="SELL" if intent.side == "BUY" else "BUY", qty=qty, mid=e.mid,
                    spread_bps=self._spread(signal.symbol), tick=filt.tick_size,
                    client_order_id="X-" + intent.intent_id, max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)

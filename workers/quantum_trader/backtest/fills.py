@@ -11,6 +11,9 @@
   finest bars: with 1m bars, on each bar's close — the mark the live SL/TP monitor sees; with
   coarser bars on the bar's low/high (intrabar excursions would otherwise be missed), filled at the
   level or at the open when the bar gapped through it, the stop first when a bar touches both.
+  A position no level closed by its time exit (opened + the label horizon, as the executor's
+  ``expires_ts``) closes then, at the mark (the close of the last bar closed by that time),
+  reason ``time``; a level crossed on the bar that closes at that very time wins, as live.
 * **Funding** at each funding time while the position is open: ``qty × entry × rate``, paid by
   longs and received by shorts when the rate is positive.
 """
@@ -30,6 +33,7 @@ from quantum_trader.market.base import TIMEFRAME_MS
 Side = Literal["BUY", "SELL"]
 SCAN_CHUNK: Final = 4096
 END_OF_DATA: Final = "end_of_backtest"
+TIME_EXIT: Final = "time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +78,21 @@ def mark_at(series: Series, timeframe: str, at_ms: int) -> float | None:
 @dataclass(frozen=True, slots=True)
 class Exit:
     at_ms: int  # when the exit happens (close of the bar that triggered it)
-    reason: str  # stop_loss | take_profit | end_of_backtest
+    reason: str  # stop_loss | take_profit | time | end_of_backtest
     mid: float  # the price before spread and slippage
 
 
 def find_exit(
     series: Series, timeframe: str, *, side: Side, stop_loss: float, take_profit: float, opened_ms: int,
-    end_ms: int,
+    end_ms: int, expires_ms: int,
 ) -> Exit:
-    """The first SL/TP crossing after ``opened_ms`` on the finest bars, else the last mark before ``end_ms``."""
+    """The first SL/TP crossing after ``opened_ms`` on the finest bars, else the time exit at
+    ``expires_ms`` (0 = none) when it comes by ``end_ms``, else the last mark before ``end_ms``."""
     tf = TIMEFRAME_MS[timeframe]
+    timed = 0 < expires_ms <= end_ms
+    until = expires_ms if timed else end_ms
     lo = int(np.searchsorted(series.ts, opened_ms, side="left"))
-    hi = int(np.searchsorted(series.ts, end_ms - tf, side="right"))  # bars closed by end_ms
+    hi = int(np.searchsorted(series.ts, until - tf, side="right"))  # bars closed by the time exit / end_ms
     long = side == "BUY"
     on_close = tf <= 60_000
     i = lo
@@ -116,6 +123,9 @@ def find_exit(
             gapped = o >= take_profit if long else o <= take_profit
             return Exit(at, "take_profit", o if gapped else take_profit)
         i = j
+    if timed:
+        mid = float(series.close[hi - 1]) if hi > 0 else next_price(series, timeframe, opened_ms) or 0.0
+        return Exit(expires_ms, TIME_EXIT, mid)
     if hi > 0 and hi > lo:
         return Exit(int(series.ts[hi - 1]) + tf, END_OF_DATA, float(series.close[hi - 1]))
     last = next_price(series, timeframe, opened_ms) or 0.0

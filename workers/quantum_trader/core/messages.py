@@ -35,7 +35,9 @@ Decision: TypeAlias = Literal["EXECUTE", "BLOCKED"]
 ExecStatus: TypeAlias = Literal["FILLED", "REJECTED"]
 ExecMode: TypeAlias = Literal["paper", "testnet", "live"]
 PositionEventKind: TypeAlias = Literal["OPENED", "CLOSED"]
-CloseReason: TypeAlias = Literal["none", "stop_loss", "take_profit", "signal", "manual", "kill", "reconcile"]
+CloseReason: TypeAlias = Literal[
+    "none", "stop_loss", "take_profit", "time", "signal", "manual", "kill", "reconcile"
+]
 
 RawFields: TypeAlias = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, bytes | str]
 

@@ -205,7 +205,7 @@ EXEC_REJECTION_REASONS: Final = (
     "no_new_positions", "unknown_symbol", "no_price", "stale_price", "position_exists", "no_position",
     "reduce_only_side_mismatch", "min_notional", "max_qty", "intent_unknown", "executor_error", "decision_lost",
 )
-EXEC_CLOSE_REASONS: Final = ("stop_loss", "take_profit", "signal", "manual", "kill", "reconcile")
+EXEC_CLOSE_REASONS: Final = ("stop_loss", "take_profit", "time", "signal", "manual", "kill", "reconcile")
 EXEC_RECONCILE_KINDS: Final = (
     "adopted_unknown_position", "dropped_missing_position", "position_corrected", "open_orders_corrected",
 )

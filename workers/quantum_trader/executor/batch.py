@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from quantum_trader.core.messages import ExecMode, GateDecision, MessageError, TradeIntent
-from quantum_trader.core.profile import GateSettings
+from quantum_trader.core.profile import AiSettings, GateSettings
 from quantum_trader.executor.core import (
     Filters,
     Plan,
@@ -35,6 +35,7 @@ from quantum_trader.executor.venue import VenueFill, VenueOrder
 from quantum_trader.ledger.intents import flight_field, intent_notional, parse_intent_json
 from quantum_trader.ledger.positions import Position
 from quantum_trader.ledger.snapshots import SnapshotInfo
+from quantum_trader.market.base import TIMEFRAME_MS
 
 REJECT_INTENT_UNKNOWN: Final = "intent_unknown"
 
@@ -45,11 +46,18 @@ class ExecutionLimits:
 
     cooldown_ms: int  # gate.cooldown: after a close, new risk on the symbol waits this long
     max_price_age_ms: float  # gate.maxSnapshotAge: an older snapshot price is stale
+    time_exit_ms: int = 0  # ai.horizonBars × ai.timeframe: a position closes (reason time) this long after opening
 
 
-def limits_from(gate: GateSettings) -> ExecutionLimits:
-    """The gate's ``cooldown`` and ``maxSnapshotAge`` as the executor uses them."""
-    return ExecutionLimits(cooldown_ms=int(gate.cooldown * 1000), max_price_age_ms=gate.max_snapshot_age * 1000.0)
+def horizon_ms(ai: AiSettings) -> int:
+    """The label horizon (``ai.horizonBars`` bars of ``ai.timeframe``) in ms: the time exit."""
+    return ai.horizon_bars * TIMEFRAME_MS[ai.timeframe]
+
+
+def limits_from(gate: GateSettings, ai: AiSettings) -> ExecutionLimits:
+    """The gate's ``cooldown`` and ``maxSnapshotAge`` and the ai's label horizon as the executor uses them."""
+    return ExecutionLimits(cooldown_ms=int(gate.cooldown * 1000), max_price_age_ms=gate.max_snapshot_age * 1000.0,
+                           time_exit_ms=horizon_ms(ai))
 
 
 def reject_unknown(d: GateDecision, *, mode: ExecMode, now_ms: int, reason: str = REJECT_INTENT_UNKNOWN) -> Transition:
@@ -156,7 +164,7 @@ class BatchPlanner:
         if isinstance(outcome, VenueFill):
             t = apply_fill(intent, plan=step.plan, fill=outcome, position=self.positions.get(intent.symbol),
                            decision_id=d.decision_id, mode=self.mode, cooldown_ms=self.limits.cooldown_ms,
-                           now_ms=self.now_ms)
+                           time_exit_ms=self.limits.time_exit_ms, now_ms=self.now_ms)
         else:
             t = reject_transition(intent, decision_id=d.decision_id, reason=outcome or "venue_rejected",
                                   mode=self.mode, now_ms=self.now_ms, venue_error=True)

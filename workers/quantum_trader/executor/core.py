@@ -1,4 +1,4 @@
-"""The executor's pure core: sizing and rounding, paper fills, position transitions, SL/TP.
+"""The executor's pure core: sizing and rounding, paper fills, position transitions, SL/TP/time exits.
 
 No I/O and no clock reads. The shell reads state, calls :func:`plan_execution`,
 hands the resulting :class:`~quantum_trader.executor.venue.VenueOrder` to its
@@ -16,6 +16,9 @@ Conventions:
 - paper slippage is adverse, in [0, ``maxSlippageBps``], deterministic from a key
   (the client order id); fee = notional × ``feeBps``.
 - realised PnL = (exit − entry) · qty · dir − entry fee share − exit fee.
+- exits: stop loss, take profit (the mark crossed a level), then time (the position reached its
+  ``expires_ts``: opened + the label horizon, ``ExecutionLimits.time_exit_ms``), so positions end
+  the way the training labels assume.
 """
 
 from __future__ import annotations
@@ -320,9 +323,11 @@ def apply_fill(
     decision_id: str,
     mode: ExecMode,
     cooldown_ms: int,
+    time_exit_ms: int,
     now_ms: int,
 ) -> Transition:
-    """The state change for a venue's answer to a planned order."""
+    """The state change for a venue's answer to a planned order (``time_exit_ms``: an opened
+    position's time exit after opening; 0 = none)."""
     if plan.order is None:
         return reject_transition(intent, decision_id=decision_id, reason=plan.reason, mode=mode, now_ms=now_ms)
     if fill.status != "FILLED" or fill.qty <= 0:
@@ -335,7 +340,8 @@ def apply_fill(
         slippage_bps=slip, fee=fill.fee_usd, status="FILLED", reason="none", mode=mode, now_ms=now_ms,
     )
     if plan.kind == "open":
-        return _opened(intent, fill, result=result, position=position, now_ms=now_ms)
+        return _opened(intent, fill, result=result, position=position, now_ms=now_ms,
+                       expires_ts=now_ms + time_exit_ms if time_exit_ms > 0 else 0)
     if position is None:  # reduce planned against a position that vanished: shell re-plans
         return reject_transition(intent, decision_id=decision_id, reason=REJECT_NO_POSITION, mode=mode, now_ms=now_ms)
     closed_qty = min(fill.qty, position.qty)
@@ -359,13 +365,14 @@ def _venue_rejection(
 
 
 def _opened(
-    intent: TradeIntent, fill: VenueFill, *, result: ExecutionResult, position: Position | None, now_ms: int
+    intent: TradeIntent, fill: VenueFill, *, result: ExecutionResult, position: Position | None, now_ms: int,
+    expires_ts: int,
 ) -> Transition:
     """A filled opening order: the new position, its OPENED event, the result and the ledger entry."""
     new = Position(
         symbol=intent.symbol, side=intent.side, qty=fill.qty, entry_price=fill.price,
         stop_loss=intent.stop_loss, take_profit=intent.take_profit, opened_ts=now_ms, order_id=fill.order_id,
-        intent_id=intent.intent_id, entry_fee_usd=fill.fee_usd, leverage=intent.leverage,
+        intent_id=intent.intent_id, entry_fee_usd=fill.fee_usd, leverage=intent.leverage, expires_ts=expires_ts,
     )
     event = PositionEvent(
         event="OPENED", symbol=intent.symbol, side=intent.side, qty=fill.qty, entry_price=fill.price,
@@ -425,10 +432,20 @@ def close_position(
 # -- monitor -------------------------------------------------------------------------------------
 
 
-def exit_reason(position: Position, mark_price: float) -> CloseReason | None:
-    """``stop_loss`` / ``take_profit`` when the mark crossed a level (0 = level unset)."""
+def exit_reason(position: Position, mark_price: float, *, now_ms: int) -> CloseReason | None:
+    """``stop_loss`` / ``take_profit`` when the mark crossed a level (0 = level unset), else ``time``
+    when the position reached its time exit (``expires_ts``; 0 = none)."""
     if mark_price <= 0:
         return None
+    level = _level_crossed(position, mark_price)
+    if level is not None:
+        return level
+    if 0 < position.expires_ts <= now_ms:
+        return "time"
+    return None
+
+
+def _level_crossed(position: Position, mark_price: float) -> CloseReason | None:
     if position.side == "BUY":
         if position.stop_loss > 0 and mark_price <= position.stop_loss:
             return "stop_loss"
@@ -450,7 +467,8 @@ def unrealized_pnl(positions: Mapping[str, Position], marks: Mapping[str, float]
 
 @dataclass(frozen=True, slots=True)
 class ExitOrder:
-    """A position whose stop or target the mark crossed, and the reduce-only order that closes it."""
+    """A position whose stop or target the mark crossed (or whose time is up), and the reduce-only
+    order that closes it."""
 
     position: Position
     reason: CloseReason
@@ -458,16 +476,16 @@ class ExitOrder:
 
 
 def exit_client_order_id(position: Position) -> str:
-    """Deterministic client id of the SL/TP exit of one position (a retried close is idempotent)."""
+    """Deterministic client id of the SL/TP/time exit of one position (a retried close is idempotent)."""
     return f"X-{position.order_id}"[:36]
 
 
-def plan_exits(positions: Mapping[str, Position], marks: Mapping[str, float]) -> list[ExitOrder]:
-    """The SL/TP exits due at these marks, in the positions' order (no mark → no decision)."""
+def plan_exits(positions: Mapping[str, Position], marks: Mapping[str, float], *, now_ms: int) -> list[ExitOrder]:
+    """The SL/TP/time exits due at these marks and time, in the positions' order (no mark → no decision)."""
     out: list[ExitOrder] = []
     for sym, pos in positions.items():
         mark = marks.get(sym)
-        reason = exit_reason(pos, mark) if mark is not None else None
+        reason = exit_reason(pos, mark, now_ms=now_ms) if mark is not None else None
         if reason is None or mark is None:
             continue
         order = VenueOrder(

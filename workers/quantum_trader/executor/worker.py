@@ -347,7 +347,7 @@ class Executor:
         metrics.EXEC_UNREALIZED_PNL.labels(self.profile).set(unrealized_pnl(positions, marks))
         cooldown_ms = self.limits.cooldown_ms
         transitions: list[Transition] = []
-        for ex in plan_exits(positions, marks):
+        for ex in plan_exits(positions, marks, now_ms=now_ms):
             sym, pos, reason = ex.position.symbol, ex.position, ex.reason
             try:
                 fill = await self.venue.submit(ex.order)
@@ -464,7 +464,7 @@ async def _start(ctx: WorkerContext) -> tuple[Executor, Venue] | None:
         await ctx.stop.wait()
         return None
     executor = Executor(
-        redis=ctx.redis, keys=ctx.keys, settings=spec.executor, limits=limits_from(spec.gate), venue=venue,
+        redis=ctx.redis, keys=ctx.keys, settings=spec.executor, limits=limits_from(spec.gate, spec.ai), venue=venue,
         filters=filters, log=ctx.log, exchange=ctx.exchange, markets_loaded_at_s=ctx.clock.now(),
     )
     await executor.init_open_orders()

@@ -37,6 +37,7 @@ class Position:
     intent_id: str = ""
     entry_fee_usd: float = 0.0
     leverage: float = 1.0
+    expires_ts: int = 0  # epoch ms of the time exit (the label horizon after opening); 0 = none
 
     @property
     def notional_usd(self) -> float:
@@ -51,6 +52,7 @@ class Position:
             {
                 "entry_fee_usd": self.entry_fee_usd,
                 ENTRY_PRICE: self.entry_price,
+                "expires_ts": self.expires_ts,
                 "intent_id": self.intent_id,
                 "leverage": self.leverage,
                 "opened_ts": self.opened_ts,
@@ -84,6 +86,7 @@ class Position:
                 intent_id=str(data.get("intent_id", "")),
                 entry_fee_usd=float(data.get("entry_fee_usd", 0.0)),
                 leverage=float(data.get("leverage", 1.0)),
+                expires_ts=int(data.get("expires_ts", 0)),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed position: {exc}") from None

@@ -106,7 +106,8 @@ def test_recorded_funding_is_charged_and_named(tmp_path: Path) -> None:
 
     data = record(tmp_path / "f", days=20, timeframe="15m")
     for s in SYMBOLS:
-        rows = "\n".join(f"{t},0.001" for t in range(END - 20 * DAY, END, 8 * 3_600_000))
+        # hourly settlements (as some Binance contracts have): positions end at the 1 h time exit
+        rows = "\n".join(f"{t},0.001" for t in range(END - 20 * DAY, END, 3_600_000))
         (data / f"{s}_funding.csv").write_text("ts,rate\n" + rows + "\n")
     doc = _run(tmp_path, data, "fund", "--start", "2023-11-08", extra="  executor: {baseSizeUsd: 60}\n")
     assert doc["funding_source"].startswith("recorded")

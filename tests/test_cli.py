@@ -208,8 +208,8 @@ def test_ops_commands_print_done_or_refused_with_exit_codes(
     assert capsys.readouterr().out.startswith("qt pause: paused:")
     assert main(["pause"]) == 1
     assert "qt pause: refused (already_paused): already paused (by qt)" in capsys.readouterr().err
-    assert main(["flatten", "BTCUSDT"]) == 1
-    assert "refused (paused)" in capsys.readouterr().err
+    assert main(["flatten", "BTCUSDT"]) == 1  # while paused flatten is tried (exits pass a pause): no position
+    assert "refused (no_position)" in capsys.readouterr().err
     assert main(["resume", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     assert main(["positions", "--json"]) == 0

@@ -86,7 +86,7 @@ async def test_redelivered_and_republished_intents_get_exactly_one_decision(
     assert aged == {i.intent_id for i in intents}  # every ledger entry can be pruned later
 
 
-async def test_control_paused_blocks_every_intent_with_reason_paused(
+async def test_control_paused_blocks_new_positions_with_reason_paused_and_lets_an_exit_through(
     redis_url: str, aredis_client: aredis.Redis
 ) -> None:
     keys = Keys("gx")
@@ -98,8 +98,9 @@ async def test_control_paused_blocks_every_intent_with_reason_paused(
         return int(await aredis_client.xlen(keys.gate_decision)) == 2
 
     await run_gate(redis_url, {}, done)
-    assert [(d.decision, d.reason) for d in await decisions(aredis_client, keys)] == [("BLOCKED", "paused")] * 2
-    assert await aredis_client.hlen(keys.pending_intents) == 0
+    assert [(d.decision, d.reason) for d in await decisions(aredis_client, keys)] == [
+        ("BLOCKED", "paused"), ("EXECUTE", "none")]
+    assert await aredis_client.hkeys(keys.pending_intents) == [b"p2"]  # only the exit goes on to the executor
 
 
 async def test_universe_allowlist_stale_snapshot_and_loss_streak_kill_score(

@@ -101,12 +101,14 @@ def decide_model(
         side = [s if s == "HOLD" or p_profit[i] >= gate_threshold else "HOLD" for i, s in enumerate(side)]
     reg = regimes(x)
     atr = x[:, index("atr_pct")] * price
+    confidence = np.clip(conf, 0.0, 1.0).tolist()  # one numpy call for all rows, not one per row
+    gate_ok = (p_profit >= gate_threshold).tolist()
     return [
         Decision(
             symbol=s,
             side=side[i],
-            confidence=float(np.clip(conf[i], 0.0, 1.0)),
-            rl_gate_pass=side[i] != "HOLD" and bool(p_profit[i] >= gate_threshold),
+            confidence=confidence[i],
+            rl_gate_pass=side[i] != "HOLD" and gate_ok[i],
             regime=reg[i],
             price=float(price[i]),
             atr=float(atr[i]),

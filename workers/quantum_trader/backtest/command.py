@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import gc
 import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, ParamSpec, TextIO, TypeVar
 
 from quantum_trader.ai.features import WINDOW
 from quantum_trader.backtest import report as rep
@@ -28,6 +30,8 @@ from quantum_trader.backtest.signals import SignalPlan, decision_times, plan_sig
 from quantum_trader.core.profile import TradingProfile, parse_duration
 from quantum_trader.market.base import TIMEFRAME_MS, ExchangeError
 
+P = ParamSpec("P")
+R = TypeVar("R")
 EXIT_OK: Final = 0
 EXIT_FAIL: Final = 1
 DAY_MS: Final = 86_400_000
@@ -171,6 +175,27 @@ def load(profile: TradingProfile, *, start: int, end: int, symbols: list[str] | 
                         "(download history into replay files first)")
 
 
+def without_cyclic_gc(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with the cyclic garbage collector paused (reference counting still frees everything
+    acyclic). A backtest allocates millions of short-lived objects that form no cycles — decisions,
+    signals, intents — while the plan it keeps grows to hundreds of thousands; each collector pass
+    walks all of them and frees nothing: ~10 % of the decision pipeline's time. Cycles made meanwhile
+    are collected when the collector resumes."""
+
+    @functools.wraps(fn)
+    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was:
+                gc.enable()
+
+    return paused
+
+
+@without_cyclic_gc
 def execute(
     profile: TradingProfile, *, start: int, end: int, data: MarketData, retrain_s: float, models: list[ModelSlot] | None,
     in_sample: bool, progress: Progress, oracle: bool, paper_fills: bool = False, counterfactual: bool = True,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 from quantum_trader.ai.features import N_FEATURES, index
 from quantum_trader.ai.signals import (
+    FALLBACK_MAX_CONFIDENCE,
     FALLBACK_MODEL,
     decide_fallback,
     decide_model,
@@ -10,6 +11,7 @@ from quantum_trader.ai.signals import (
     model_tag,
     regimes,
 )
+from quantum_trader.core.profile import RouterSettings
 
 
 def _x(**values: float) -> np.ndarray:
@@ -36,16 +38,19 @@ def test_regime_labels() -> None:
     assert regimes(x) == ["high_vol", "trend_up", "trend_down", "range"]
 
 
-def test_fallback_is_a_trend_follower_whose_confidence_can_exceed_the_router_minimum() -> None:
+def test_fallback_is_a_trend_follower_whose_confidence_stays_below_its_cap_and_super_confidence() -> None:
     strong_up = _x(ema_gap_slow=8.0, ema_slope_slow=2.0)
     strong_down = _x(ema_gap_slow=-8.0, ema_slope_slow=-2.0)
+    extreme_up = _x(ema_gap_slow=1e6, ema_slope_slow=1e6)
     disagree = _x(ema_gap_slow=8.0, ema_slope_slow=-2.0)
-    x = np.vstack([strong_up, strong_down, disagree])
+    x = np.vstack([strong_up, strong_down, extreme_up, disagree])
     p = fallback_p_up(x)
-    assert p[0] > 0.9 and p[1] < 0.1 and p[2] == 0.5
-    d = decide_fallback(("A", "B", "C"), x=x, price=np.ones(3), hold_below=0.55)
-    assert [s.side for s in d] == ["BUY", "SELL", "HOLD"]
-    assert d[0].confidence > 0.75 and d[0].confidence < 0.95
+    assert 0.59 < p[0] < FALLBACK_MAX_CONFIDENCE and 1.0 - FALLBACK_MAX_CONFIDENCE < p[1] < 0.41 and p[3] == 0.5
+    assert p[2] <= FALLBACK_MAX_CONFIDENCE == 0.60
+    d = decide_fallback(("A", "B", "C", "D"), x=x, price=np.ones(4), hold_below=0.55)
+    assert [s.side for s in d] == ["BUY", "SELL", "BUY", "HOLD"]
+    assert max(s.confidence for s in d) <= FALLBACK_MAX_CONFIDENCE < RouterSettings().super_confidence
+    assert d[0].confidence >= RouterSettings().min_confidence  # a strong trend still reaches the router's guard
     assert not any(s.rl_gate_pass for s in d)
 
 

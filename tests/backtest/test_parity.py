@@ -49,7 +49,8 @@ def _profile(tmp: Path, data: Path) -> TradingProfile:
         f"  exchange: {{name: replay, data: {data}}}\n"
         "  universe: {size: 3, refreshInterval: 2h, validFor: 3h, bars: 60, minQuoteVolume24h: 0}\n"
         "  health: {minBars: 50}\n"
-        "  router: {minConfidence: 0.6}\n"
+        "  router: {minConfidence: 0.51}\n"
+        "  ai: {holdBelow: 0.51}\n"  # the untrained fallback's confidence is capped at 0.60: enough intents in a day
         "  executor: {baseSizeUsd: 60}\n",
         encoding="utf-8",
     )

@@ -40,7 +40,7 @@ def test_defaults_match_the_design_document() -> None:
     assert spec.health.strict and spec.health.max_staleness_bars == 2 and spec.health.max_repair_rounds == 2
     r = spec.router
     assert (r.max_open_orders, r.target_open_orders, r.max_new_per_cycle) == (10, 3, 2)
-    assert (r.candidate_window, r.min_confidence, r.super_confidence) == (3.0, 0.75, 0.90)
+    assert (r.candidate_window, r.min_confidence, r.super_confidence) == (3.0, 0.55, 0.70)
     assert spec.snapshot.ranking == "intent" and spec.snapshot.min_top_k == 10 and spec.snapshot.ttl == 60.0
     assert spec.gate.cooldown == 300.0 and spec.gate.max_exposure_usd == 1000
     assert spec.ai.horizon_bars == 4 and spec.ai.retrain_interval == 86400.0
@@ -55,7 +55,7 @@ def test_target_above_max_names_path_and_values() -> None:
 
 def test_min_confidence_above_super_is_refused() -> None:
     assert issues(manifest(router={"minConfidence": 0.95})) == [
-        "spec.router.minConfidence: must be <= superConfidence (0.95 > 0.9)"
+        "spec.router.minConfidence: must be <= superConfidence (0.95 > 0.7)"
     ]
 
 

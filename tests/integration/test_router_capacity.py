@@ -46,7 +46,9 @@ async def route(
     redis_url: str, client: aredis.Redis, *signals: Signal, expect: int, **router: Any
 ) -> tuple[list[TradeIntent], list[RouterFate]]:
     """Run a router until ``expect`` signals have an outcome (intent or fate); every signal must be acked."""
-    router = {"candidateWindow": "2s", "batchSize": len(signals), **router}
+    # seed 001's scenario thresholds, set explicitly (the shipped defaults are 0.55 / 0.70)
+    router = {"candidateWindow": "2s", "batchSize": len(signals), "minConfidence": 0.75, "superConfidence": 0.90,
+              **router}
     spec: dict[str, Any] = {"router": router,
                             "executor": {"baseSizeUsd": 100}}
     ctx = context(redis_url, profile(**spec), name="router")
@@ -128,7 +130,8 @@ async def test_scenario_c_one_open_publishes_the_best_two(
     assert {f.reason for f in dropped} == {"not_selected"}
     best = events(logs.records, "BEST_OF_PUBLISH")[0]
     assert (best["count"], best["allowed"], best["open"], best["slots"]) == (2, 2, 1, 9)
-    assert best["top"][:2] == [["BTCUSDT", "BUY", "0.970"], ["ETHUSDT", "BUY", "0.950"]]
+    # [symbol, side, score, expected value in bps]: ATR 100 bps, win 3 ATR, loss 1.5 ATR, costs 20 bps
+    assert best["top"][:2] == [["BTCUSDT", "BUY", "0.970", 257.5], ["ETHUSDT", "BUY", "0.950", 248.5]]
 
 
 async def test_scenario_d_size_boosts_and_rank_lines(
@@ -251,7 +254,8 @@ async def test_new_leader_routes_signals_a_dead_leader_left_pending(
     await publish(aredis_client, signal("BTCUSDT", 0.9, now_ms=t, sid="p1"),
                   signal("ETHUSDT", 0.7, now_ms=t, sid="p2"))
     await aredis_client.xreadgroup("router", "dead-leader", {KEYS.ai_signal: ">"})  # read, never acked
-    ctx = context(redis_url, profile(router={"candidateWindow": "300ms"}), name="router")
+    ctx = context(redis_url, profile(router={"candidateWindow": "300ms", "minConfidence": 0.75,
+                                                 "superConfidence": 0.90}), name="router")
     async with running(ctx, router_main):
 
         async def settled() -> bool:

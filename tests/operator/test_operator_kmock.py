@@ -314,7 +314,7 @@ async def test_webhook_admission_review_accepts_a_valid_profile_and_rejects_with
     assert bad["response"]["uid"] == "u2" and bad["response"]["allowed"] is False
     assert bad["response"]["status"]["code"] == 422
     message = bad["response"]["status"]["message"]
-    assert "spec.router.minConfidence: must be <= superConfidence (0.95 > 0.9)" in message.splitlines()
+    assert "spec.router.minConfidence: must be <= superConfidence (0.95 > 0.7)" in message.splitlines()
     assert untouched["response"]["allowed"] is True
 
 

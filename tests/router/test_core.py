@@ -10,7 +10,8 @@ from quantum_trader.router import core
 from quantum_trader.router.core import BatchInput, Candidate, decide_batch
 
 NOW = 1_700_000_000_000
-SETTINGS = RouterSettings()
+# seed 001's scenario thresholds, set explicitly (the shipped defaults are 0.55 / 0.70: see test_defaults_*)
+SETTINGS = RouterSettings(min_confidence=0.75, super_confidence=0.90)
 ALL = frozenset({"BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "LTCUSDT", "XRPUSDT"})
 
 
@@ -139,7 +140,9 @@ def test_scenario_c_one_open_publishes_best_two_of_four() -> None:
         "allowed": 2,
         "open": 1,
         "slots": 9,
-        "top": [["BTCUSDT", "BUY", "0.960"], ["ETHUSDT", "BUY", "0.940"], ["BNBUSDT", "BUY", "0.900"]],
+        # [symbol, side, score, expected value in bps]: ATR 200 bps, win 3 ATR, loss 1.5 ATR, costs 20 bps
+        "top": [["BTCUSDT", "BUY", "0.960", 535.0], ["ETHUSDT", "BUY", "0.940", 517.0],
+                ["BNBUSDT", "BUY", "0.900", 490.0]],
     }
     assert sorted(reasons(res).values()) == [core.NOT_SELECTED, core.NOT_SELECTED]
 
@@ -255,8 +258,20 @@ def test_score_adds_rl_gate_and_known_regime_bonus() -> None:
     assert core.score(sig("X", 0.9, rl=True, regime="trend")) == 0.93
 
 
-def test_higher_score_wins_over_higher_confidence() -> None:
+def test_higher_expected_value_wins_over_higher_score() -> None:
     res = decide(batch(sig("BTCUSDT", 0.80), sig("ETHUSDT", 0.79, rl=True), open_raw="2"))
+    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
+    assert reasons(res) == {"s-ETHUSDT-0.79": core.NOT_SELECTED}
+
+
+def test_wider_atr_wins_at_equal_confidence_because_its_edge_is_larger() -> None:
+    # same p: the same multiple of ATR is won or lost, so the wider ATR clears the fixed costs by more
+    res = decide(batch(sig("BTCUSDT", 0.80, atr=1.0), sig("ETHUSDT", 0.80, atr=3.0), open_raw="2"))
+    assert [i.symbol for i in res.intents] == ["ETHUSDT"]
+
+
+def test_higher_score_breaks_a_tie_in_expected_value() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.80), sig("ETHUSDT", 0.80, rl=True), open_raw="2"))
     assert [i.symbol for i in res.intents] == ["ETHUSDT"]
 
 
@@ -349,3 +364,17 @@ def test_costs_passed_explicitly_decide_the_edge() -> None:
     assert [i.symbol for i in decide_batch(batch(s), settings=SETTINGS, base_size_usd=10.0, costs=free).intents] == [
         "BTCUSDT"
     ]
+
+
+def test_defaults_admit_a_calibrated_probability_a_model_reaches() -> None:
+    defaults = RouterSettings()
+    res = decide(batch(sig("BTCUSDT", 0.60), sig("ETHUSDT", 0.54)), defaults)
+    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
+    assert core.screen(sig("ETHUSDT", 0.54), settings=defaults) == core.LOW_CONFIDENCE
+
+
+def test_defaults_let_a_calibrated_070_bypass_the_target_but_not_a_capped_fallback() -> None:
+    defaults = RouterSettings()
+    res = decide(batch(sig("BTCUSDT", 0.70), sig("ETHUSDT", 0.60), open_raw="3"), defaults)
+    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
+    assert reasons(res) == {"s-ETHUSDT-0.6": core.TARGET_REACHED}

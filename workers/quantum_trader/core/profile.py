@@ -313,8 +313,14 @@ class RouterSettings(Settings):
         3.0, description="Batch window; also candidate staleness (100ms..1m). Default 3s."
     )
     batch_size: int = Field(10, ge=1, le=1000, description="Decide early when this many are buffered. Default 10.")
-    min_confidence: Fraction = Field(0.75, description="Below: LOW_CONFIDENCE_DROP. Default 0.75.")
-    super_confidence: Fraction = Field(0.90, description="At or above: may bypass the target. Default 0.90.")
+    min_confidence: Fraction = Field(
+        0.55, description="Guard before the expected-value rule: below it, LOW_CONFIDENCE_DROP (a calibrated "
+        "probability; 0.55 is reachable by a calibrated model). Default 0.55."
+    )
+    super_confidence: Fraction = Field(
+        0.70, description="At or above: may bypass the target (the highest a calibrated model reaches on the sim). "
+        "Default 0.70."
+    )
     filter_tradable: bool = Field(True, description="Drop symbols outside cfg:tradable_symbols. Default true.")
     stop_loss_atr: float = Field(1.5, gt=0, le=100, description="Stop loss distance in ATRs. Default 1.5.")
     take_profit_atr: float = Field(3.0, gt=0, le=100, description="Take profit distance in ATRs. Default 3.0.")

@@ -17,13 +17,15 @@ Stages of one batch, each a one-verb function, in this order:
 4. ``drop stale``        signal already older than ``candidateWindow`` when the router read it
                          (consumer lag, backlog after a restart) → ``stale``; a fresh signal
                          then waits at most one window in the buffer
-5. ``drop duplicates``   signal already routed, or a second signal for a symbol → ``duplicate``;
+5. ``drop duplicates``   signal already routed, or a second signal for a symbol → ``duplicate`` (the
+                         best-ranked one is kept);
                          symbol already has an open position → ``position_open`` (it would
                          only take a slot and be blocked by the gate as ``duplicate``)
 6. ``filter tradable``   symbol outside ``cfg:tradable_symbols`` → ``not_tradable``;
                          ATR ≤ 0 → ``invalid_atr``; expected net return ≤ 0 under the SL/TP
                          exits after round-trip costs → ``negative_edge:ev_bps=…`` (:func:`expected_edge`)
-7. ``rank``              score = confidence + 0.02·rl_gate_pass + 0.01·(regime known)
+7. ``rank``              by expected value (:func:`expected_edge`, bps), then score = confidence
+                         + 0.02·rl_gate_pass + 0.01·(regime known), newest, signal id
 8. ``select``            best ``allowed``; the rest → ``not_selected``
 9. ``size``              base size × boost (rank 1 ≥ 0.90 → ×1.30, rank 2 ≥ 0.85 → ×1.10)
 """
@@ -201,12 +203,14 @@ def is_stale(signal: Signal, *, received_ms: int, window_s: float) -> bool:
     return received_ms - signal.ts > int(window_s * 1000)
 
 
-def rank(candidates: Iterable[Candidate]) -> list[Candidate]:
-    """Best first: score, then confidence, then newest, then signal id (deterministic)."""
-    return sorted(
-        candidates,
-        key=lambda c: (-score(c.signal), -c.signal.confidence, -c.signal.ts, c.signal.signal_id),
-    )
+def rank(candidates: Iterable[Candidate], *, settings: RouterSettings, costs: EntryCosts) -> list[Candidate]:
+    """Best first: expected value (bps), then score, confidence, newest, signal id (deterministic)."""
+
+    def key(c: Candidate) -> tuple[float, float, float, int, str]:
+        ev = round(expected_edge(c.signal, settings=settings, costs=costs).ev_bps, 9)
+        return (-ev, -score(c.signal), -c.signal.confidence, -c.signal.ts, c.signal.signal_id)
+
+    return sorted(candidates, key=key)
 
 
 def size_boost(rank_no: int, confidence: float, *, boost: SizeBoostSettings) -> float:
@@ -307,12 +311,15 @@ def drop_stale(cands: Sequence[Candidate], acc: _Acc, *, window_s: float) -> lis
     return kept
 
 
-def drop_duplicates(cands: Sequence[Candidate], acc: _Acc, *, already_routed: frozenset[str]) -> list[Candidate]:
-    """One candidate per signal id and per symbol (the best-scoring); never a routed signal again."""
+def drop_duplicates(
+    cands: Sequence[Candidate], acc: _Acc, *, already_routed: frozenset[str], settings: RouterSettings,
+    costs: EntryCosts,
+) -> list[Candidate]:
+    """One candidate per signal id and per symbol (the best-ranked); never a routed signal again."""
     kept: list[Candidate] = []
     seen_ids: set[str] = set()
     seen_symbols: set[str] = set()
-    for c in rank(cands):
+    for c in rank(cands, settings=settings, costs=costs):
         s = c.signal
         if s.signal_id in already_routed or s.signal_id in seen_ids or s.symbol in seen_symbols:
             why = "already_routed" if s.signal_id in already_routed else "same_batch"
@@ -455,6 +462,7 @@ def decide_batch(
 
     ``costs``: the round-trip costs of the entry rule in expected value (default :class:`EntryCosts`)."""
     acc = _Acc(inp.now_ms)
+    costs = costs or EntryCosts()
     cands = list(inp.candidates)
     if not cands:
         return _result(acc, "empty")
@@ -463,11 +471,11 @@ def decide_batch(
         return capacity
     open_orders, slots = capacity
     cands = drop_stale(cands, acc, window_s=settings.candidate_window)
-    cands = drop_duplicates(cands, acc, already_routed=inp.already_routed)
+    cands = drop_duplicates(cands, acc, already_routed=inp.already_routed, settings=settings, costs=costs)
     cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
     cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
     cands = drop_invalid(cands, acc)
-    cands = drop_negative_edge(cands, acc, settings=settings, costs=costs or EntryCosts())
+    cands = drop_negative_edge(cands, acc, settings=settings, costs=costs)
     allowed = slots.allowed
     if slots.super_only:
         cands = _supers_only(cands, acc, open_orders=open_orders, settings=settings)
@@ -475,7 +483,7 @@ def decide_batch(
             return _result(acc, "target_reached", open_orders=open_orders, slots=slots)
         allowed = min(allowed, len(cands))
     intents = _select(cands, acc, allowed=allowed, open_orders=open_orders, slots=slots, settings=settings,
-                      base_size_usd=base_size_usd, now_ms=inp.now_ms)
+                      costs=costs, base_size_usd=base_size_usd, now_ms=inp.now_ms)
     return _result(
         acc, "published" if intents else "none_selected", intents=intents, open_orders=open_orders, slots=slots
     )
@@ -529,11 +537,12 @@ def _select(
     open_orders: int,
     slots: Slots,
     settings: RouterSettings,
+    costs: EntryCosts,
     base_size_usd: float,
     now_ms: int,
 ) -> list[TradeIntent]:
-    """Rank, keep the best ``allowed`` (the rest → ``not_selected``) and size their intents."""
-    ranked = rank(cands)
+    """Rank by expected value, keep the best ``allowed`` (the rest → ``not_selected``) and size their intents."""
+    ranked = rank(cands, settings=settings, costs=costs)
     chosen = ranked[:allowed]
     acc.drop(ranked[allowed:], NOT_SELECTED)
     acc.log(
@@ -542,7 +551,8 @@ def _select(
         allowed=allowed,
         open=open_orders,
         slots=slots.slots,
-        top=[[c.signal.symbol, c.signal.side, _fmt_score(score(c.signal))] for c in ranked[:TOP_LOGGED]],
+        top=[[c.signal.symbol, c.signal.side, _fmt_score(score(c.signal)),
+              round(expected_edge(c.signal, settings=settings, costs=costs).ev_bps, 1)] for c in ranked[:TOP_LOGGED]],
     )
     intents: list[TradeIntent] = []
     for rank_no, c in enumerate(chosen, start=1):

@@ -368,9 +368,10 @@ def test_costs_passed_explicitly_decide_the_edge() -> None:
 
 def test_defaults_admit_a_calibrated_probability_a_model_reaches() -> None:
     defaults = RouterSettings()
-    res = decide(batch(sig("BTCUSDT", 0.60), sig("ETHUSDT", 0.54)), defaults)
-    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
+    assert core.screen(sig("BTCUSDT", 0.60), settings=defaults) is None
     assert core.screen(sig("ETHUSDT", 0.54), settings=defaults) == core.LOW_CONFIDENCE
+    res = decide(batch(sig("BTCUSDT", 0.60)), defaults)
+    assert [i.symbol for i in res.intents] == ["BTCUSDT"]
 
 
 def test_defaults_let_a_calibrated_070_bypass_the_target_but_not_a_capped_fallback() -> None:

@@ -78,8 +78,9 @@ def test_no_model_decides_before_its_training_window_closed(first: tuple[Path, d
 
 
 def test_orders_below_min_notional_are_rejected_as_live(tmp_path: Path, replay_15m: Path) -> None:
-    doc = _run(tmp_path, replay_15m, "small", "--start", "2023-11-08", extra="  executor: {baseSizeUsd: 5}\n")
-    assert doc["funnel"]["executor"]["dropped"].get("min_notional", 0) > 0
+    doc = _run(tmp_path, replay_15m, "small", "--start", "2023-11-08",
+               extra="  executor: {baseSizeUsd: 5, maxPositionUsd: 15}\n")  # majors need 20 USD: not raised
+    assert doc["funnel"]["executor"]["dropped"].get("below_min_notional", 0) > 0
 
 
 def test_bad_time_is_one_line_and_exit_1(tmp_path: Path, replay_15m: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quantum_trader.core.messages import GateDecision, TradeIntent
 from quantum_trader.core.profile import AiSettings, ExecutorSettings, GateSettings
-from quantum_trader.executor.batch import BatchPlanner, limits_from
+from quantum_trader.executor.batch import BatchPlanner, limits_from, size_limits
 from quantum_trader.executor.core import Filters
 from quantum_trader.executor.paper import PaperVenue
 from quantum_trader.ledger.intents import intent_json
@@ -14,6 +14,7 @@ from quantum_trader.ledger.snapshots import SnapshotInfo
 NOW = 1_700_000_000_000
 F = {"BTCUSDT": Filters(tick_size=0.1, step_size=0.001, min_notional=5.0, min_qty=0.001, max_qty=1000.0)}
 VENUE = PaperVenue(settings=ExecutorSettings(), filters=F)
+LIMITS = limits_from(GateSettings(), AiSettings())
 
 
 def intent(iid: str, *, side: str = "BUY", reduce_only: bool = False) -> TradeIntent:
@@ -31,8 +32,8 @@ def decision(i: TradeIntent) -> GateDecision:
 
 def planner(**kw: object) -> BatchPlanner:
     args: dict[str, object] = dict(stored={}, positions={}, snapshots={"BTCUSDT": SnapshotInfo(100.0, NOW)},
-                                   filters=F, no_new_positions=False, limits=limits_from(GateSettings(), AiSettings()), mode="paper",
-                                   now_ms=NOW)
+                                   filters=F, no_new_positions=False, limits=LIMITS, mode="paper", now_ms=NOW,
+                                   sizing=size_limits(ExecutorSettings(), LIMITS, open_notional_usd=0.0))
     args.update(kw)
     return BatchPlanner(**args)  # type: ignore[arg-type]
 
@@ -79,3 +80,14 @@ def test_each_intent_runs_once_per_batch_and_never_after_it_executed() -> None:
     d = decision(intent("once"))
     assert p.wanted(d, executed=None) and not p.wanted(d, executed=None)
     assert not planner().wanted(d, executed="PAPER-1")
+
+
+def test_an_earlier_fill_of_the_batch_uses_up_the_exposure_room_a_later_raise_needs() -> None:
+    small = {"BTCUSDT": F["BTCUSDT"], "ETHUSDT": Filters(0.01, 1.0, 5.0, 1.0, 1000.0)}  # ETH: 1 unit = 100 USD
+    p = planner(filters=small, snapshots={"BTCUSDT": SnapshotInfo(100.0, NOW), "ETHUSDT": SnapshotInfo(100.0, NOW)},
+                sizing=size_limits(ExecutorSettings(maxPositionUsd=150), LIMITS, open_notional_usd=850.0))
+    first = intent("a")  # 100 USD on BTC: the gate's job, fits 150 room
+    second = TradeIntent.model_validate({**intent("b").model_dump(), "symbol": "ETHUSDT", "position_size_usd": 10.0})
+    p.settle(step := p.plan(decision(first), intent_json(first)), VENUE.fill(step.order))  # type: ignore[arg-type]
+    refused = p.plan(decision(second), intent_json(second))
+    assert refused.plan is not None and refused.plan.reason == "below_min_notional:need_usd=100.00,max_usd=50.00"

@@ -10,11 +10,13 @@ from quantum_trader.core.messages import TradeIntent
 from quantum_trader.core.profile import ExecutorSettings
 from quantum_trader.executor.core import (
     Filters,
+    SizeLimits,
     apply_fill,
     close_pnl,
     close_position,
     exit_reason,
     floor_to_step,
+    liquidation_price,
     paper_fill_price,
     paper_order_id,
     paper_slippage_bps,
@@ -29,6 +31,7 @@ from quantum_trader.executor.venue import VenueFill
 NOW = 1_700_000_000_000
 F = Filters(tick_size=0.1, step_size=0.001, min_notional=5.0, min_qty=0.001, max_qty=1000.0)
 SETTINGS = ExecutorSettings()  # fee 4 bps, max slippage 10 bps
+SIZING = SizeLimits(max_position_usd=100.0, exposure_room_usd=float("inf"), maintenance_margin_rate=0.005)
 
 
 def intent(
@@ -53,7 +56,7 @@ def intent(
 def plan(i: TradeIntent, *, position: Position | None = None, mark: float = 100.0, **kw: object):  # type: ignore[no-untyped-def]
     args: dict[str, object] = dict(
         position=position, mark_price=mark, mark_ts_ms=NOW - 1000, filters=F, no_new_positions=False,
-        max_price_age_ms=30_000.0, now_ms=NOW,
+        max_price_age_ms=30_000.0, now_ms=NOW, sizing=SIZING,
     )
     args.update(kw)
     return plan_execution(i, **args)  # type: ignore[arg-type]
@@ -77,10 +80,53 @@ def test_qty_is_size_times_leverage_over_price_rounded_down_to_step() -> None:
     assert p.order.qty == 6.666 and p.order.client_order_id == "i-1" and p.order.reference_price == 3.0
 
 
-def test_below_min_notional_or_min_qty_is_rejected_min_notional() -> None:
-    assert plan(intent(size=2.0, leverage=2.0)).reason == "min_notional"  # 4 USD < 5
+def test_a_size_below_the_exchange_minimum_is_raised_to_it_within_the_limits() -> None:
+    p = plan(intent(size=2.0, leverage=2.0))  # 4 USD < 5 USD min notional → 0.05 at 100
+    assert p.kind == "open" and p.order is not None and p.order.qty == 0.05
     big_step = Filters(0.1, 1.0, 0.0, 1.0, 1000.0)
-    assert plan(intent(size=10.0, leverage=2.0), filters=big_step, mark=30.0).reason == "min_notional"  # 0.66 → 0
+    p = plan(intent(size=10.0, leverage=2.0), filters=big_step, mark=30.0)  # 0.66 → 0 → one step of 1.0
+    assert p.order is not None and p.order.qty == 1.0
+    # the BTC case: $10 × 2 at 90,000 with a 0.001 step is 0.0002 → 0; the minimum 0.001 (90 USD) is allowed at 100
+    btc = Filters(0.1, 0.001, 20.0, 0.001, 1000.0)
+    p = plan(intent(size=10.0, leverage=2.0), filters=btc, mark=90_000.0)
+    assert p.order is not None and p.order.qty == 0.001
+
+
+def test_a_raise_beyond_the_position_cap_or_the_exposure_room_is_refused_with_the_numbers() -> None:
+    btc = Filters(0.1, 0.001, 100.0, 0.001, 1000.0)  # Binance: 100 USD minimum, 0.001 step at 95,000 → 0.002
+    p = plan(intent(size=10.0, leverage=2.0), filters=btc, mark=95_000.0)
+    assert p.kind == "reject" and p.reason == "below_min_notional:need_usd=190.00,max_usd=100.00"
+    room = SizeLimits(max_position_usd=1000.0, exposure_room_usd=50.0, maintenance_margin_rate=0.005)
+    assert plan(intent(size=2.0, leverage=2.0), sizing=room, mark=100.0).order is not None  # 5 USD fits 50
+    tight = SizeLimits(max_position_usd=1000.0, exposure_room_usd=4.0, maintenance_margin_rate=0.005)
+    assert plan(intent(size=2.0, leverage=2.0), sizing=tight).reason == "below_min_notional:need_usd=5.00,max_usd=4.00"
+    assert plan(intent(size=10.0, leverage=2.0), sizing=tight).order is not None  # no raise needed: the gate's job
+
+
+@pytest.mark.parametrize(
+    ("side", "stop", "leverage", "refused"),
+    [
+        ("BUY", 95.0, 2.0, False),  # liquidation near 50.5
+        ("BUY", 95.0, 20.0, True),  # liquidation 95.5: the stop would never be reached
+        ("BUY", 96.0, 20.0, False),
+        ("SELL", 105.0, 20.0, True),  # liquidation 104.5
+        ("SELL", 104.0, 20.0, False),
+        ("BUY", 0.0, 100.0, False),  # no stop: nothing to compare
+    ],
+)
+def test_a_stop_beyond_the_liquidation_price_is_refused_at_entry(
+    side: str, stop: float, leverage: float, refused: bool
+) -> None:
+    p = plan(intent(side=side, sl=stop, leverage=leverage, size=1.0))
+    assert (p.kind == "reject") == refused
+    if refused:
+        assert p.reason.startswith("liquidation_before_stop:liq=") and f"stop={stop:g}" in p.reason
+
+
+def test_liquidation_price_is_isolated_margin_down_to_the_maintenance_margin() -> None:
+    assert liquidation_price(side="BUY", price=100.0, leverage=10.0, maintenance_margin_rate=0.005) == pytest.approx(90.5)
+    assert liquidation_price(side="SELL", price=100.0, leverage=10.0, maintenance_margin_rate=0.005) == pytest.approx(109.5)
+    assert liquidation_price(side="BUY", price=100.0, leverage=1.0, maintenance_margin_rate=0.005) == pytest.approx(0.5)
 
 
 def test_rejections_have_reasons_in_check_order() -> None:

@@ -84,15 +84,31 @@ async def test_duplicate_delivery_of_an_execute_fills_once(aredis_client: aredis
     assert notional == pytest.approx(pos.qty * pos.entry_price)
 
 
-async def test_below_min_notional_is_rejected_and_blocked_decisions_are_ignored(aredis_client: aredis.Redis) -> None:
+async def test_below_min_notional_is_raised_to_the_minimum_and_blocked_decisions_are_ignored(
+    aredis_client: aredis.Redis,
+) -> None:
     ex = executor(aredis_client)
     await seed(aredis_client, "T000USDT", 100.0)
-    small = await decide(aredis_client, make_intent("small", size=2.0, leverage=2.0))  # 4 USD < 5
+    small = await decide(aredis_client, make_intent("small", size=2.0, leverage=2.0))  # 4 USD < 5: raised to 5
     blocked = await decide(aredis_client, make_intent("blk", "T001USDT"), execute=False)
     await ex.handle([small, blocked], now_ms=now_ms())
     res = await results(aredis_client)
-    assert [(r.intent_id, r.status, r.reason) for r in res] == [("small", "REJECTED", "min_notional")]
-    assert await aredis_client.get(KEYS.open_orders) == b"0"
+    assert [(r.intent_id, r.status, r.qty) for r in res] == [("small", "FILLED", 0.05)]
+    assert await aredis_client.get(KEYS.open_orders) == b"1"
+
+
+async def test_a_raise_the_exposure_room_in_state_risk_cannot_hold_is_refused_with_its_numbers(
+    aredis_client: aredis.Redis,
+) -> None:
+    ex = executor(aredis_client, gate={"maxExposureUsd": 1000})
+    await seed(aredis_client, "T000USDT", 100.0)
+    await aredis_client.hset(KEYS.risk_state, "open_notional_usd", "998")  # 2 USD of room, the minimum is 5
+    small = await decide(aredis_client, make_intent("small", size=2.0, leverage=2.0))
+    await ex.handle([small], now_ms=now_ms())
+    res = await results(aredis_client)
+    assert [(r.intent_id, r.status, r.reason) for r in res] == [
+        ("small", "REJECTED", "below_min_notional:need_usd=5.00,max_usd=2.00")]
+    assert await aredis_client.hlen(KEYS.positions) == 0
     risk = RiskState.from_hash(await aredis_client.hgetall(KEYS.risk_state))
     assert risk.error_rate == 0.0 and risk.executions == 1  # policy rejection is not a venue error
 

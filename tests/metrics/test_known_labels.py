@@ -39,6 +39,7 @@ def test_executor_reasons_are_all_known() -> None:
     rejects = (constants(executor_core, "REJECT_") | constants(executor_batch, "REJECT_")
                | constants(executor_worker, "REJECT_"))
     assert rejects <= set(metrics.EXEC_REJECTION_REASONS)
+    assert set(executor_core.REASONS) <= set(metrics.EXEC_REJECTION_REASONS)  # every code plan_execution rejects with
     assert set(get_args(CloseReason)) - {"none"} == set(metrics.EXEC_CLOSE_REASONS)
     kinds = {executor_reconcile.ADOPTED, executor_reconcile.DROPPED, executor_reconcile.CORRECTED,
              executor_reconcile.OPEN_ORDERS}

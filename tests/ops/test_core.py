@@ -7,7 +7,7 @@ import io
 import json
 
 from quantum_trader.core.messages import ExecutionResult, PositionEvent
-from quantum_trader.executor.core import Filters, plan_execution
+from quantum_trader.executor.core import Filters, SizeLimits, plan_execution
 from quantum_trader.executor.state import Position
 from quantum_trader.ops import core
 
@@ -39,7 +39,9 @@ def test_flatten_plans_one_opposite_reduce_only_intent_per_position_that_the_exe
     for intent in intents:
         mark = 61_000.0 if intent.symbol == "BTCUSDT" else 3000.0  # ETH has no mark: its entry price is used
         plan = plan_execution(intent, position=positions[intent.symbol], mark_price=mark, mark_ts_ms=NOW,
-                              filters=filters, no_new_positions=True, max_price_age_ms=30_000, now_ms=NOW)
+                              filters=filters, no_new_positions=True, max_price_age_ms=30_000, now_ms=NOW,
+                              sizing=SizeLimits(max_position_usd=0.0, exposure_room_usd=0.0,
+                                                maintenance_margin_rate=0.005))
         assert plan.kind == "reduce" and plan.close_all, (intent.symbol, plan)
 
 

@@ -31,14 +31,16 @@ from quantum_trader.backtest.history import UniverseEvent
 from quantum_trader.backtest.signals import Pending, SignalPlan, universe_at
 from quantum_trader.core.messages import Signal, TradeIntent
 from quantum_trader.core.profile import TradingProfileSpec
-from quantum_trader.executor.batch import horizon_ms
+from quantum_trader.executor.batch import horizon_ms, limits_from, size_limits
 from quantum_trader.executor.core import (
     Filters,
+    SizeLimits,
     Transition,
     apply_fill,
     close_position,
     exit_client_order_id,
     floor_to_step,
+    opening_qty,
     plan_execution,
     reject_transition,
 )
@@ -373,15 +375,16 @@ class Engine:
         plan = plan_execution(
             intent, position=position, mark_price=mark, mark_ts_ms=now if mark is not None else None,
             filters=self.filters.get(intent.symbol), no_new_positions=False,
-            max_price_age_ms=self.spec.gate.max_snapshot_age * 1000.0, now_ms=now,
+            max_price_age_ms=self.spec.gate.max_snapshot_age * 1000.0, sizing=self._sizing(), now_ms=now,
         )
         if plan.order is None:
             t = reject_transition(intent, decision_id=decision_id, reason=plan.reason, mode="paper", now_ms=now)
             self.book.apply(t, now_ms=now)
-            self.funnel.executor[plan.reason] += 1
+            code = plan.reason.split(":")[0]  # below_min_notional:need_usd=… → below_min_notional
+            self.funnel.executor[code] += 1
             self.record.fills.append((intent.intent_id, plan.reason, 0.0, 0.0))
             if self.counterfactuals:
-                self._would("executor", plan.reason, by_id[intent.signal_id], now)
+                self._would("executor", code, by_id[intent.signal_id], now)
             return
         series, tf = self._finest(intent.symbol)
         mid = plan.order.reference_price if self.paper_fills else next_price(series, tf, now) or mark or 0.0
@@ -403,6 +406,11 @@ class Engine:
         self._open[pos.symbol] = _Open(pos, exit_, intent.confidence, signal.model_version, f.mid,
                                        f.spread_usd, f.slippage_usd)
         heapq.heappush(self._exits, (exit_.at_ms, pos.symbol))
+
+    def _sizing(self) -> SizeLimits:
+        """The executor's raise-to-minimum limits against the book's open gross notional, as live."""
+        return size_limits(self.spec.executor, limits_from(self.spec.gate, self.spec.ai),
+                           open_notional_usd=self.book.open_notional)
 
     def _close_due(self, now: int) -> None:
         while self._exits and self._exits[0][0] <= now:
@@ -472,9 +480,11 @@ class Engine:
         if mark is None:
             return
         filt = self.filters[signal.symbol]
-        qty = floor_to_step(intent.position_size_usd * intent.leverage / mark, filt.step_size)
-        if qty <= 0 or qty * mark < filt.min_notional:
+        sized = opening_qty(floor_to_step(intent.position_size_usd * intent.leverage / mark, filt.step_size),
+                            filters=filt, price=mark, sizing=self._sizing())
+        if isinstance(sized, str):
             return
+        qty = sized
         ex = self.spec.executor
         mid = next_price(series, tf, now) or mark
         entry = fill(side=intent.side, qty=qty, mid=mid, spread_bps=self._spread(signal.symbol),

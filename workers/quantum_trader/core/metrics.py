@@ -203,7 +203,8 @@ SNAPSHOT_ALLOWLIST_SOURCES: Final = ("active", "last_ok", "profile", "env")
 EXEC_STATUSES: Final = ("FILLED", "REJECTED")
 EXEC_REJECTION_REASONS: Final = (
     "no_new_positions", "unknown_symbol", "no_price", "stale_price", "position_exists", "no_position",
-    "reduce_only_side_mismatch", "min_notional", "max_qty", "intent_unknown", "executor_error", "decision_lost",
+    "reduce_only_side_mismatch", "below_min_notional", "liquidation_before_stop", "min_notional", "max_qty",
+    "intent_unknown", "executor_error", "decision_lost",
 )
 EXEC_CLOSE_REASONS: Final = ("stop_loss", "take_profit", "time", "signal", "manual", "kill", "reconcile")
 EXEC_RECONCILE_KINDS: Final = (

@@ -423,6 +423,16 @@ class ExecutorSettings(Settings):
     base_size_usd: float = Field(10.0, gt=0, le=1e7, description="Base position size (USD). Default 10.")
     fee_bps: float = Field(4.0, ge=0, le=100, description="Taker fee (bps). Default 4.")
     max_slippage_bps: float = Field(10.0, ge=0, le=1000, description="Paper slippage bound (bps). Default 10.")
+    max_position_usd: float = Field(
+        100.0, gt=0, le=1e12,
+        description="A size below the exchange minimum (notional/step) is raised to it only up to this notional "
+        "per position (USD; also within gate.maxExposureUsd); beyond: below_min_notional. Default 100.",
+    )
+    maintenance_margin_rate: float = Field(
+        0.005, ge=0, lt=1,
+        description="Maintenance margin (fraction of notional) for the liquidation price checked at entry "
+        "(isolated margin at the intent's leverage); a stop beyond it: liquidation_before_stop. Default 0.005.",
+    )
     monitor_interval: Annotated[Duration, bounded("100ms", "1m")] = Field(
         1.0, description="SL/TP price check interval (100ms..1m). Default 1s."
     )

@@ -22,10 +22,11 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from quantum_trader.core.messages import ExecMode, GateDecision, MessageError, TradeIntent
-from quantum_trader.core.profile import AiSettings, GateSettings
+from quantum_trader.core.profile import AiSettings, ExecutorSettings, GateSettings
 from quantum_trader.executor.core import (
     Filters,
     Plan,
+    SizeLimits,
     Transition,
     apply_fill,
     plan_execution,
@@ -47,6 +48,7 @@ class ExecutionLimits:
     cooldown_ms: int  # gate.cooldown: after a close, new risk on the symbol waits this long
     max_price_age_ms: float  # gate.maxSnapshotAge: an older snapshot price is stale
     time_exit_ms: int = 0  # ai.horizonBars × ai.timeframe: a position closes (reason time) this long after opening
+    max_exposure_usd: float = float("inf")  # gate.maxExposureUsd: a size raised to the exchange minimum stays under it
 
 
 def horizon_ms(ai: AiSettings) -> int:
@@ -57,7 +59,14 @@ def horizon_ms(ai: AiSettings) -> int:
 def limits_from(gate: GateSettings, ai: AiSettings) -> ExecutionLimits:
     """The gate's ``cooldown`` and ``maxSnapshotAge`` and the ai's label horizon as the executor uses them."""
     return ExecutionLimits(cooldown_ms=int(gate.cooldown * 1000), max_price_age_ms=gate.max_snapshot_age * 1000.0,
-                           time_exit_ms=horizon_ms(ai))
+                           time_exit_ms=horizon_ms(ai), max_exposure_usd=gate.max_exposure_usd)
+
+
+def size_limits(settings: ExecutorSettings, limits: ExecutionLimits, *, open_notional_usd: float) -> SizeLimits:
+    """The raise-to-minimum limits at an open gross notional (unreadable = +inf: no raise, fail closed)."""
+    return SizeLimits(max_position_usd=settings.max_position_usd,
+                      exposure_room_usd=limits.max_exposure_usd - open_notional_usd,
+                      maintenance_margin_rate=settings.maintenance_margin_rate)
 
 
 def reject_unknown(d: GateDecision, *, mode: ExecMode, now_ms: int, reason: str = REJECT_INTENT_UNKNOWN) -> Transition:
@@ -113,6 +122,7 @@ class BatchPlanner:
         filters: Mapping[str, Filters],
         no_new_positions: bool,
         limits: ExecutionLimits,
+        sizing: SizeLimits,
         mode: ExecMode,
         now_ms: int,
     ) -> None:
@@ -122,6 +132,7 @@ class BatchPlanner:
         self.filters = filters
         self.no_new = no_new_positions
         self.limits = limits
+        self.sizing = sizing  # its exposure room shrinks with each opening fill of the batch
         self.mode = mode
         self.now_ms = now_ms
         self.seen: set[str] = set()
@@ -146,6 +157,7 @@ class BatchPlanner:
             filters=self.filters.get(intent.symbol),
             no_new_positions=self.no_new,
             max_price_age_ms=self.limits.max_price_age_ms,
+            sizing=self.sizing,
             now_ms=self.now_ms,
         )
         if plan.order is None:
@@ -173,6 +185,11 @@ class BatchPlanner:
     def _record(self, t: Transition) -> Transition:
         if t.expected is not None:
             t = replace(t, expected=self.stored.get(t.symbol, ""))
+        old = self.positions.get(t.symbol)
+        if t.op != "none":
+            grown = (t.new_position.notional_usd if t.op == "set" and t.new_position is not None else 0.0) - (
+                old.notional_usd if old is not None else 0.0)
+            self.sizing = replace(self.sizing, exposure_room_usd=self.sizing.exposure_room_usd - grown)
         if t.op == "set" and t.new_position is not None:
             self.positions[t.symbol] = t.new_position
             self.stored[t.symbol] = t.new_position.to_json()

@@ -11,8 +11,13 @@ Conventions:
 - a reduce-only intent's ``side`` is the order side (SELL reduces a long), as on
   the exchange; it closes ``min(intent qty, position qty)`` and closes the whole
   position when the rest would be below min qty / min notional.
-- qty = ``position_size_usd × leverage / price`` rounded DOWN to the step size;
-  below ``min_qty`` or ``min_notional`` → REJECTED ``min_notional``.
+- qty = ``position_size_usd × leverage / price`` rounded DOWN to the step size; below ``min_qty``
+  or ``min_notional`` it is raised to the smallest step multiple the exchange accepts when that
+  notional fits :class:`SizeLimits` (``executor.maxPositionUsd`` and the room left under
+  ``gate.maxExposureUsd``), else REJECTED ``below_min_notional:need_usd=…,max_usd=…``.
+- liquidation at entry: with isolated margin at the intent's leverage L and maintenance margin
+  rate m, a long is liquidated at ``price × (1 − 1/L + m)``, a short at ``price × (1 + 1/L − m)``;
+  a stop at or beyond that price → REJECTED ``liquidation_before_stop:liq=…,stop=…,leverage=…``.
 - paper slippage is adverse, in [0, ``maxSlippageBps``], deterministic from a key
   (the client order id); fee = notional × ``feeBps``.
 - realised PnL = (exit − entry) · qty · dir − entry fee share − exit fee.
@@ -48,8 +53,10 @@ REJECT_STALE_PRICE: Final = "stale_price"
 REJECT_POSITION_EXISTS: Final = "position_exists"
 REJECT_NO_POSITION: Final = "no_position"
 REJECT_REDUCE_SIDE: Final = "reduce_only_side_mismatch"
-REJECT_MIN_NOTIONAL: Final = "min_notional"
+REJECT_BELOW_MIN_NOTIONAL: Final = "below_min_notional"  # + ":need_usd=…,max_usd=…"
+REJECT_LIQUIDATION: Final = "liquidation_before_stop"  # + ":liq=…,stop=…,leverage=…"
 REJECT_MAX_QTY: Final = "max_qty"
+VENUE_MIN_NOTIONAL: Final = "min_notional"  # an exchange's own refusal of a too-small order: sizing, not an error
 
 # Rejections decided by policy/sizing before any venue call: not execution errors (kill score).
 POLICY_REJECTIONS: Final = frozenset(
@@ -61,9 +68,16 @@ POLICY_REJECTIONS: Final = frozenset(
         REJECT_POSITION_EXISTS,
         REJECT_NO_POSITION,
         REJECT_REDUCE_SIDE,
-        REJECT_MIN_NOTIONAL,
+        REJECT_BELOW_MIN_NOTIONAL,
+        REJECT_LIQUIDATION,
         REJECT_MAX_QTY,
+        VENUE_MIN_NOTIONAL,
     }
+)
+#: every reason code :func:`plan_execution` can reject with (the part before ``:``), in check order
+REASONS: Final = (
+    REJECT_NO_NEW_POSITIONS, REJECT_UNKNOWN_SYMBOL, REJECT_NO_PRICE, REJECT_STALE_PRICE, REJECT_NO_POSITION,
+    REJECT_REDUCE_SIDE, REJECT_POSITION_EXISTS, REJECT_LIQUIDATION, REJECT_BELOW_MIN_NOTIONAL, REJECT_MAX_QTY,
 )
 
 _EPS: Final = 1e-9
@@ -98,6 +112,28 @@ def floor_to_step(value: float, step: float) -> float:
         return value
     n = math.floor(value / step + _EPS)
     return round(n * step, _decimals(step) + 2)
+
+
+def ceil_to_step(value: float, step: float) -> float:
+    """Round UP to a multiple of ``step`` (tolerant of float noise)."""
+    if step <= 0:
+        return value
+    n = math.ceil(value / step - _EPS)
+    return round(n * step, _decimals(step) + 2)
+
+
+def min_order_qty(filters: Filters, price: float) -> float:
+    """The smallest quantity on the step grid the exchange accepts at ``price`` (min qty and min notional)."""
+    return ceil_to_step(max(filters.min_qty, filters.min_notional / price), filters.step_size)
+
+
+def liquidation_price(*, side: Side, price: float, leverage: float, maintenance_margin_rate: float) -> float:
+    """Isolated-margin liquidation price of a position opened at ``price``: the margin (notional / L)
+    is gone down to the maintenance margin (m × notional). Fees and funding are ignored."""
+    lev = max(leverage, 1e-9)
+    if side == "BUY":
+        return max(0.0, price * (1.0 - 1.0 / lev + maintenance_margin_rate))
+    return price * (1.0 + 1.0 / lev - maintenance_margin_rate)
 
 
 def round_to_tick(price: float, tick: float, *, direction: Literal["down", "up", "nearest"] = "nearest") -> float:
@@ -155,6 +191,48 @@ def _reject(reason: str) -> Plan:
     return Plan(kind="reject", reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """What an opening order may grow to when raised to the exchange minimum, and the liquidation assumption."""
+
+    max_position_usd: float  # executor.maxPositionUsd: notional cap of a raised position
+    exposure_room_usd: float  # gate.maxExposureUsd − open gross notional (inf-safe: ≤ 0 → no raise)
+    maintenance_margin_rate: float  # executor.maintenanceMarginRate
+
+    @property
+    def max_raise_usd(self) -> float:
+        return max(0.0, min(self.max_position_usd, self.exposure_room_usd))
+
+
+def reason_below_min_notional(need_usd: float, max_usd: float) -> str:
+    return f"{REJECT_BELOW_MIN_NOTIONAL}:need_usd={need_usd:.2f},max_usd={max_usd:.2f}"
+
+
+def reason_liquidation(liq: float, stop: float, leverage: float) -> str:
+    return f"{REJECT_LIQUIDATION}:liq={liq:.6g},stop={stop:.6g},leverage={leverage:g}"
+
+
+def liquidation_reason(intent: TradeIntent, *, price: float, maintenance_margin_rate: float) -> str | None:
+    """``liquidation_before_stop:…`` when the intent's stop lies at or beyond its liquidation price."""
+    if intent.stop_loss <= 0:
+        return None
+    liq = liquidation_price(side=intent.side, price=price, leverage=intent.leverage,
+                            maintenance_margin_rate=maintenance_margin_rate)
+    beyond = intent.stop_loss <= liq if intent.side == "BUY" else intent.stop_loss >= liq
+    return reason_liquidation(liq, intent.stop_loss, intent.leverage) if beyond else None
+
+
+def opening_qty(qty: float, *, filters: Filters, price: float, sizing: SizeLimits) -> float | str:
+    """``qty`` when the exchange accepts it; else the exchange minimum when it fits ``sizing``;
+    else the ``below_min_notional:…`` reason."""
+    if qty > 0 and qty >= filters.min_qty - _EPS and qty * price >= filters.min_notional - _EPS:
+        return qty
+    need = min_order_qty(filters, price)
+    if need * price > sizing.max_raise_usd + _EPS:
+        return reason_below_min_notional(need * price, sizing.max_raise_usd)
+    return need
+
+
 def plan_execution(
     intent: TradeIntent,
     *,
@@ -164,6 +242,7 @@ def plan_execution(
     filters: Filters | None,
     no_new_positions: bool,
     max_price_age_ms: float,
+    sizing: SizeLimits,
     now_ms: int,
 ) -> Plan:
     """Size, round and sanity-check one EXECUTE decision (first failing check wins)."""
@@ -195,8 +274,13 @@ def plan_execution(
     else:
         if position is not None:
             return _reject(REJECT_POSITION_EXISTS)
-        if qty <= 0 or qty < filters.min_qty - _EPS or qty * mark_price < filters.min_notional - _EPS:
-            return _reject(REJECT_MIN_NOTIONAL)
+        liquidation = liquidation_reason(intent, price=mark_price, maintenance_margin_rate=sizing.maintenance_margin_rate)
+        if liquidation is not None:
+            return _reject(liquidation)
+        sized = opening_qty(qty, filters=filters, price=mark_price, sizing=sizing)
+        if isinstance(sized, str):
+            return _reject(sized)
+        qty = sized
         if filters.max_qty > 0 and qty > filters.max_qty + _EPS:
             return _reject(REJECT_MAX_QTY)
         close_all = False

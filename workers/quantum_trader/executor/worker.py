@@ -35,6 +35,7 @@ from quantum_trader.executor.batch import (
     limits_from,
     pending_intent,
     reject_unknown,
+    size_limits,
 )
 from quantum_trader.executor.core import (
     Filters,
@@ -48,7 +49,8 @@ from quantum_trader.executor.scripts import Applier
 from quantum_trader.executor.venue import Venue, VenueFill
 from quantum_trader.ledger.ledgers import decision_id_for, prune_ledgers
 from quantum_trader.ledger.positions import parse_positions
-from quantum_trader.ledger.risk import RiskState, utc_day
+from quantum_trader.ledger.risk import OPEN_NOTIONAL, RiskState, utc_day
+from quantum_trader.ledger.risk import open_notional as open_notional_of
 from quantum_trader.ledger.scripts import (
     ALREADY_EXECUTED,
     APPLIED,
@@ -169,6 +171,7 @@ class Executor:
         mr.add("HMGET", k.pending_intents, *ids)
         mr.add("HMGET", k.positions, *symbols)
         mr.add("EXISTS", k.control_no_new_positions)
+        mr.add("HGET", k.risk_state, OPEN_NOTIONAL)
         for s in symbols:
             mr.add("HMGET", k.position_snapshot(s), *READ_FIELDS)
         res = await mr.run(self._read)
@@ -176,10 +179,12 @@ class Executor:
         positions, bad = parse_positions(stored)
         if bad:
             self.log.warn("POSITION_UNREADABLE", symbols=bad)
+        open_notional = open_notional_of({OPEN_NOTIONAL: _str(res[4])} if res[4] is not None else {})
         planner = BatchPlanner(
             stored=stored, positions=positions, filters=self.filters, no_new_positions=bool(res[3]),
-            snapshots={s: parse_snapshot(r) for s, r in zip(symbols, res[4:], strict=True)},
-            limits=self.limits, mode=self.mode, now_ms=now_ms,
+            snapshots={s: parse_snapshot(r) for s, r in zip(symbols, res[5:], strict=True)},
+            limits=self.limits, sizing=size_limits(self.settings, self.limits, open_notional_usd=open_notional),
+            mode=self.mode, now_ms=now_ms,
         )
         return res[0], res[1], planner
 

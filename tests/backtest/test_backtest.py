@@ -147,7 +147,7 @@ TRAINED = ("  ai: {historyBars: 1700, trainSymbols: 3%s}\n  router: {minConfiden
            "  executor: {baseSizeUsd: 60}\n")
 
 
-def _trained(tmp: Path, data: Path, out: str, *, extra_ai: str = "") -> tuple[dict[str, Any], str]:
+def _trained(tmp: Path, data: Path, out: str, *args: str, extra_ai: str = "") -> tuple[dict[str, Any], str]:
     """Walk-forward with enough history for real trainings (1700 15m bars), over the last 1.5 days."""
     profile = profile_file(tmp, data)
     profile.write_text(profile.read_text().replace("  ai: {historyBars: 600, trainSymbols: 3}\n", "")
@@ -155,13 +155,13 @@ def _trained(tmp: Path, data: Path, out: str, *, extra_ai: str = "") -> tuple[di
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         assert main(["backtest", "--profile", str(profile), "--out", str(tmp / out), "--start", "2023-11-12T12:00",
-                     "--no-plots"]) == 0
+                     "--no-plots", *args]) == 0
     return json.loads((tmp / out / "report.json").read_text()), buf.getvalue()
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, replay_15m: Path) -> tuple[dict[str, Any], str]:
-    return _trained(tmp_path_factory.mktemp("cf"), replay_15m, "cf")
+    return _trained(tmp_path_factory.mktemp("cf"), replay_15m, "cf", "--jobs", "2")
 
 
 def test_the_counterfactual_best_baseline_sits_beside_the_model(trained: tuple[dict[str, Any], str]) -> None:
@@ -185,3 +185,15 @@ def test_with_no_model_promoted_the_counterfactual_is_the_run_itself(tmp_path: P
     assert (cf["trades"], cf["net_pnl_usd"], cf["hit_rate"]) == (doc["trades"], doc["net_pnl_usd"], doc["hit_rate"])
     assert cf["model_minus_counterfactual_usd"] == 0.0
     assert "net per trade" in summary
+
+
+def test_trainings_in_parallel_processes_give_the_same_report(
+    trained: tuple[dict[str, Any], str], tmp_path: Path, replay_15m: Path
+) -> None:
+    parallel, _ = trained  # --jobs 2: the walk-forward trainings in two forked processes
+    serial, _ = _trained(tmp_path, replay_15m, "serial", "--jobs", "1")
+    assert len(serial["models"]) >= 2
+    for doc in (parallel, serial):
+        doc.pop("seconds")
+        doc.pop("timings_seconds")
+    assert parallel == serial

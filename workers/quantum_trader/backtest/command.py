@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -25,7 +26,12 @@ from quantum_trader.ai.features import WINDOW
 from quantum_trader.backtest import report as rep
 from quantum_trader.backtest.data import MarketData, load_replay, load_sim, replay_range
 from quantum_trader.backtest.engine import Engine, Result
-from quantum_trader.backtest.history import ModelSlot, UniverseEvent, universe_schedule, walk_forward_models
+from quantum_trader.backtest.history import (
+    ModelSlot,
+    UniverseEvent,
+    train_walk_forward_models,
+    universe_schedule,
+)
 from quantum_trader.backtest.signals import SignalPlan, decision_times, plan_signals
 from quantum_trader.core.profile import TradingProfile, parse_duration
 from quantum_trader.market.base import TIMEFRAME_MS, ExchangeError
@@ -199,6 +205,7 @@ def without_cyclic_gc(fn: Callable[P, R]) -> Callable[P, R]:
 def execute(
     profile: TradingProfile, *, start: int, end: int, data: MarketData, retrain_s: float, models: list[ModelSlot] | None,
     in_sample: bool, progress: Progress, oracle: bool, paper_fills: bool = False, counterfactual: bool = True,
+    jobs: int = 1,
 ) -> Run:
     spec = profile.spec
     timings: dict[str, float] = {}
@@ -213,8 +220,8 @@ def execute(
     if models is None:
         n_train = len(range(start, end, max(1, int(retrain_s * 1000))))
         progress.begin("training", n_train)
-        models = asyncio.run(walk_forward_models(data, spec=spec, start_ms=start, end_ms=end, every_s=retrain_s,
-                                                 tick=lambda _: progress.step()))
+        models = train_walk_forward_models(data, spec=spec, start_ms=start, end_ms=end, every_s=retrain_s,
+                                           jobs=jobs, tick=lambda _: progress.step())
     timings["training"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     steps = decision_times(start_ms=start, end_ms=end, timeframe=spec.ai.timeframe)
@@ -352,6 +359,8 @@ def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None
         retrain_s = parse_duration(args.retrain) if args.retrain else profile.spec.ai.retrain_interval
         if retrain_s <= 0:
             raise BacktestError("--retrain must be > 0")
+        if args.jobs < 0:
+            raise BacktestError(f"--jobs must be >= 0 (got {args.jobs}; 0: one per CPU)")
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
         t0 = time.perf_counter()
         data = load(profile, start=start, end=end, symbols=symbols)
@@ -364,7 +373,7 @@ def run(args: argparse.Namespace, *, profile: TradingProfile, out: TextIO | None
         progress = Progress(stderr, enabled=stderr.isatty() and not args.json, lines=not args.json)
         r = execute(profile, start=start, end=end, data=data, retrain_s=retrain_s, models=models,
                     in_sample=in_sample, progress=progress, oracle=not args.no_oracle,
-                    paper_fills=args.fills == "paper")
+                    paper_fills=args.fills == "paper", jobs=args.jobs or os.cpu_count() or 1)
     except (BacktestError, ExchangeError, ValueError) as exc:
         print(f"qt backtest: {exc}", file=stderr)
         return EXIT_FAIL

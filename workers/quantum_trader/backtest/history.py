@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,6 +163,44 @@ async def walk_forward_models(
         tick("training")
         t += step
     return out
+
+
+_SHARED: tuple[MarketData, TradingProfileSpec] | None = None  # what forked training processes read
+
+
+def _train_in_child(at_ms: int) -> ModelSlot:
+    if _SHARED is None:
+        raise RuntimeError("no data shared with the training process")
+    data, spec = _SHARED
+    return asyncio.run(train_at(data, spec=spec, at_ms=at_ms))
+
+
+def train_walk_forward_models(
+    data: MarketData, *, spec: TradingProfileSpec, start_ms: int, end_ms: int, every_s: float, jobs: int, tick: Tick
+) -> list[ModelSlot]:
+    """:func:`walk_forward_models` with the trainings spread over ``jobs`` processes.
+
+    The trainings are independent (each reads only the bars before its own time), so they run in
+    forked processes that share the loaded data; each trains single-threaded (``TrainParams.threads``,
+    as ``qt train``) with its fixed seed, and the slots come back in time order: the same models as
+    one process, sooner. ``jobs`` 1 (or a platform without ``fork``) trains in this process.
+    """
+    global _SHARED
+    times = list(range(start_ms, end_ms, max(1, int(every_s * 1000))))
+    jobs = min(jobs, len(times))
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return asyncio.run(walk_forward_models(data, spec=spec, start_ms=start_ms, end_ms=end_ms, every_s=every_s,
+                                               tick=tick))
+    _SHARED = (data, spec)
+    try:
+        out: list[ModelSlot] = []
+        with multiprocessing.get_context("fork").Pool(processes=jobs) as pool:
+            for slot in pool.imap(_train_in_child, times):
+                out.append(slot)
+                tick("training")
+        return out
+    finally:
+        _SHARED = None
 
 
 def fallback_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:

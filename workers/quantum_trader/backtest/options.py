@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retrain", help="retrain cadence, e.g. 7d (default: spec.ai.retrainInterval)")
     p.add_argument("--symbols", help="restrict the market to these symbols (comma-separated)")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="walk-forward trainings in N processes at once (default: one per CPU; 1: this process)")
     p.add_argument(
         "--fills", choices=("market", "paper"), default="market",
         help="market: next open + half spread + slippage (default); paper: exactly the live paper venue "

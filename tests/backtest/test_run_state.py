@@ -27,7 +27,7 @@ POSITION = Position(symbol="BTCUSDT", side="BUY", qty=0.002, entry_price=50_000.
                     opened_ts=1_700_000_000_000, order_id="PAPER-seeded", intent_id="seeded")
 
 
-def qt_run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def qt_run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # its own embedded Redis
     return subprocess.run(
         [sys.executable, "-m", "quantum_trader.cli", "run", "--no-view", "--http-port", "0", *args],

@@ -7,7 +7,7 @@ cycle when due (``cycle_once``, publishing to Redis), the ai worker (``on_bar_cl
 router's admission and batch (``Router.admit`` → snapshot ``cycle`` → ``Router.decide``), the gate
 (``Gate.handle``) and the executor (``Executor.handle``), each reading what the previous one
 wrote to its stream. The backtest runs the same span with ``--fills paper`` (the live paper venue:
-fill at the mark, no spread). Signals, intents, gate decisions, fills and closed trades must be
+fill at the mark across half the profile's spread). Signals, intents, gate decisions, fills and closed trades must be
 identical; otherwise the test names the first difference.
 """
 

@@ -13,7 +13,7 @@ from quantum_trader.ledger.snapshots import SnapshotInfo
 
 NOW = 1_700_000_000_000
 F = {"BTCUSDT": Filters(tick_size=0.1, step_size=0.001, min_notional=5.0, min_qty=0.001, max_qty=1000.0)}
-VENUE = PaperVenue(settings=ExecutorSettings(), filters=F)
+VENUE = PaperVenue(settings=ExecutorSettings(), filters=F, spread_bps=0.0)
 LIMITS = limits_from(GateSettings(), AiSettings())
 
 

@@ -26,7 +26,7 @@ from quantum_trader.executor.core import (
 )
 from quantum_trader.executor.paper import PaperVenue
 from quantum_trader.executor.state import Position, RiskState
-from quantum_trader.executor.venue import VenueFill
+from quantum_trader.executor.venue import VenueFill, VenueOrder
 
 NOW = 1_700_000_000_000
 F = Filters(tick_size=0.1, step_size=0.001, min_notional=5.0, min_qty=0.001, max_qty=1000.0)
@@ -177,7 +177,7 @@ def test_paper_order_id_format_and_determinism() -> None:
 
 
 async def test_paper_venue_fills_at_mark_with_fee_and_is_idempotent() -> None:
-    venue = PaperVenue(settings=SETTINGS, filters={"BTCUSDT": F})
+    venue = PaperVenue(settings=SETTINGS, filters={"BTCUSDT": F}, spread_bps=0.0)
     p = plan(intent())
     assert p.order is not None
     a, b = await venue.submit(p.order), await venue.submit(p.order)
@@ -185,6 +185,23 @@ async def test_paper_venue_fills_at_mark_with_fee_and_is_idempotent() -> None:
     assert 100.0 <= a.price <= 100.0 * 1.001
     assert a.fee_usd == pytest.approx(a.qty * a.price * 4 / 10_000)
     assert await venue.positions() is None
+
+
+@pytest.mark.parametrize("iid", ["a", "b", "c", "d"])
+def test_paper_venue_crosses_half_the_spread_on_each_side_before_its_slippage(iid: str) -> None:
+    venue = PaperVenue(settings=SETTINGS, filters={"BTCUSDT": F}, spread_bps=20.0)  # half = 10 bps = 0.1
+    buy = venue.fill(VenueOrder(iid, iid, "BTCUSDT", "BUY", 0.2, 100.0))
+    sell = venue.fill(VenueOrder(iid, iid, "BTCUSDT", "SELL", 0.2, 100.0))
+    assert 100.1 <= buy.price <= 100.1 * 1.001 + 1e-9 and 99.9 * 0.999 - 1e-9 <= sell.price <= 99.9
+    assert buy.fee_usd == pytest.approx(0.2 * buy.price * 4 / 10_000)
+
+
+def test_paper_venue_crosses_to_the_snapshot_quote_when_it_has_one() -> None:
+    venue = PaperVenue(settings=ExecutorSettings(maxSlippageBps=0), filters={"BTCUSDT": F}, spread_bps=20.0)
+    order = VenueOrder("q", "q", "BTCUSDT", "BUY", 0.2, 100.0, bid=99.7, ask=100.3)
+    assert venue.fill(order).price == 100.3
+    assert venue.fill(replace(order, side="SELL")).price == 99.7
+    assert venue.fill(replace(order, bid=0.0, ask=0.0)).price == 100.1  # unknown quote: the profile's spread
 
 
 def test_open_fill_builds_position_result_and_opened_event() -> None:

@@ -37,7 +37,7 @@ def executor(client: aredis.Redis, **spec: object) -> Executor:
     filters = filters_by_symbol([market(s) for s in SYMBOLS[:10]])
     return Executor(
         redis=client, keys=KEYS, settings=prof.spec.executor, limits=limits_from(prof.spec.gate, prof.spec.ai),
-        venue=PaperVenue(settings=prof.spec.executor, filters=filters), filters=filters,
+        venue=PaperVenue(settings=prof.spec.executor, filters=filters, spread_bps=prof.spec.universe.spread_bps), filters=filters,
         log=EventLog(worker="executor", profile="gx"),
     )
 
@@ -319,3 +319,19 @@ async def test_paper_monitor_corrects_a_wrong_open_orders_count(aredis_client: a
     await aredis_client.set(KEYS.open_orders, "7")  # e.g. edited by hand
     await ex.monitor_once(now_ms=now_ms())
     assert await aredis_client.get(KEYS.open_orders) == b"1"
+
+
+async def test_a_snapshot_with_bid_and_ask_fills_the_paper_buy_at_the_ask_and_the_exit_crosses_the_spread(
+    aredis_client: aredis.Redis,
+) -> None:
+    ex = executor(aredis_client, executor={"maxSlippageBps": 0})
+    await aredis_client.hset(KEYS.position_snapshot("T000USDT"),
+                             mapping={**snapshot_mapping(100.0, now_ms()), "bid": "99.8", "ask": "100.2"})
+    await ex.handle([await decide(aredis_client, make_intent("q-1", sl=90.0))], now_ms=now_ms())
+    (res,) = await results(aredis_client)
+    assert (res.status, res.price) == ("FILLED", 100.2)  # the ask, not the mark
+    await aredis_client.hset(KEYS.position_snapshot("T000USDT"), mapping=snapshot_mapping(89.0, now_ms()))
+    assert await ex.monitor_once(now_ms=now_ms()) == 1
+    closed = [e for e in await events(aredis_client) if e.event == "CLOSED"]
+    spread = profile().spec.universe.spread_bps  # no quote on the monitor's mark: the profile's spread
+    assert closed[0].close_reason == "stop_loss" and closed[0].exit_price == pytest.approx(89.0 * (1 - spread / 2e4))

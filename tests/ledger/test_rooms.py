@@ -79,3 +79,11 @@ def test_in_flight_summary_fails_closed_on_unreadable_values() -> None:
     assert (busy, notional) == (frozenset({("AUSDT", "BUY")}), 12.5)
     busy, notional = intents.parse_summary(fields, [None, "x", "nan?"])
     assert busy == frozenset({("AUSDT", "SELL")}) and notional == float("inf")
+
+
+def test_a_snapshot_quote_is_read_when_sane_and_otherwise_unknown_without_losing_the_mark() -> None:
+    parse = snapshots.parse_snapshot
+    assert parse(["100", "5", "99.9", "100.1"]) == snapshots.SnapshotInfo(100.0, 5, bid=99.9, ask=100.1)
+    for bid, ask in (("x", "100.1"), ("100.2", "100.1"), ("0", "100.1"), (None, "100.1"), ("99.9", "inf")):
+        assert parse(["100", "5", bid, ask]) == snapshots.SnapshotInfo(100.0, 5)
+    assert parse(["100", "5"]) == snapshots.SnapshotInfo(100.0, 5)

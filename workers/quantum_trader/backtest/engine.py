@@ -210,7 +210,8 @@ class Engine:
         return self.data.get(symbol, tf), tf
 
     def _spread(self, symbol: str) -> float:
-        return 0.0 if self.paper_fills else self.data.spread_bps[symbol]
+        # the live paper venue charges the profile's spread around the mark; the market fill the symbol's own
+        return self.spec.universe.spread_bps if self.paper_fills else self.data.spread_bps[symbol]
 
     def mark(self, symbol: str, at_ms: int) -> float | None:
         """:func:`mark_at`; at decision times from one vectorised lookup per symbol over every step."""

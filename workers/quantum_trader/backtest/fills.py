@@ -1,12 +1,13 @@
 """Fills and exits over frozen bars (pure): the next available price, spread, slippage, fees, funding.
 
 * **Paper fills** (``--fills paper``): exactly the live paper venue — the reference is the mark the
-  executor planned with, no spread; slippage, tick rounding and fee as below (used by the parity test).
+  executor planned with, half the profile's ``universe.spreadBps`` crossed; slippage, tick rounding
+  and fee as below (used by the parity test).
 * **Entry/exit fill**: the reference is the next available price after the decision — the open of
-  the finest bar that opens at (or after) the decision time; half the spread is added against the
-  taker, then the paper venue's own slippage and tick rounding
-  (:func:`~quantum_trader.executor.core.paper_fill_price`, deterministic from the client order id),
-  and the taker fee on the filled notional.
+  the finest bar that opens at (or after) the decision time; half the symbol's spread is crossed
+  (:func:`~quantum_trader.executor.core.quote`, as the paper venue), then the paper venue's own
+  slippage and tick rounding (:func:`~quantum_trader.executor.core.paper_fill`, deterministic from
+  the client order id), and the taker fee on the filled notional.
 * **Exits** use the executor's own rule (:func:`~quantum_trader.executor.core.exit_reason`) on the
   finest bars: with 1m bars, on each bar's close — the mark the live SL/TP monitor sees; with
   coarser bars on the bar's low/high (intrabar excursions would otherwise be missed), filled at the
@@ -26,8 +27,8 @@ from typing import Final, Literal
 import numpy as np
 
 from quantum_trader.backtest.data import Funding, Series
-from quantum_trader.executor.core import fee_usd, paper_fill_price, paper_order_id, paper_slippage_bps
-from quantum_trader.executor.venue import VenueFill
+from quantum_trader.executor.core import paper_fill, quote
+from quantum_trader.executor.venue import VenueFill, VenueOrder
 from quantum_trader.market.base import TIMEFRAME_MS
 
 Side = Literal["BUY", "SELL"]
@@ -51,14 +52,12 @@ def fill(
     max_slippage_bps: float, fee_bps: float,
 ) -> Fill:
     direction = 1.0 if side == "BUY" else -1.0
-    half = max(mid * spread_bps / 2e4, tick / 2.0) if spread_bps > 0 else 0.0
-    quoted = mid + direction * half
-    slip = paper_slippage_bps(client_order_id, max_slippage_bps)
-    price, _ = paper_fill_price(side=side, reference=quoted, slippage_bps=slip, tick=tick,
-                                max_slippage_bps=max_slippage_bps)
-    venue = VenueFill(status="FILLED", order_id=paper_order_id(client_order_id), qty=qty, price=price,
-                      fee_usd=fee_usd(qty * price, fee_bps))
-    return Fill(venue=venue, mid=mid, spread_usd=half * qty, slippage_usd=(price - quoted) * direction * qty)
+    quoted = quote(side, mid=mid, spread_bps=spread_bps, tick=tick)
+    order = VenueOrder(intent_id=client_order_id, client_order_id=client_order_id, symbol="", side=side, qty=qty,
+                       reference_price=mid)
+    venue = paper_fill(order, spread_bps=spread_bps, tick=tick, max_slippage_bps=max_slippage_bps, fee_bps=fee_bps)
+    return Fill(venue=venue, mid=mid, spread_usd=(quoted - mid) * direction * qty,
+                slippage_usd=(venue.price - quoted) * direction * qty)
 
 
 def next_price(series: Series, timeframe: str, at_ms: int) -> float | None:

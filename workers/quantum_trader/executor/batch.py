@@ -164,6 +164,8 @@ class BatchPlanner:
             t = reject_transition(intent, decision_id=d.decision_id, reason=plan.reason, mode=self.mode,
                                   now_ms=self.now_ms)
             return Step(d, intent, plan, decided=t)
+        if snap is not None and snap.bid > 0:  # the quote the order crosses (paper), when the snapshot has one
+            plan = replace(plan, order=replace(plan.order, bid=snap.bid, ask=snap.ask))
         return Step(d, intent, plan)
 
     def settle(self, step: Step, outcome: VenueFill | str | None = None) -> Transition:

@@ -174,6 +174,33 @@ def fee_usd(notional: float, fee_bps: float) -> float:
     return notional * fee_bps / 10_000.0
 
 
+def half_spread(*, mid: float, spread_bps: float, tick: float) -> float:
+    """Half the quoted spread around ``mid`` (price units): ``spread_bps`` of it, at least half a tick."""
+    return max(mid * spread_bps / 2e4, tick / 2.0) if spread_bps > 0 else 0.0
+
+
+def quote(side: Side, *, mid: float, spread_bps: float, tick: float, bid: float = 0.0, ask: float = 0.0) -> float:
+    """The price a taker crosses to: the ask (BUY) or bid (SELL) when known, else ``mid`` ± half the spread."""
+    if 0 < bid <= ask:
+        return ask if side == "BUY" else bid
+    h = half_spread(mid=mid, spread_bps=spread_bps, tick=tick)
+    return mid + h if side == "BUY" else mid - h
+
+
+def paper_fill(
+    order: VenueOrder, *, spread_bps: float, tick: float, max_slippage_bps: float, fee_bps: float
+) -> VenueFill:
+    """The paper venue's fill: the half spread crossed (:func:`quote`), then the adverse slippage
+    (deterministic from the client order id) and tick rounding, then the taker fee on the notional."""
+    quoted = quote(order.side, mid=order.reference_price, spread_bps=spread_bps, tick=tick, bid=order.bid,
+                   ask=order.ask)
+    slip = paper_slippage_bps(order.client_order_id, max_slippage_bps)
+    price, _ = paper_fill_price(side=order.side, reference=quoted, slippage_bps=slip, tick=tick,
+                                max_slippage_bps=max_slippage_bps)
+    return VenueFill(status="FILLED", order_id=paper_order_id(order.client_order_id), qty=order.qty, price=price,
+                     fee_usd=fee_usd(order.qty * price, fee_bps))
+
+
 # -- planning ------------------------------------------------------------------------------------
 
 

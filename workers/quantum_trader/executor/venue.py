@@ -23,6 +23,8 @@ class VenueOrder:
     qty: float  # already rounded to the step size
     reference_price: float  # the snapshot/mark price the decision was made at
     reduce_only: bool = False
+    bid: float = 0.0  # the snapshot's best bid/ask when it carries them (0 = unknown): the paper venue
+    ask: float = 0.0  # crosses to them; otherwise it charges the profile's spread around the mark
 
 
 @dataclass(frozen=True, slots=True)

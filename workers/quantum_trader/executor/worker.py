@@ -60,7 +60,7 @@ from quantum_trader.ledger.scripts import (
     SYNC_OPEN_ORDERS_LUA,
     MultiRead,
 )
-from quantum_trader.ledger.snapshots import READ_FIELDS, parse_snapshot
+from quantum_trader.ledger.snapshots import QUOTE_FIELDS, READ_FIELDS, parse_snapshot
 from quantum_trader.market.base import Exchange, ExchangeError
 
 REJECT_EXECUTOR_ERROR: Final = "executor_error"
@@ -173,7 +173,7 @@ class Executor:
         mr.add("EXISTS", k.control_no_new_positions)
         mr.add("HGET", k.risk_state, OPEN_NOTIONAL)
         for s in symbols:
-            mr.add("HMGET", k.position_snapshot(s), *READ_FIELDS)
+            mr.add("HMGET", k.position_snapshot(s), *QUOTE_FIELDS)
         res = await mr.run(self._read)
         stored = {s: _str(v) for s, v in zip(symbols, res[2], strict=True) if v is not None}
         positions, bad = parse_positions(stored)
@@ -383,7 +383,7 @@ def build_venue(ctx: WorkerContext, *, filters: dict[str, Filters]) -> Venue | N
     if spec.mode == "paper":
         from quantum_trader.executor.paper import PaperVenue
 
-        return PaperVenue(settings=spec.executor, filters=filters)
+        return PaperVenue(settings=spec.executor, filters=filters, spread_bps=spec.universe.spread_bps)
     try:
         from quantum_trader.executor.venue_exchange import ExchangeVenue
     except ImportError as exc:

@@ -15,13 +15,18 @@ POSITION_AMT: Final = "position_amt"
 ENTRY_PRICE: Final = "entry_price"
 UNREALIZED_PNL: Final = "unrealized_pnl"
 TS: Final = "ts"
-READ_FIELDS: Final = (MARK_PRICE, TS)  # what the gate and the executor read (HMGET order)
+BID: Final = "bid"  # optional: best bid when the writer knows it (the paper venue sells there)
+ASK: Final = "ask"  # optional: best ask (the paper venue buys there)
+READ_FIELDS: Final = (MARK_PRICE, TS)  # what the gate and the executor's monitor read (HMGET order)
+QUOTE_FIELDS: Final = (MARK_PRICE, TS, BID, ASK)  # what the executor plans an order with
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotInfo:
     mark_price: float
     ts_ms: int
+    bid: float = 0.0  # 0 = not known
+    ask: float = 0.0
 
 
 def _text(v: Any) -> str:
@@ -29,10 +34,20 @@ def _text(v: Any) -> str:
 
 
 def parse_snapshot(raw: list[Any] | None) -> SnapshotInfo | None:
-    """``HMGET snapshot mark_price ts`` → SnapshotInfo, or None when missing/malformed."""
+    """``HMGET snapshot mark_price ts [bid ask]`` → SnapshotInfo, or None when missing/malformed.
+    A missing, malformed or crossed bid/ask is just unknown (0): the mark is what the rules need."""
     if not raw or raw[0] is None or raw[1] is None:
         return None
     try:
-        return SnapshotInfo(mark_price=float(_text(raw[0])), ts_ms=int(float(_text(raw[1]))))
+        info = SnapshotInfo(mark_price=float(_text(raw[0])), ts_ms=int(float(_text(raw[1]))))
     except ValueError:
         return None
+    if len(raw) < 4 or raw[2] is None or raw[3] is None:
+        return info
+    try:
+        bid, ask = float(_text(raw[2])), float(_text(raw[3]))
+    except ValueError:
+        return info
+    if not (0 < bid <= ask < float("inf")):
+        return info
+    return SnapshotInfo(mark_price=info.mark_price, ts_ms=info.ts_ms, bid=bid, ask=ask)

@@ -26,6 +26,9 @@ class OperatorConfig:
     startup_grace: float = 120.0  # missing heartbeats / universe / availability tolerated this long (s)
     redis_timeout: float = 1.0  # connect/read timeout of the operator's Redis calls (s)
     log_format: str = "text"  # workers' log format when spec.workers.logFormat is '' (QT_LOG_FORMAT)
+    # one Redis ACL user per profile on the operator's Redis (QT_REDIS_ACL=managed, the default), or the
+    # shared URL Secret for every worker (QT_REDIS_ACL=off: a Redis where the operator may not run ACL SETUSER)
+    redis_acl: bool = True
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
@@ -48,4 +51,13 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         heartbeat_stale_after=_float(e, names.ENV_HEARTBEAT_STALE, 60.0),
         startup_grace=_float(e, names.ENV_STARTUP_GRACE, 120.0),
         log_format="json" if e.get(names.ENV_LOG_FORMAT) == "json" else "text",
+        redis_acl=_acl_mode(e.get(names.ENV_REDIS_ACL, "")),
     )
+
+
+def _acl_mode(raw: str) -> bool:
+    if raw in ("", "managed"):
+        return True
+    if raw == "off":
+        return False
+    raise ValueError(f"{names.ENV_REDIS_ACL}={raw!r}: expected managed or off")

@@ -48,6 +48,7 @@ COMPONENT_WORKER: Final = "worker"
 COMPONENT_CONFIG: Final = "config"
 COMPONENT_METRICS: Final = "metrics"
 COMPONENT_TRAIN: Final = "train"
+COMPONENT_REDIS_AUTH: Final = "redis-auth"
 
 # -- container layout ----------------------------------------------------------------------------
 CONTAINER_NAME: Final = "worker"
@@ -59,12 +60,16 @@ VOLUME_CONFIG: Final = "profile"
 VOLUME_TMP: Final = "tmp"
 VOLUME_CREDENTIALS: Final = "exchange-credentials"
 CREDENTIALS_DIR: Final = "/var/run/secrets/quantum/exchange"  # files apiKey, secret (market/credentials.py)
+VOLUME_REDIS_AUTH: Final = "redis-auth"
+REDIS_AUTH_DIR: Final = "/var/run/secrets/quantum/redis"  # file password (REDIS_PASSWORD_FILE)
 HTTP_PORT: Final = 8000
 PORT_NAME: Final = "metrics"
 RUN_AS_USER: Final = 10001
 
 # -- environment ----------------------------------------------------------------------------------
 ENV_REDIS_URL: Final = "REDIS_URL"
+ENV_REDIS_USERNAME: Final = "REDIS_USERNAME"  # the profile's Redis ACL user (core/acl.py)
+ENV_REDIS_PASSWORD_FILE: Final = "REDIS_PASSWORD_FILE"  # its password, a mounted Secret file
 ENV_HTTP_PORT: Final = "QT_HTTP_PORT"
 ENV_LOG_FORMAT: Final = "QT_LOG_FORMAT"
 ENV_CREDENTIALS_DIR: Final = "QT_EXCHANGE_CREDENTIALS_DIR"
@@ -76,11 +81,14 @@ ENV_REDIS_SECRET: Final = "QT_REDIS_SECRET"
 ENV_RECONCILE_INTERVAL: Final = "QT_RECONCILE_INTERVAL"
 ENV_HEARTBEAT_STALE: Final = "QT_HEARTBEAT_STALE_AFTER"
 ENV_STARTUP_GRACE: Final = "QT_STARTUP_GRACE"
+ENV_REDIS_ACL: Final = "QT_REDIS_ACL"  # managed (default): one Redis ACL user per profile; off: the shared URL
 
 # -- Secret keys ---------------------------------------------------------------------------------
 SECRET_KEY_REDIS_URL: Final = "url"
 SECRET_KEY_API_KEY: Final = "apiKey"
 SECRET_KEY_API_SECRET: Final = "secret"
+SECRET_KEY_USERNAME: Final = "username"  # the profile's Redis Secret <p>-redis-auth: username, password, url
+SECRET_KEY_PASSWORD: Final = "password"
 
 DEFAULT_WORKER_IMAGE: Final = "ghcr.io/quantum-trader/worker:0.1.0"
 DEFAULT_REDIS_SECRET: Final = "quantum-trader-redis"
@@ -117,3 +125,8 @@ def service_name(profile: str) -> str:
 
 def cronjob_name(profile: str) -> str:
     return f"{profile}-train"
+
+
+def redis_auth_secret_name(profile: str) -> str:
+    """The profile's own Redis credentials (ACL user name, password, URL without credentials)."""
+    return f"{profile}-redis-auth"

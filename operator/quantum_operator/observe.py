@@ -3,6 +3,10 @@
 Every call is bounded by short timeouts and never raises for an unreachable
 Redis: the caller gets ``RedisObs(reachable=False, error=...)`` and the status
 says Degraded, naming it. Keys come from ``quantum_trader.core.keys.Keys`` only.
+
+Replies are read undecoded (bytes) and parsed defensively: a non-UTF-8 byte in a stream entry, a
+heartbeat or the universe (a poison entry, a neighbour's garbage) is counted or ignored, never
+raised — the operator's reconcile must not die of what a worker wrote.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class RedisPool:
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
                 retry_on_timeout=False,
-                decode_responses=True,
+                decode_responses=False,  # bytes: a non-UTF-8 value must not fail inside the client
             )
             self._clients[url] = c
         return c
@@ -54,16 +58,16 @@ def _error(exc: BaseException) -> str:
 def _int(value: Any, default: int = 0) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # garbage, NaN, inf
         return default
 
 
-def parse_universe(raw: str | None) -> UniverseObs | None:
+def parse_universe(raw: bytes | str | None) -> UniverseObs | None:
     if not raw:
         return None
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError included
         return None
     if not isinstance(doc, Mapping):
         return None

@@ -26,8 +26,9 @@ def rules(*, peering: bool = False) -> list[Rule]:
         {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch"]},
-        # existence of referenced Secrets, and the Redis URL (key 'url') for heartbeats/pause flag
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        # existence of referenced Secrets, the Redis URL (key 'url') for heartbeats/pause flag, and each
+        # profile's own Redis credentials, Secret <p>-redis-auth (managed ACL: created, kept, never listed)
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
     if peering:  # only without --standalone (several operator replicas)

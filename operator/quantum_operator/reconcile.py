@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from quantum_trader.core import metrics
+from quantum_trader.core.acl import ProfileUser
+from quantum_trader.core.acl import username as acl_username
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import (
@@ -35,9 +37,11 @@ from quantum_operator import names
 from quantum_operator.config import OperatorConfig
 from quantum_operator.kube import Applied, KubeApi, KubeError, apply
 from quantum_operator.observe import RedisPool, observe, set_flag
+from quantum_operator.redis_acl import ensure_user, new_password, url_without_credentials
 from quantum_operator.render import (
     Manifest,
     Owner,
+    RedisAuth,
     RenderContext,
     build_all,
     collection_path,
@@ -131,6 +135,47 @@ def _secret_value(secret: Mapping[str, Any], key: str) -> str:
     return str((secret.get("stringData") or {}).get(key, "")).strip()
 
 
+async def _fetch_secrets(
+    kube: KubeApi, names_: tuple[str, ...], *, namespace: str, errors: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The referenced Secrets that exist, and the names of those missing (API failures go to ``errors``)."""
+    secrets: dict[str, Any] = {}
+    missing: list[str] = []
+    fetched = await asyncio.gather(
+        *(_secret(kube, namespace=namespace, name=n) for n in names_), return_exceptions=True
+    )
+    for secret_name, found in zip(names_, fetched, strict=True):
+        if isinstance(found, KubeError):
+            errors.append(f"Secret {secret_name}: {found}")
+        elif isinstance(found, BaseException):
+            raise found
+        elif found is None:
+            missing.append(secret_name)
+        else:
+            secrets[secret_name] = found
+    return secrets, missing
+
+
+async def _apply_objects(
+    kube: KubeApi, objects: list[Manifest], *, result: Result, errors: list[str], log: EventLog
+) -> None:
+    """The ConfigMap and the Redis Secret first (the pods mount them), then everything else concurrently."""
+    first = [o for o in objects if o["kind"] in ("ConfigMap", "Secret")]
+    rest = [o for o in objects if o["kind"] not in ("ConfigMap", "Secret")]
+    outcomes = [await _try_apply(kube, obj) for obj in first]
+    outcomes += await asyncio.gather(*(_try_apply(kube, obj) for obj in rest))
+    for obj, outcome in zip([*first, *rest], outcomes, strict=True):
+        if isinstance(outcome, KubeError):
+            errors.append(f"{obj['kind']} {obj['metadata']['name']}: {outcome}")
+            log.error("APPLY_FAILED", kind=obj["kind"], object=obj["metadata"]["name"], error=str(outcome))
+            continue
+        result.applied.append(outcome)
+        if outcome.outcome != "unchanged":
+            verb = "Created" if outcome.outcome == "created" else "Updated"
+            log.event("APPLIED", kind=outcome.kind, object=outcome.name, outcome=outcome.outcome)
+            result.events.append(Event(type="Normal", reason=verb, message=f"{verb} {outcome.kind} {outcome.name}"))
+
+
 @dataclass(slots=True)
 class Reconciler:
     """Holds the long-lived pieces (config, Redis clients); ``run`` is the reconcile."""
@@ -217,63 +262,58 @@ class Reconciler:
             obs = Observations(generation=generation, now_ms=now_ms, created_ms=created_ms, spec_error=error)
             return Result(build_status(obs, stale_after_s=stale, grace_s=grace, previous=previous))
 
+        result = Result(status={})
+        errors: list[str] = []
+
+        # Secrets: existence (workers cannot start without them) and the Redis URL.
+        plain_ctx = RenderContext(profile=name, namespace=namespace, redis_secret=self.config.redis_secret)
+        secrets, missing = await _fetch_secrets(kube, referenced_secrets(spec, plain_ctx), namespace=namespace,
+                                                errors=errors)
+        url, source = await self.redis_url(kube, spec, namespace=namespace, secrets=secrets)
+        keys = Keys(name, namespace=namespace)
+
+        # The profile's own Redis ACL user (managed ACL, the operator's Redis): its password is kept in
+        # the profile's Secret across reconciles; the user is (re)asserted on Redis before the pods start.
+        auth: RedisAuth | None = None
+        if self.config.redis_acl and not spec.redis.url_secret:
+            try:
+                auth = await self._profile_auth(kube, keys=keys, namespace=namespace, url=url)
+            except KubeError as exc:
+                errors.append(f"Secret {names.redis_auth_secret_name(name)}: {exc}")
+                log.error("REDIS_AUTH_SECRET_UNREADABLE", error=str(exc))
+                obs = Observations(generation=generation, now_ms=now_ms, created_ms=created_ms,
+                                   applied=False, apply_error="; ".join(errors))
+                return Result(build_status(obs, stale_after_s=stale, grace_s=grace, previous=previous))
+            if url:
+                user = ProfileUser(keys=keys, password=auth.password)
+                acl_outcome = await ensure_user(self.redis.client(url), user)
+                if acl_outcome.error and not acl_outcome.unreachable:
+                    errors.append(acl_outcome.error)
+                    log.error("REDIS_ACL_FAILED", user=user.name, error=acl_outcome.error)
+                elif acl_outcome.changed:
+                    log.event("REDIS_ACL_APPLIED", user=user.name, saved=acl_outcome.saved)
+
         ctx = RenderContext(
             profile=name,
             namespace=namespace,
             worker_image=self.config.worker_image,
             redis_secret=self.config.redis_secret,
             log_format=self.config.log_format,
+            redis_auth=auth,
             owner=Owner(name=name, uid=str(meta.get("uid", ""))),
         )
         objects = build_all(spec, ctx)
         adopt(objects)
         cfg_hash = config_hash(objects[0]["data"])
-        result = Result(status={})
-        errors: list[str] = []
-        # The ConfigMap first (the pods mount it), then everything else concurrently.
-        outcomes = [await _try_apply(kube, objects[0])]
-        outcomes += await asyncio.gather(*(_try_apply(kube, obj) for obj in objects[1:]))
-        for obj, outcome in zip(objects, outcomes, strict=True):
-            if isinstance(outcome, KubeError):
-                errors.append(f"{obj['kind']} {obj['metadata']['name']}: {outcome}")
-                log.error(
-                    "APPLY_FAILED", kind=obj["kind"], object=obj["metadata"]["name"], error=str(outcome)
-                )
-                continue
-            result.applied.append(outcome)
-            if outcome.outcome != "unchanged":
-                verb = "Created" if outcome.outcome == "created" else "Updated"
-                log.event("APPLIED", kind=outcome.kind, object=outcome.name, outcome=outcome.outcome)
-                result.events.append(
-                    Event(type="Normal", reason=verb, message=f"{verb} {outcome.kind} {outcome.name}")
-                )
+        await _apply_objects(kube, objects, result=result, errors=errors, log=log)
         if errors:
             result.events.append(
                 Event(type="Warning", reason="ApplyFailed", message="; ".join(errors)[:1000])
             )
 
-        # Secrets: existence (workers cannot start without them) and the Redis URL.
-        secrets: dict[str, Any] = {}
-        missing: list[str] = []
-        names_ = referenced_secrets(spec, ctx)
-        fetched = await asyncio.gather(
-            *(_secret(kube, namespace=namespace, name=n) for n in names_), return_exceptions=True
-        )
-        for secret_name, found in zip(names_, fetched, strict=True):
-            if isinstance(found, KubeError):
-                errors.append(f"Secret {secret_name}: {found}")
-            elif isinstance(found, BaseException):
-                raise found
-            elif found is None:
-                missing.append(secret_name)
-            else:
-                secrets[secret_name] = found
-        url, source = await self.redis_url(kube, spec, namespace=namespace, secrets=secrets)
-
         redis_obs: RedisObs | None = None
         if url:
             client = self.redis.client(url)
-            keys = Keys(name, namespace=namespace)
             flag_error = await self._pause_flag(client, keys=keys, paused=spec.paused, now_ms=now_ms)
             redis_obs = await observe(client, keys=keys, now_ms=now_ms, source=source)
             if flag_error and redis_obs.reachable:
@@ -310,6 +350,17 @@ class Reconciler:
         )
         result.status = build_status(obs, stale_after_s=stale, grace_s=grace, previous=previous)
         return result
+
+    async def _profile_auth(self, kube: KubeApi, *, keys: Keys, namespace: str, url: str) -> RedisAuth:
+        """The profile's ACL user: the password already in its Secret (never rotated by a reconcile),
+        else a new one; the URL without the operator's credentials. Raises KubeError when the Secret
+        cannot be read (a new password would lock out the running workers)."""
+        existing = await _secret(kube, namespace=namespace, name=names.redis_auth_secret_name(keys.profile))
+        password = _secret_value(existing, names.SECRET_KEY_PASSWORD) if existing else ""
+        endpoint = url_without_credentials(url) if url else ""
+        if not endpoint and existing:
+            endpoint = _secret_value(existing, names.SECRET_KEY_REDIS_URL)
+        return RedisAuth(username=acl_username(keys), password=password or new_password(), url=endpoint)
 
     async def _pause_flag(self, client: Any, *, keys: Keys, paused: bool, now_ms: int) -> str:
         """spec.paused ⇒ control:paused set; unpaused ⇒ cleared if the operator set it. Also clears an

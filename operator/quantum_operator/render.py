@@ -4,6 +4,7 @@ No I/O, no clock, no kopf: same input, same dicts (so the config hash and the
 merge patches are stable). ``build_all`` is what the reconcile applies:
 
     ConfigMap  <profile>-profile   profile.yaml (the full manifest the workers read) + flat keys for humans
+    Secret     <profile>-redis-auth the profile's Redis ACL user: username, password, url (managed ACL only)
     Deployment <profile>-<worker>  ×6 (universe ai router snapshot gate executor)
     Service    <profile>-metrics   port 8000 of every worker of the profile
     CronJob    <profile>-train     `qt train`, schedule from spec.ai.retrainInterval
@@ -14,6 +15,7 @@ to zero (and sets a Redis flag) without restarting the universe worker.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -47,6 +49,21 @@ class Owner:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RedisAuth:
+    """The profile's own Redis ACL user (``QT_REDIS_ACL=managed``): what its Secret holds.
+
+    The password is an input (the reconcile keeps the one already in the Secret, else draws one), so
+    rendering stays pure and re-rendering never rotates it."""
+
+    username: str
+    password: str
+    url: str  # the Redis URL without credentials (the workers authenticate as ``username``)
+
+    def __repr__(self) -> str:  # never print the password
+        return f"RedisAuth(username={self.username!r}, url={self.url!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RenderContext:
     """Everything a builder needs besides the spec."""
 
@@ -55,6 +72,7 @@ class RenderContext:
     worker_image: str = names.DEFAULT_WORKER_IMAGE
     redis_secret: str = names.DEFAULT_REDIS_SECRET  # used when spec.redis.urlSecret is ''
     log_format: str = "text"  # used when spec.workers.logFormat is ''
+    redis_auth: RedisAuth | None = None  # managed ACL: the profile's own Redis user (else the shared URL)
     owner: Owner | None = None
     extra_labels: dict[str, str] = field(default_factory=dict)
 
@@ -104,6 +122,12 @@ def metadata(ctx: RenderContext, *, name: str, component: str, worker: str | Non
 
 def redis_secret_name(spec: TradingProfileSpec, ctx: RenderContext) -> str:
     return spec.redis.url_secret or ctx.redis_secret
+
+
+def profile_user(spec: TradingProfileSpec, ctx: RenderContext) -> RedisAuth | None:
+    """The profile's own Redis user, when the workers use one: managed ACL on the operator's Redis
+    (a profile with ``spec.redis.urlSecret`` brings its own Redis and its own credentials)."""
+    return None if spec.redis.url_secret else ctx.redis_auth
 
 
 def worker_image(spec: TradingProfileSpec, ctx: RenderContext) -> str:
@@ -185,9 +209,22 @@ def _secret_env(name: str, *, secret: str, key: str) -> Manifest:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def redis_env(spec: TradingProfileSpec, ctx: RenderContext) -> list[Manifest]:
+    """How a pod reaches Redis: the profile's own ACL user (URL and user name from its Secret, the
+    password as a mounted file), else the shared URL Secret. Never a password in env or argv."""
+    if profile_user(spec, ctx) is None:
+        return [_secret_env(names.ENV_REDIS_URL, secret=redis_secret_name(spec, ctx), key=names.SECRET_KEY_REDIS_URL)]
+    secret = names.redis_auth_secret_name(ctx.profile)
+    return [
+        _secret_env(names.ENV_REDIS_URL, secret=secret, key=names.SECRET_KEY_REDIS_URL),
+        _secret_env(names.ENV_REDIS_USERNAME, secret=secret, key=names.SECRET_KEY_USERNAME),
+        {"name": names.ENV_REDIS_PASSWORD_FILE, "value": f"{names.REDIS_AUTH_DIR}/{names.SECRET_KEY_PASSWORD}"},
+    ]
+
+
 def container_env(spec: TradingProfileSpec, ctx: RenderContext, *, worker: str | None) -> list[Manifest]:
     env: list[Manifest] = [
-        _secret_env(names.ENV_REDIS_URL, secret=redis_secret_name(spec, ctx), key=names.SECRET_KEY_REDIS_URL),
+        *redis_env(spec, ctx),
         {"name": names.ENV_HTTP_PORT, "value": str(names.HTTP_PORT)},
         {"name": names.ENV_LOG_FORMAT, "value": spec.workers.log_format or ctx.log_format},
         {"name": names.ENV_PROFILE_NAME, "value": ctx.profile},
@@ -244,6 +281,17 @@ def volumes(spec: TradingProfileSpec, ctx: RenderContext, *, worker: str | None)
         },
         {"name": names.VOLUME_TMP, "emptyDir": {"sizeLimit": "256Mi"}},
     ]
+    if profile_user(spec, ctx) is not None:
+        out.append(
+            {
+                "name": names.VOLUME_REDIS_AUTH,
+                "secret": {
+                    "secretName": names.redis_auth_secret_name(ctx.profile),
+                    "defaultMode": 0o440,
+                    "items": [{"key": names.SECRET_KEY_PASSWORD, "path": names.SECRET_KEY_PASSWORD}],
+                },
+            }
+        )
     if _needs_credentials(spec, worker):
         out.append(
             {
@@ -261,11 +309,13 @@ def volumes(spec: TradingProfileSpec, ctx: RenderContext, *, worker: str | None)
     return out
 
 
-def volume_mounts(spec: TradingProfileSpec, *, worker: str | None) -> list[Manifest]:
+def volume_mounts(spec: TradingProfileSpec, ctx: RenderContext, *, worker: str | None) -> list[Manifest]:
     out: list[Manifest] = [
         {"name": names.VOLUME_CONFIG, "mountPath": names.CONFIG_DIR, "readOnly": True},
         {"name": names.VOLUME_TMP, "mountPath": names.TMP_DIR},
     ]
+    if profile_user(spec, ctx) is not None:
+        out.append({"name": names.VOLUME_REDIS_AUTH, "mountPath": names.REDIS_AUTH_DIR, "readOnly": True})
     if _needs_credentials(spec, worker):
         out.append({"name": names.VOLUME_CREDENTIALS, "mountPath": names.CREDENTIALS_DIR, "readOnly": True})
     return out
@@ -293,7 +343,33 @@ def worker_container(spec: TradingProfileSpec, ctx: RenderContext, *, worker: st
         "readinessProbe": _probe("/readyz", period=5, failures=3),
         "resources": resources_for(spec, worker),
         "securityContext": container_security_context(),
-        "volumeMounts": volume_mounts(spec, worker=worker),
+        "volumeMounts": volume_mounts(spec, ctx, worker=worker),
+    }
+
+
+# -- the profile's Redis credentials ----------------------------------------------------------
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def build_redis_auth_secret(auth: RedisAuth, ctx: RenderContext) -> Manifest:
+    """Secret ``<p>-redis-auth`` (owned by the profile): the ACL user's name, password and the URL
+    without credentials. ``data`` (base64), as the API server returns it, so a converged Secret
+    compares equal and is never patched."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(
+            ctx, name=names.redis_auth_secret_name(ctx.profile), component=names.COMPONENT_REDIS_AUTH
+        ),
+        "type": "Opaque",
+        "data": {
+            names.SECRET_KEY_USERNAME: _b64(auth.username),
+            names.SECRET_KEY_PASSWORD: _b64(auth.password),
+            names.SECRET_KEY_REDIS_URL: _b64(auth.url),
+        },
     }
 
 
@@ -440,11 +516,14 @@ def build_cronjob(spec: TradingProfileSpec, ctx: RenderContext, *, cfg_hash: str
 
 
 def build_all(spec: TradingProfileSpec, ctx: RenderContext) -> list[Manifest]:
-    """ConfigMap first (the pods mount it), then the Deployments, the Service and the CronJob."""
+    """ConfigMap first (the pods mount it), the profile's Redis Secret (managed ACL), then the
+    Deployments, the Service and the CronJob."""
     cm = build_configmap(spec, ctx)
     cfg_hash = config_hash(cm["data"])
+    auth = profile_user(spec, ctx)
+    secret = [build_redis_auth_secret(auth, ctx)] if auth is not None else []
     deployments = [build_deployment(spec, ctx, worker=w, cfg_hash=cfg_hash) for w in names.ALL_WORKERS]
-    return [cm, *deployments, build_service(ctx), build_cronjob(spec, ctx, cfg_hash=cfg_hash)]
+    return [cm, *secret, *deployments, build_service(ctx), build_cronjob(spec, ctx, cfg_hash=cfg_hash)]
 
 
 # -- where each kind lives in the API ------------------------------------------------------------

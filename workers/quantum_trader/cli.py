@@ -61,6 +61,17 @@ def run_url_file(profile: str) -> Path:
     return base / f"{profile}.redis-url"
 
 
+def use_run_credentials(profile: TradingProfile, url: str) -> None:
+    """A running ``qt run``'s embedded Redis enforces ACLs: read as the profile's user, whose password
+    is in a 0600 file beside the server's socket (never on a command line). A password already given
+    in the environment wins."""
+    from quantum_trader.core.acl import username
+    from quantum_trader.core.embedded import credentials_env_for
+
+    if not (os.environ.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD_FILE")):
+        os.environ.update(credentials_env_for(url, username(profile.keys)))
+
+
 def resolve_redis_url(profile: TradingProfile, *, required: bool = True) -> str | None:
     """``REDIS_URL``, else the URL of a running ``qt run`` for this profile."""
     url = os.environ.get("REDIS_URL")
@@ -71,6 +82,7 @@ def resolve_redis_url(profile: TradingProfile, *, required: bool = True) -> str 
         candidate = marker.read_text().strip()
         sock = candidate.removeprefix("unix://")
         if not candidate.startswith("unix://") or Path(sock).exists():
+            use_run_credentials(profile, candidate)
             return candidate
     if required:
         raise CommandError(
@@ -257,6 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                f"--to-run: no running `qt run` of profile {profile.name!r} ({marker} is missing)",
                                code=EXIT_USAGE)
         url = marker.read_text().strip()
+        use_run_credentials(profile, url)
     clock = _data_clock(profile, args.at, {"spec.ai.timeframe": [profile.spec.ai.timeframe]})
     if clock is not None:
         _replay_history_check(profile, clock.now_ms())

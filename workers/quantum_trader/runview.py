@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -32,8 +33,8 @@ from rich.table import Table
 from rich.text import Text
 
 from quantum_trader import runstate
-from quantum_trader.core import logs
-from quantum_trader.core.bus import raw_command
+from quantum_trader.core import acl, logs
+from quantum_trader.core.bus import raw_command, redis_auth_kwargs
 from quantum_trader.core.clock import Clock
 from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
 from quantum_trader.core.keys import WORKERS, Keys
@@ -340,6 +341,22 @@ class FunnelCollector:
 
 
 @contextlib.contextmanager
+def scoped_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for a block (the embedded Redis' credentials for every client of this
+    process), restoring the previous values afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def terminal_foreground() -> Iterator[None]:
     """Under ``make run``, take the terminal's foreground so Ctrl-C reaches ``qt run`` alone.
 
@@ -388,7 +405,7 @@ async def _pipeline(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     started = time.time()
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    client = aredis.Redis.from_url(redis_url, decode_responses=True, **redis_auth_kwargs())
     clock_map: dict[Any, Any] = clock_fields(
         speed=float(getattr(clock, "speed", 1.0)), wall_ms=int(time.time() * 1000), sim_ms=clock.now_ms())
     with contextlib.suppress(Exception):  # without it qt check / qt why assume wall time = pipeline time
@@ -474,7 +491,11 @@ def run_pipeline(
     with contextlib.ExitStack() as stack:
         removed: list[str] = []
         resumed = False
+        client_env: dict[str, str] = {}
         if not redis_url:
+            # the embedded Redis enforces ACLs: the profile's own user (its keys, the commands qt uses), the
+            # default user behind a password nobody is told; clients find theirs in a 0600 file (core/acl.py)
+            user = acl.ProfileUser(keys=profile.keys, password=secrets.token_urlsafe(32))
             folder = data_dir if data_dir is not None else runstate.data_dir_for(profile.name)
             try:
                 stack.enter_context(runstate.hold(folder))
@@ -486,13 +507,14 @@ def run_pipeline(
                           file=sys.stderr)
                     return 1
                 resumed = runstate.has_state(folder)
-                embedded = EmbeddedRedis(data_dir=folder).start()
+                embedded = EmbeddedRedis(data_dir=folder, users=[user]).start()
             except (EmbeddedRedisError, runstate.DataDirBusy, OSError) as exc:
                 print(f"qt run: {exc}", file=sys.stderr)
                 return 1
             stack.callback(embedded.stop)
+            client_env = embedded.credentials_env(user.name)
         where = str(embedded.data_dir) if embedded is not None and embedded.data_dir else "the Redis at REDIS_URL"
-        with terminal_foreground():
+        with terminal_foreground(), scoped_env(client_env):
             return _run_pipeline(profile, redis_url=redis_url or (embedded.url if embedded else ""), clock=clock,
                                  duration_s=duration_s, http_port=http_port, view=view, url_file=url_file,
                                  log_format=log_format, embedded=embedded is not None, http_host=http_host,
@@ -510,7 +532,7 @@ class KeptWhere:
 
 
 async def _read_kept(redis_url: str, keys: Keys) -> runstate.KeptState | None:
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    client = aredis.Redis.from_url(redis_url, decode_responses=True, **redis_auth_kwargs())
     try:
         return await runstate.read_state(client, keys)
     except Exception:  # an unreadable Redis must not turn a clean stop into a failure: the log says so

@@ -159,6 +159,11 @@ def redis_auth_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return out
 
 
+def redis_auth_kwargs() -> dict[str, Any]:
+    """:func:`redis_auth_from_env` as keyword arguments for any redis-py client (``from_url(url, **...)``)."""
+    return dict(redis_auth_from_env())
+
+
 def raw_command(target: Any, *args: Any) -> Any:
     """``execute_command`` whose reply is never decoded (a client or a pipeline; awaitable for a client).
 

@@ -9,19 +9,29 @@ With ``data_dir`` (``qt run``'s data folder of a profile) the data lives there i
 append-only file (``appendonlydir/``, fsync every second and at shutdown) survives :meth:`stop`,
 and the next server started on the same folder loads it. The socket stays in a temporary
 directory (a unix socket path may not exceed ~100 characters).
+
+With ``users`` (``qt run``) it enforces Redis ACLs: the ``default`` user is protected by a random
+password that only this object holds (:attr:`EmbeddedRedis.admin_password`, for tests and
+tooling), each :class:`~quantum_trader.core.acl.ProfileUser` gets its rules, and the ACL file in
+the server's private directory keeps them across :meth:`restart`. A client of a profile finds its
+password in ``<dir>/<user>.password`` (mode 0600): :meth:`credentials_env`.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
+
+from quantum_trader.core import acl
 
 NO_SERVER_HINT: Final = (
     "no Redis server found: install one (apt-get install -y redis-server) or "
@@ -55,9 +65,12 @@ class EmbeddedRedis:
     """``with EmbeddedRedis() as r: r.url`` → ``unix:///tmp/qt-redis-.../redis.sock``."""
 
     def __init__(
-        self, *, appendonly: bool = True, binary: Path | None = None, port: int = 0, data_dir: Path | None = None
+        self, *, appendonly: bool = True, binary: Path | None = None, port: int = 0, data_dir: Path | None = None,
+        users: Sequence[acl.ProfileUser] = (),
     ) -> None:
         self._binary = binary
+        self._users = tuple(users)
+        self.admin_password = secrets.token_urlsafe(32) if self._users else ""
         self._appendonly = appendonly or data_dir is not None
         self._port = port
         self._data_dir = data_dir.resolve() if data_dir is not None else None
@@ -108,6 +121,9 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str(self._dir / "server.log"),
         ]  # fmt: skip
+        if self._users:
+            _write_private(self._dir / "users.acl", acl.acl_file((), admin_password=self.admin_password))
+            args += ["--aclfile", str(self._dir / "users.acl")]
         self._args = args
         self._proc = self._spawn(args)
         deadline = time.monotonic() + timeout_s
@@ -117,10 +133,42 @@ class EmbeddedRedis:
                 log = (self._dir / "server.log").read_text(errors="replace") if (self._dir / "server.log").exists() else ""
                 raise EmbeddedRedisError(f"{binary} exited at start: {(err or log).strip()[:300]}")
             if self.socket_path.exists() and self._loaded(deadline):
+                try:
+                    self._apply_users()
+                except Exception as exc:
+                    self.stop()
+                    raise EmbeddedRedisError(f"{binary}: could not set up ACL users: {exc}") from None
                 return self
             time.sleep(0.01)
         self.stop()
         raise EmbeddedRedisError(f"{binary} did not open {self.socket_path} within {timeout_s}s")
+
+    def _apply_users(self) -> None:
+        """Create every profile user (rules converge with ``reset``) and save them to the ACL file."""
+        if not self._users or self._dir is None:
+            return
+        import redis
+
+        admin = redis.Redis(unix_socket_path=str(self.socket_path), password=self.admin_password,
+                            socket_timeout=10)
+        try:
+            for user in self._users:
+                try:
+                    admin.execute_command(*user.setuser_args())  # type: ignore[no-untyped-call]
+                except redis.ResponseError as exc:
+                    if not acl.is_unknown_command_error(str(exc)):
+                        raise
+                    admin.execute_command(*user.setuser_args(optional=False))  # type: ignore[no-untyped-call]  # older server
+                _write_private(self._dir / f"{user.name}.password", user.password)
+            admin.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
+        finally:
+            admin.close()
+
+    def credentials_env(self, user: str) -> dict[str, str]:
+        """``REDIS_USERNAME`` and ``REDIS_PASSWORD_FILE`` for a client of profile user ``user``."""
+        if self._dir is None:
+            raise EmbeddedRedisError("server not started")
+        return {"REDIS_USERNAME": user, "REDIS_PASSWORD_FILE": str(self._dir / f"{user}.password")}
 
     @staticmethod
     def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
@@ -134,7 +182,8 @@ class EmbeddedRedis:
             return True
         import redis
 
-        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=max(0.1, deadline - time.monotonic()))
+        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=max(0.1, deadline - time.monotonic()),
+                             password=self.admin_password or None)
         try:
             while time.monotonic() < deadline:
                 try:
@@ -186,3 +235,19 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def credentials_env_for(url: str, user: str) -> dict[str, str]:
+    """For a client of a running embedded server (``unix://<dir>/redis.sock``): ``REDIS_USERNAME`` and
+    ``REDIS_PASSWORD_FILE`` of profile user ``user`` when the server enforces ACLs, else ``{}``."""
+    if not url.startswith("unix://"):
+        return {}
+    secret = Path(url.removeprefix("unix://")).parent / f"{user}.password"
+    return {"REDIS_USERNAME": user, "REDIS_PASSWORD_FILE": str(secret)} if secret.is_file() else {}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only this OS user can read (0600 from creation on)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

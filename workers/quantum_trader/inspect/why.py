@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import redis
 
+from quantum_trader.core.bus import redis_auth_kwargs
 from quantum_trader.core.messages import (
     ExecutionResult,
     GateDecision,
@@ -378,7 +379,7 @@ def run(profile: TradingProfile, symbol: str, *, as_json: bool, redis_url: str, 
     if not SYMBOL_RE.match(sym):
         print(f"qt why: {symbol!r} is not a symbol (expected e.g. BTCUSDT)", file=sys.stderr)
         return 1
-    client = redis.Redis.from_url(redis_url, socket_timeout=10)
+    client = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
     try:
         inputs = gather(client, profile, sym, clock=clock, now_ms=now_ms, tick=tick)
     except redis.RedisError as exc:

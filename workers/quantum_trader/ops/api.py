@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from quantum_trader.core.bus import redis_auth_kwargs
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.inspect import check, why
 from quantum_trader.inspect.fmt import DurationError, parse_duration_arg
@@ -64,7 +65,7 @@ def _refusal(result: Result) -> JSONResponse:
 
 def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) -> APIRouter:
     """The ``/api/v1`` routes for one profile's Redis."""
-    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+    client = aredis.Redis.from_url(redis_url, decode_responses=True, **redis_auth_kwargs())
 
     def authorised(request: Request) -> str:
         if token is None:
@@ -118,7 +119,7 @@ def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) 
             raise HTTPException(422, detail={"reason": "bad_window", "message": "window must be positive"})
 
         def read() -> dict[str, Any]:
-            sync = redis.Redis.from_url(redis_url, socket_timeout=10)
+            sync = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
             try:
                 return check.evaluate(check.gather(sync, profile, window_s=window_s, clock=clock)).to_json()
             finally:
@@ -133,7 +134,7 @@ def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) 
             raise HTTPException(422, detail={"reason": "bad_symbol", "message": f"{symbol!r} is not a symbol"})
 
         def read() -> dict[str, Any]:
-            sync = redis.Redis.from_url(redis_url, socket_timeout=10)
+            sync = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
             try:
                 return why.explain(why.gather(sync, profile, sym, clock=clock)).to_json()
             finally:

@@ -33,7 +33,7 @@ USER_PREFIX: Final = "qt-"
 # Every command a profile's clients send, lower case, ``container|sub`` for subcommands.
 PROFILE_COMMANDS: Final[tuple[str, ...]] = (
     # streams: the bus (publish, consume, ack, reclaim, dead consumers), qt check / why, the operator
-    "xadd", "xreadgroup", "xack", "xautoclaim", "xclaim", "xpending", "xrange", "xrevrange",
+    "xadd", "xreadgroup", "xack", "xautoclaim", "xclaim", "xpending", "xrange", "xrevrange", "xlen",
     "xgroup|create", "xgroup|delconsumer", "xinfo|groups", "xinfo|consumers", "xinfo|stream",
     # hashes: ledgers, positions, risk, heartbeats, registry, snapshots
     "hset", "hsetnx", "hget", "hmget", "hgetall", "hdel", "hexists", "hincrby", "hincrbyfloat",

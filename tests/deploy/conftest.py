@@ -39,6 +39,10 @@ VARIANTS: dict[str, list[str]] = {
     "example-profile": ["--set", "exampleProfile.enabled=true"],
     "dashboards-other-namespace": ["--set", "dashboards.namespace=monitoring",
                                    "--set", "dashboards.label=grafana_dashboard_qt"],
+    "api": ["--set", "api.enabled=true", "--set", "api.profile=paper"],
+    "webhook-cert-manager": ["--set", "webhook.enabled=true", "--set", "webhook.certManager.enabled=true"],
+    "webhook-own-cert": ["--set", "webhook.enabled=true", "--set", "webhook.tls.secretName=my-webhook-tls",
+                         "--set", "webhook.tls.caBundle=Q0E="],
 }
 
 

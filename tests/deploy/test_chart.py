@@ -58,8 +58,9 @@ def _crd_schema(crd: dict[str, Any]) -> dict[str, Any]:
 # -- lint and schema -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variants", [["default"], ["redis-external", "json-logs", "example-profile", "service-monitor"]],
-                         ids=["default", "variants"])
+@pytest.mark.parametrize("variants", [["default"], ["redis-external", "json-logs", "example-profile", "service-monitor"],
+                                      ["api", "webhook-cert-manager"]],
+                         ids=["default", "variants", "api-and-webhook"])
 def test_helm_lint_strict_passes(helm: Path, variants: list[str]) -> None:
     args = [a for v in variants for a in VARIANTS[v]]
     res = run_helm(helm, "lint", "--strict", str(CHART), "--namespace", NAMESPACE, *args)
@@ -109,7 +110,7 @@ def test_every_rendered_object_passes_kubernetes_validate_strict(render, crd, va
         if obj["kind"] == "TradingProfile":
             jsonschema.validate(obj, _crd_schema(crd), cls=jsonschema.Draft4Validator)
             continue
-        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+        if obj["apiVersion"].startswith(("monitoring.coreos.com/", "cert-manager.io/")):
             continue  # a custom resource: kubernetes-validate has no schema for it
         for version in K8S_VERSIONS:
             try:
@@ -135,8 +136,8 @@ def test_every_object_carries_the_standard_labels(render, variant: str) -> None:
 def test_default_install_has_operator_rbac_crd_redis_and_dashboards(render) -> None:
     kinds = sorted({o["kind"] for o in render().objects})
     assert kinds == sorted(
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment", "Job", "Role",
-         "RoleBinding", "Secret", "Service", "ServiceAccount", "StatefulSet"]
+        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "CustomResourceDefinition", "Deployment", "Job",
+         "NetworkPolicy", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "StatefulSet"]
     )
     names = {o["metadata"]["name"] for o in render().objects if o["metadata"].get("namespace") == NAMESPACE}
     assert {"qt-quantum-trader-operator", "qt-redis", "qt-redis-headless"} <= names
@@ -251,12 +252,12 @@ def test_rbac_create_false_renders_no_rbac(render) -> None:
 def test_redis_statefulset_has_aof_a_pvc_and_the_password_from_the_secret(render) -> None:
     sts = render().one("StatefulSet", "-redis")
     (c,) = sts["spec"]["template"]["spec"]["containers"]
-    args = c["args"]
+    args = c["args"][0].split()  # a start script (tests/deploy/test_chart_security.py runs it)
     assert args[args.index("--appendonly") + 1] == "yes"
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
-    assert _env(c)["REDIS_PASSWORD"] == {"secretKeyRef": {"name": "qt-redis", "key": "password"}}
-    assert c["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert args[args.index("--aclfile") + 1] == "/data/users.acl"
+    assert _env(c)["REDISCLI_AUTH"] == {"secretKeyRef": {"name": "qt-redis", "key": "password"}}
+    assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
     (pvc,) = sts["spec"]["volumeClaimTemplates"]
     assert pvc["metadata"]["name"] == "data" and pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -279,15 +280,18 @@ def test_given_redis_password_is_used_verbatim(render) -> None:
 def test_existing_redis_secret_is_used_and_no_secret_is_rendered(render) -> None:
     rendered = render(*VARIANTS["redis-existing-secret"])
     assert rendered.of("Secret") == []
-    (c,) = rendered.one("StatefulSet")["spec"]["template"]["spec"]["containers"]
-    assert _env(c)["REDIS_PASSWORD"]["secretKeyRef"]["name"] == "my-redis-auth"
+    sts = rendered.one("StatefulSet")
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert _env(c)["REDISCLI_AUTH"]["secretKeyRef"]["name"] == "my-redis-auth"
+    (password,) = [v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "password"]
+    assert password["secret"]["secretName"] == "my-redis-auth"
     (op,) = rendered.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"]
     assert _env(op)["QT_REDIS_SECRET"] == "my-redis-auth"
 
 
 def test_redis_disabled_renders_no_redis_and_uses_the_external_url_secret(render) -> None:
     rendered = render(*VARIANTS["redis-external"])
-    assert rendered.of("StatefulSet") == [] and rendered.of("Secret") == []
+    assert rendered.of("StatefulSet") == [] and rendered.of("Secret") == [] and rendered.of("NetworkPolicy") == []
     assert not [s for s in rendered.of("Service") if "redis" in s["metadata"]["name"]]
     (c,) = rendered.one("Deployment", "-operator")["spec"]["template"]["spec"]["containers"]
     env = _env(c)
@@ -408,3 +412,10 @@ def test_notes_tell_the_next_commands(helm: Path, tmp_path: Path) -> None:
 def test_notes_with_external_redis_name_the_url_secret(helm: Path, tmp_path: Path) -> None:
     notes = _notes(helm, tmp_path, *VARIANTS["redis-external"])
     assert "secret/my-redis" in notes and "statefulset/" not in notes
+
+
+def test_notes_name_the_profile_secrets_the_api_and_the_webhook(helm: Path, tmp_path: Path) -> None:
+    notes = _notes(helm, tmp_path, *VARIANTS["api"], *VARIANTS["webhook-cert-manager"])
+    assert "secret/<profile>-redis-auth" in notes
+    assert "svc/qt-quantum-trader-api:8080 for profile paper" in notes and "secret/qt-quantum-trader-api-token" in notes
+    assert "svc/qt-quantum-trader-webhook (failurePolicy Fail)" in notes

@@ -76,3 +76,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "qt.monitors" -}}
 {{- if or .Values.metrics.serviceMonitor.enabled (and .Values.metrics.serviceMonitor.autoDetect (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1")) }}true{{- end }}
 {{- end }}
+
+{{/* The operations API's Deployment/Service name. */}}
+{{- define "qt.api.fullname" -}}
+{{- printf "%s-api" (include "qt.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The admission webhook's Service name (its DNS name is in the serving certificate). */}}
+{{- define "qt.webhook.fullname" -}}
+{{- printf "%s-webhook" (include "qt.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret with the webhook's serving certificate (tls.crt, tls.key). */}}
+{{- define "qt.webhook.tlsSecret" -}}
+{{- if .Values.webhook.certManager.enabled }}
+{{- printf "%s-tls" (include "qt.webhook.fullname" .) }}
+{{- else }}
+{{- required "webhook.enabled needs webhook.certManager.enabled=true, or webhook.tls.secretName (a kubernetes.io/tls Secret for the webhook Service's DNS name) and webhook.tls.caBundle" .Values.webhook.tls.secretName }}
+{{- end }}
+{{- end }}

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quantum_trader import compose
 from quantum_trader.ai import worker as ai_worker
 from quantum_trader.backtest.command import Progress, execute
 from quantum_trader.backtest.data import load_replay
@@ -82,9 +83,8 @@ async def _live(profile: TradingProfile, *, start: int, end: int, redis_url: str
     gate = Gate(redis=client, keys=gate_ctx.keys, settings=spec.gate, spec_paused=False, log=gate_ctx.log,
                 allowlist=AllowlistConfig(source=spec.snapshot.allowlist_source, symbols=spec.snapshot.allowlist))
     await gate.rebuild_in_flight()
-    router = router_worker.Router(router_ctx, router_worker.RouterConfig(settings=spec.router,
-                                                                         base_size_usd=spec.executor.base_size_usd))
-    started = await executor_worker._start(ex_ctx)
+    router = router_worker.Router(router_ctx, compose.router_config(profile))
+    started = await executor_worker._start(ex_ctx, compose.executor_config(profile))
     assert started is not None
     executor, _ = started
     keys = ai_ctx.keys
@@ -102,10 +102,10 @@ async def _live(profile: TradingProfile, *, start: int, end: int, redis_url: str
             prev = t
             clock.advance_to(t)
             while next_universe <= t:
-                await cycle_once(profile=profile, exchange=exchange, clock=clock, log=ai_ctx.log, state=uni_state,
-                                 redis=client)
+                await cycle_once(config=compose.universe_config(profile), keys=keys, exchange=exchange, clock=clock,
+                                 log=ai_ctx.log, state=uni_state, redis=client)
                 next_universe += refresh
-            await ai_worker.on_bar_close(ai_ctx, ai_state, bar_open_ms=t - 900_000)
+            await ai_worker.on_bar_close(ai_ctx, ai_state, bar_open_ms=t - 900_000, settings=spec.ai)
             arrivals = [Parsed(e.id, Signal.from_fields(e.fields), 1)
                         for e in await _read(router_ctx, keys.ai_signal, GROUP_ROUTER)]
             waiting = await router.admit(arrivals)

@@ -15,9 +15,9 @@ import redis
 import redis.asyncio as aredis
 from prometheus_client import REGISTRY
 from quantum_trader.core.keys import Keys
+from quantum_trader.core.service import worker_main
 from quantum_trader.inspect import why
 from quantum_trader.market.base import ExchangeError, Position
-from quantum_trader.snapshot.worker import main as snapshot_main
 
 from tests.router.helpers import context, events, profile, running, wait_for
 
@@ -52,7 +52,7 @@ async def test_unknown_symbol_is_skipped_with_reason_and_the_other_symbols_get_s
     prof = profile(snapshot={"allowlistSource": "env", "allowlist": [*LISTED, "WAVESUSDT"], "minTopK": 10,
                              "maxTopK": 10})
     ctx = context(redis_url, prof, name="snapshot", exchange_factory=StrictExchange)  # type: ignore[arg-type]
-    async with running(ctx, snapshot_main):
+    async with running(ctx, worker_main("snapshot", prof)):
         await wait_for(lambda: events(caplog.records, "SNAPSHOT_CYCLE") or events(caplog.records,
                                                                                   "SNAPSHOT_FETCH_FAILED"))
     assert events(caplog.records, "SNAPSHOT_FETCH_FAILED") == []

@@ -15,7 +15,7 @@ import signal
 from quantum_trader.core import logs
 from quantum_trader.core.clock import WallClock
 from quantum_trader.core.profile import parse_profile
-from quantum_trader.core.service import WorkerContext, freeze_startup_heap, load_entrypoint, redis_client
+from quantum_trader.core.service import WorkerContext, freeze_startup_heap, redis_client, worker_main
 
 from tests.executor.fixtures import StaticExchange
 
@@ -31,7 +31,7 @@ async def amain(args: argparse.Namespace) -> None:
                         exchange_factory=StaticExchange, consumer=args.consumer)
     freeze_startup_heap()  # as run_workers does
     try:
-        await load_entrypoint(args.worker)(ctx)
+        await worker_main(args.worker, prof)(ctx)
     finally:
         await client.aclose()
 

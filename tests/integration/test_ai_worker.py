@@ -17,13 +17,12 @@ import redis.asyncio as aredis
 from quantum_trader.ai import registry
 from quantum_trader.ai.features import N_FEATURES
 from quantum_trader.ai.training import TrainResult
-from quantum_trader.ai.worker import main as ai_main
 from quantum_trader.core import metrics
 from quantum_trader.core.clock import VirtualClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import Signal
 from quantum_trader.core.profile import AiSettings, TradingProfile, parse_profile
-from quantum_trader.core.service import WorkerContext
+from quantum_trader.core.service import WorkerContext, worker_main
 from quantum_trader.market.sim import SimExchange
 from quantum_trader.universe.publication import universe_hash
 
@@ -81,7 +80,7 @@ async def running(redis_url: str, profile: TradingProfile, *, universe: list[str
     ctx = WorkerContext(name="ai", profile=profile, redis=client, clock=clock, stop=stop,
                         exchange_factory=lambda: SimExchange(profile.spec.exchange, clock=clock),
                         consumer="ai-test")
-    task = asyncio.create_task(ai_main(ctx))
+    task = asyncio.create_task(worker_main("ai", profile)(ctx))
     try:
         yield Running(ctx, client)
     finally:

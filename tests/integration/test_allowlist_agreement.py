@@ -15,9 +15,8 @@ import redis.asyncio as aredis
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import GateDecision
 from quantum_trader.core.profile import TradingProfile
-from quantum_trader.gate.worker import main as gate_main
+from quantum_trader.core.service import worker_main
 from quantum_trader.market.base import Position
-from quantum_trader.snapshot.worker import main as snapshot_main
 
 from tests.executor.fixtures import make_intent
 from tests.router.helpers import context, events, profile, running, wait_for
@@ -57,7 +56,7 @@ async def test_snapshot_and_gate_accept_the_same_unnormalised_profile_allowlist(
     prof = shared_profile(source)  # universe source with no universe published: the profile tier serves
 
     snap_ctx = context(redis_url, prof, name="snapshot", exchange_factory=MarksOnly)  # type: ignore[arg-type]
-    async with running(snap_ctx, snapshot_main):
+    async with running(snap_ctx, worker_main("snapshot", prof)):
         await wait_for(lambda: events(caplog.records, "SNAPSHOT_CYCLE"))
     tradable = {s.decode() for s in await aredis_client.smembers(KEYS.tradable_symbols)}
     assert tradable == {"BTCUSDT", "ETHUSDT"}
@@ -72,7 +71,7 @@ async def test_snapshot_and_gate_accept_the_same_unnormalised_profile_allowlist(
     async def decided() -> bool:
         return int(await aredis_client.xlen(KEYS.gate_decision)) == len(intents)
 
-    async with running(gate_ctx, gate_main):
+    async with running(gate_ctx, worker_main("gate", prof)):
         await wait_for(decided)
     got = {d.symbol: d for d in (GateDecision.from_fields(f) for _, f in await aredis_client.xrange(KEYS.gate_decision))}
     assert (got["BTCUSDT"].decision, got["BTCUSDT"].reason) == ("EXECUTE", "none")

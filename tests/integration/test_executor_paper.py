@@ -12,16 +12,14 @@ from quantum_trader.core.clock import WallClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.messages import ExecutionResult, GateDecision, PositionEvent
-from quantum_trader.core.service import WorkerContext
+from quantum_trader.core.service import WorkerContext, worker_main
 from quantum_trader.executor.batch import limits_from
 from quantum_trader.executor.core import filters_by_symbol
 from quantum_trader.executor.paper import PaperVenue
 from quantum_trader.executor.state import Position, RiskState
 from quantum_trader.executor.worker import Executor
-from quantum_trader.executor.worker import main as executor_main
 from quantum_trader.gate.core import decision_id_for
 from quantum_trader.gate.worker import intent_json
-from quantum_trader.gate.worker import main as gate_main
 
 from tests.executor.fixtures import SYMBOLS, StaticExchange, make_intent, market, profile, snapshot_mapping
 
@@ -180,7 +178,7 @@ async def test_executor_start_initialises_open_orders_from_positions(redis_url: 
     stop = asyncio.Event()
     ctx = WorkerContext(name="executor", profile=profile(), redis=client, clock=WallClock(), stop=stop,
                         exchange_factory=StaticExchange, consumer="ex-test")
-    task = asyncio.create_task(executor_main(ctx))
+    task = asyncio.create_task(worker_main("executor", profile())(ctx))
     for _ in range(200):
         if await aredis_client.get(KEYS.open_orders) is not None:
             break
@@ -199,7 +197,7 @@ async def test_gate_and_executor_in_process_turn_intents_into_fills(redis_url: s
     prof = profile()
     ctxs = [WorkerContext(name=n, profile=prof, redis=client, clock=WallClock(), stop=stop,
                           exchange_factory=StaticExchange, consumer=f"{n}-t") for n in ("gate", "executor")]
-    tasks = [asyncio.create_task(gate_main(ctxs[0])), asyncio.create_task(executor_main(ctxs[1]))]
+    tasks = [asyncio.create_task(worker_main(c.name, prof)(c)) for c in ctxs]
     for n in range(10):
         await aredis_client.xadd(KEYS.trade_intent, make_intent(f"e{n}", SYMBOLS[n % 5], ts=now_ms()).to_fields())
     for _ in range(300):

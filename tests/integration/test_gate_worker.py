@@ -11,10 +11,9 @@ import redis.asyncio as aredis
 from quantum_trader.core.clock import WallClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import GateDecision
-from quantum_trader.core.service import WorkerContext, redis_client
+from quantum_trader.core.service import WorkerContext, redis_client, worker_main
 from quantum_trader.executor.state import Position, utc_day
 from quantum_trader.gate.core import decision_id_for
-from quantum_trader.gate.worker import main as gate_main
 
 from tests.executor.fixtures import (
     SYMBOLS,
@@ -36,7 +35,7 @@ async def run_gate(url: str, prof_kw: dict[str, object], until: Callable[[], Awa
     stop = asyncio.Event()
     ctx = WorkerContext(name="gate", profile=prof, redis=client, clock=WallClock(), stop=stop,
                         exchange_factory=StaticExchange, consumer="gate-test")
-    task = asyncio.create_task(gate_main(ctx))
+    task = asyncio.create_task(worker_main("gate", prof)(ctx))
     try:
         deadline = time.monotonic() + 10
         while not await until():

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aredis
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
-from quantum_trader.router.worker import main as router_main
+from quantum_trader.core.service import worker_main
 
 from tests.router.helpers import context, events, profile, running, signal, wait_for
 
@@ -51,8 +51,9 @@ async def route(
               **router}
     spec: dict[str, Any] = {"router": router,
                             "executor": {"baseSizeUsd": 100}}
-    ctx = context(redis_url, profile(**spec), name="router")
-    async with running(ctx, router_main):
+    prof = profile(**spec)
+    ctx = context(redis_url, prof, name="router")
+    async with running(ctx, worker_main("router", prof)):
         await publish(client, *signals)
 
         async def settled() -> bool:
@@ -233,8 +234,9 @@ async def test_batch_is_decided_after_the_window_when_below_batch_size(
     redis_url: str, aredis_client: aredis.Redis
 ) -> None:
     await setup(aredis_client, open_orders="0")
-    ctx = context(redis_url, profile(router={"candidateWindow": "300ms", "batchSize": 10}), name="router")
-    async with running(ctx, router_main):
+    prof = profile(router={"candidateWindow": "300ms", "batchSize": 10})
+    ctx = context(redis_url, prof, name="router")
+    async with running(ctx, worker_main("router", prof)):
         await publish(aredis_client, signal("BTCUSDT", 0.9, now_ms=now_ms()))
         started = time.monotonic()
 
@@ -254,9 +256,9 @@ async def test_new_leader_routes_signals_a_dead_leader_left_pending(
     await publish(aredis_client, signal("BTCUSDT", 0.9, now_ms=t, sid="p1"),
                   signal("ETHUSDT", 0.7, now_ms=t, sid="p2"))
     await aredis_client.xreadgroup("router", "dead-leader", {KEYS.ai_signal: ">"})  # read, never acked
-    ctx = context(redis_url, profile(router={"candidateWindow": "300ms", "minConfidence": 0.75,
-                                                 "superConfidence": 0.90}), name="router")
-    async with running(ctx, router_main):
+    prof = profile(router={"candidateWindow": "300ms", "minConfidence": 0.75, "superConfidence": 0.90})
+    ctx = context(redis_url, prof, name="router")
+    async with running(ctx, worker_main("router", prof)):
 
         async def settled() -> bool:
             return len(await intents(aredis_client)) + len(await fates(aredis_client)) >= 2

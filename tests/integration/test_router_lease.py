@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aredis
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import TradeIntent
+from quantum_trader.core.service import worker_main
 from quantum_trader.router.lease import Lease
-from quantum_trader.router.worker import main as router_main
 
 from tests.router.helpers import context, events, profile, running, signal, wait_for
 
@@ -39,9 +39,9 @@ async def test_second_replica_stands_by_then_takes_over(
     prof = profile(router={"candidateWindow": "200ms", "batchSize": 1, "leaseTtl": "1s"})
     first = context(redis_url, prof, name="router", consumer="router-a")
     second = context(redis_url, prof, name="router", consumer="router-b")
-    async with running(first, router_main):
+    async with running(first, worker_main("router", prof)):
         await wait_for(lambda: any(e["owner"] == "router-a" for e in events(caplog.records, "ROUTER_LEADER")))
-        async with running(second, router_main):
+        async with running(second, worker_main("router", prof)):
             await wait_for(lambda: events(caplog.records, "ROUTER_STANDBY"))
             assert events(caplog.records, "ROUTER_STANDBY")[0]["leader"] == "router-a"
             await aredis_client.xadd(KEYS.ai_signal, signal("BTCUSDT", 0.9, now_ms=int(time.time() * 1000)).to_fields())  # type: ignore[arg-type]

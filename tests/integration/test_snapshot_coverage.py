@@ -12,8 +12,8 @@ import redis.asyncio as aredis
 from prometheus_client import REGISTRY
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import TradeIntent
+from quantum_trader.core.service import worker_main
 from quantum_trader.market.base import ExchangeError, Position
-from quantum_trader.snapshot.worker import main as snapshot_main
 from quantum_trader.universe import publication
 
 from tests.router.helpers import context, events, profile, running, wait_for
@@ -68,8 +68,9 @@ def intent(symbol: str, i: int) -> TradeIntent:
 
 
 async def run_one_cycle(redis_url: str, exchange: FakeExchange, caplog: pytest.LogCaptureFixture, **snapshot: Any) -> None:
-    ctx = context(redis_url, profile(snapshot=snapshot), name="snapshot", exchange_factory=lambda: exchange)  # type: ignore[arg-type,return-value]
-    async with running(ctx, snapshot_main):
+    prof = profile(snapshot=snapshot)
+    ctx = context(redis_url, prof, name="snapshot", exchange_factory=lambda: exchange)  # type: ignore[arg-type,return-value]
+    async with running(ctx, worker_main("snapshot", prof)):
         await wait_for(lambda: events(caplog.records, "SNAPSHOT_CYCLE") or events(caplog.records, "SNAPSHOT_FETCH_FAILED"))
 
 

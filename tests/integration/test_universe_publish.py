@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 from prometheus_client import REGISTRY
+from quantum_trader.compose import universe_config
 from quantum_trader.core.clock import ManualClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
@@ -43,8 +44,8 @@ async def one_cycle(
 ) -> tuple[CycleResult, Published | None]:
     exchange = build_exchange(prof.spec.exchange, clock=clock, environment=prof.spec.environment)
     return await cycle_once(
-        profile=prof, exchange=exchange, clock=clock, log=EventLog(worker="universe", profile="paper"),
-        state=state or UniverseState(), redis=redis,
+        config=universe_config(prof), keys=prof.keys, exchange=exchange, clock=clock,
+        log=EventLog(worker="universe", profile="paper"), state=state or UniverseState(), redis=redis,
     )
 
 

@@ -12,11 +12,9 @@ import redis.asyncio as aredis
 from quantum_trader.core.clock import WallClock
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.messages import GateDecision, PositionEvent
-from quantum_trader.core.service import WorkerContext
+from quantum_trader.core.service import WorkerContext, worker_main
 from quantum_trader.executor.state import RiskState
-from quantum_trader.executor.worker import main as executor_main
 from quantum_trader.gate.core import kill_score
-from quantum_trader.gate.worker import main as gate_main
 from quantum_trader.ops.core import OpsAudit
 from quantum_trader.ops.service import Ops
 
@@ -40,7 +38,7 @@ async def pipeline(redis_url: str, aredis_client: aredis.Redis) -> AsyncIterator
     stop = asyncio.Event()
     ctxs = [WorkerContext(name=n, profile=profile(), redis=client, clock=WallClock(), stop=stop,
                           exchange_factory=StaticExchange, consumer=f"{n}-t") for n in ("gate", "executor")]
-    tasks = [asyncio.create_task(gate_main(ctxs[0])), asyncio.create_task(executor_main(ctxs[1]))]
+    tasks = [asyncio.create_task(worker_main(c.name, profile())(c)) for c in ctxs]
     yield aredis_client
     stop.set()
     await asyncio.gather(*tasks)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from quantum_trader.compose import universe_config
 from quantum_trader.core.clock import ManualClock
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import HealthSettings, TradingProfile, TradingProfileSpec, default_profile
@@ -127,7 +128,7 @@ class _Ctx:
 async def test_worker_refuses_to_start_a_lenient_production_profile(caplog: pytest.LogCaptureFixture) -> None:
     ctx = _Ctx(lenient_production())
     with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exc:
-        await main(ctx)  # type: ignore[arg-type]
+        await main(ctx, universe_config(ctx.profile))  # type: ignore[arg-type]
     assert exc.value.code != 0
     lines = [r for r in caplog.records if getattr(r, "qt_event", "") == "UNIVERSE_REFUSED"]
     assert len(lines) == 1 and lines[0].qt_fields["reason"] == PRODUCTION_NOT_STRICT  # type: ignore[attr-defined]

@@ -47,6 +47,7 @@ from quantum_trader.ai.signals import (
 )
 from quantum_trader.core import metrics
 from quantum_trader.core.messages import Signal
+from quantum_trader.core.profile import AiSettings
 from quantum_trader.core.service import WorkerContext
 from quantum_trader.ledger.universe import active_symbols, parse_document
 from quantum_trader.market.base import TIMEFRAME_MS
@@ -85,7 +86,7 @@ def signal_id(symbol: str, bar_close_ms: int) -> str:
 
 
 def _set_model_metrics(ctx: WorkerContext, state: _State, *, previous: str | None = None) -> None:
-    p = ctx.profile.name
+    p = ctx.profile_name
     metrics.AI_MODEL_FALLBACK.labels(p).set(0 if state.bundle else 1)
     if previous is not None and previous != state.version:
         metrics.AI_MODEL_INFO.labels(p, previous).set(0)
@@ -109,9 +110,9 @@ async def reload_fallback(ctx: WorkerContext, state: _State) -> None:
     ctx.log.event("MODEL_FALLBACK_LOADED", model=state.model, version=state.fallback_version, previous=previous)
 
 
-async def reload_model(ctx: WorkerContext, state: _State) -> bool:
+async def reload_model(ctx: WorkerContext, state: _State, *, settings: AiSettings) -> bool:
     """Poll the promoted version; swap in a new one if it verifies. Returns True when swapped."""
-    ai = ctx.profile.spec.ai
+    ai = settings
     try:
         version = await registry.promoted_version(ctx.redis, ctx.keys)
         if version is None:
@@ -142,8 +143,8 @@ async def reload_model(ctx: WorkerContext, state: _State) -> bool:
     return True
 
 
-def _announce_missing(ctx: WorkerContext, state: _State, *, when: str) -> None:
-    ai = ctx.profile.spec.ai
+def _announce_missing(ctx: WorkerContext, state: _State, *, when: str, settings: AiSettings) -> None:
+    ai = settings
     if state.bundle is not None:
         return
     if ai.allow_fallback:
@@ -154,18 +155,18 @@ def _announce_missing(ctx: WorkerContext, state: _State, *, when: str) -> None:
                       when=when, effect="no signals")
 
 
-async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -> int | None:
+async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int, settings: AiSettings) -> int | None:
     """Signals for the bar that opened at ``bar_open_ms`` (just closed).
 
     Returns how many were published, or None when there is no universe yet (the bar is retried
     at the next poll, so a universe published just after start-up still gets this bar's signals).
     """
-    ai = ctx.profile.spec.ai
-    p = ctx.profile.name
+    ai = settings
+    p = ctx.profile_name
     now = ctx.clock.now_ms()
     bar_close_ms = bar_open_ms + TIMEFRAME_MS[ai.timeframe]
     if state.bundle is None and not ai.allow_fallback:
-        _announce_missing(ctx, state, when=f"bar {bar_close_ms}")
+        _announce_missing(ctx, state, when=f"bar {bar_close_ms}", settings=ai)
         return 0
     raw = await ctx.redis.get(ctx.keys.universe_active)
     symbols = active_symbols(parse_document(raw), now_ms=now)
@@ -175,7 +176,7 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -
             ctx.log.warn("AI_NO_UNIVERSE", reason="cfg:universe:active missing, expired or invalid",
                          bar=bar_close_ms, retry="at every model poll until the next bar close")
         return None
-    _announce_missing(ctx, state, when=f"bar {bar_close_ms}")
+    _announce_missing(ctx, state, when=f"bar {bar_close_ms}", settings=ai)
     klines = await fetch_klines(ctx.exchange, symbols, timeframe=ai.timeframe, limit=FETCH_BARS,
                                 end_ms=bar_close_ms)
     started = time.perf_counter()
@@ -238,24 +239,31 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int) -
     return len(signals)
 
 
-async def main(ctx: WorkerContext) -> None:
-    ai = ctx.profile.spec.ai
+@dataclass(frozen=True, slots=True)
+class AiConfig:
+    """What the ai worker is given: its own section (built by ``quantum_trader.compose``)."""
+
+    settings: AiSettings
+
+
+async def main(ctx: WorkerContext, config: AiConfig) -> None:
+    ai = config.settings
     tf = TIMEFRAME_MS[ai.timeframe]
     state = _State()
-    await reload_model(ctx, state)
+    await reload_model(ctx, state, settings=ai)
     _set_model_metrics(ctx, state)
-    _announce_missing(ctx, state, when="start-up")
+    _announce_missing(ctx, state, when="start-up", settings=ai)
     ctx.mark_ready()
     next_poll = ctx.clock.now_ms() + int(POLL_S * 1000)
     while not ctx.stop.is_set():
         now = ctx.clock.now_ms()
         if now >= next_poll:
-            await reload_model(ctx, state)
+            await reload_model(ctx, state, settings=ai)
             next_poll = now + int(POLL_S * 1000)
         bar_open = last_closed_open_ms(now, ai.timeframe)
         if bar_open != state.last_bar:
             try:
-                if await on_bar_close(ctx, state, bar_open_ms=bar_open) is not None:
+                if await on_bar_close(ctx, state, bar_open_ms=bar_open, settings=ai) is not None:
                     state.last_bar = bar_open
             except Exception as exc:  # one bad bar must not stop the worker
                 state.last_bar = bar_open

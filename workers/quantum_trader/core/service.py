@@ -36,6 +36,10 @@ if TYPE_CHECKING:  # the exchange contract, for types only: core never imports t
     from quantum_trader.market.base import Exchange
 
 WorkerMain = Callable[["WorkerContext"], Awaitable[None]]
+# A worker's entry point: ``main(ctx, config)``, where ``config`` is that worker's own frozen settings
+# type (``RouterConfig``, ``GateConfig``, ...). The profile never reaches a worker: the composition
+# (``quantum_trader.compose``) builds each worker's config from it, and :func:`worker_main` binds the two.
+WorkerEntry = Callable[["WorkerContext", Any], Awaitable[None]]
 ExchangeFactory = Callable[[], "Exchange"]
 
 WORKER_ENTRYPOINTS: Final[dict[str, str]] = {
@@ -46,6 +50,8 @@ WORKER_ENTRYPOINTS: Final[dict[str, str]] = {
     "gate": "quantum_trader.gate.worker:main",
     "executor": "quantum_trader.executor.worker:main",
 }
+# The composition: the profile → one worker's config (named by string, like the workers: core sits below it).
+COMPOSE_ENTRYPOINT: Final = "quantum_trader.compose:worker_config"
 # The market layer's composition hooks, resolved by name like the workers (core sits below market):
 # build the profile's exchange; attach the shared request-weight budget (no-op for sim/replay).
 EXCHANGE_ENTRYPOINTS: Final[dict[str, str]] = {
@@ -62,12 +68,23 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module_name), func)
 
 
-def load_entrypoint(name: str) -> WorkerMain:
-    """Import a worker's ``main`` lazily (an idle worker imports only what it needs)."""
+def load_entrypoint(name: str) -> WorkerEntry:
+    """Import a worker's ``main(ctx, config)`` lazily (an idle worker imports only what it needs)."""
     if name not in WORKER_ENTRYPOINTS:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKERS)}")
-    main: WorkerMain = _resolve(WORKER_ENTRYPOINTS[name])
+    main: WorkerEntry = _resolve(WORKER_ENTRYPOINTS[name])
     return main
+
+
+def worker_main(name: str, profile: TradingProfile) -> WorkerMain:
+    """The worker ``name`` bound to its own config, built from ``profile`` by the composition."""
+    main = load_entrypoint(name)
+    config = _resolve(COMPOSE_ENTRYPOINT)(name, profile)
+
+    async def run(ctx: WorkerContext) -> None:
+        await main(ctx, config)
+
+    return run
 
 
 def release_free_memory() -> None:
@@ -115,7 +132,11 @@ def default_exchange_factory(profile: TradingProfile, clock: Clock) -> ExchangeF
 
 
 class WorkerContext:
-    """Everything a worker's shell may use. Built by :func:`run_workers`."""
+    """Everything a worker's shell may use besides its own config. Built by :func:`run_workers`.
+
+    It carries the profile's name and keys, not the profile: a worker's settings come only
+    through its entry point's config argument (see :data:`WorkerEntry`).
+    """
 
     def __init__(
         self,
@@ -130,7 +151,7 @@ class WorkerContext:
         bus_maxlen: int = 100_000,
     ) -> None:
         self.name = name
-        self.profile = profile
+        self.profile_name = profile.name
         self.keys = profile.keys
         self.redis = redis
         self.clock = clock
@@ -157,14 +178,14 @@ class WorkerContext:
 
     def mark_ready(self) -> None:
         self.ready = True
-        metrics.WORKER_READY.labels(self.profile.name, self.name).set(1)
+        metrics.WORKER_READY.labels(self.profile_name, self.name).set(1)
 
     def processed(self, n: int = 1) -> None:
         self.processed_total += n
 
     def error(self, kind: str) -> None:
         self.errors_total += 1
-        metrics.WORKER_ERRORS.labels(self.profile.name, self.name, kind).inc()
+        metrics.WORKER_ERRORS.labels(self.profile_name, self.name, kind).inc()
 
     async def sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` of clock time; return True (early) when the worker is stopping."""
@@ -222,7 +243,7 @@ async def write_heartbeat(ctx: WorkerContext) -> None:
     )
     pipe.expire(key, HEARTBEAT_TTL_S)
     await pipe.execute()
-    metrics.WORKER_HEARTBEAT_TS.labels(ctx.profile.name, ctx.name).set(now)
+    metrics.WORKER_HEARTBEAT_TS.labels(ctx.profile_name, ctx.name).set(now)
 
 
 class Health:
@@ -316,7 +337,7 @@ async def serve_http(app: Any, *, host: str, port: int, stop: asyncio.Event, log
 
 async def supervise(ctx: WorkerContext, main: WorkerMain, *, restart: bool) -> None:
     """Run ``main``; if it crashes, log it and (with ``restart``) start it again with backoff."""
-    metrics.WORKER_UP.labels(ctx.profile.name, ctx.name).set(1)
+    metrics.WORKER_UP.labels(ctx.profile_name, ctx.name).set(1)
     backoff = 1.0
     try:
         while not ctx.stop.is_set():
@@ -340,7 +361,7 @@ async def supervise(ctx: WorkerContext, main: WorkerMain, *, restart: bool) -> N
                 break
             backoff = min(backoff * 2, 30.0)
     finally:
-        metrics.WORKER_UP.labels(ctx.profile.name, ctx.name).set(0)
+        metrics.WORKER_UP.labels(ctx.profile_name, ctx.name).set(0)
         ctx.log.event("WORKER_STOPPED", processed=ctx.processed_total, errors=ctx.errors_total)
 
 
@@ -376,7 +397,7 @@ async def run_workers(
         for n in names
     ]
     health = Health(contexts)
-    loaded = {n: (mains or {}).get(n) or load_entrypoint(n) for n in names}
+    loaded = {n: (mains or {}).get(n) or worker_main(n, profile) for n in names}
     freeze_startup_heap()
     tasks: list[asyncio.Task[None]] = []
     for ctx in contexts:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from quantum_trader.core import metrics
@@ -32,7 +32,6 @@ from quantum_trader.executor.batch import (
     BatchPlanner,
     ExecutionLimits,
     frees_in_flight,
-    limits_from,
     pending_intent,
     reject_unknown,
     size_limits,
@@ -70,6 +69,16 @@ MARKETS_REFRESH_S: Final = 60.0
 REJECT_DECISION_LOST: Final = "decision_lost"
 LOST_SWEEP_INTERVAL_S: Final = 60.0
 LOST_MIN_AGE_MS: Final = 600_000
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    """What the executor is given: its own section plus the values it shares (built by ``quantum_trader.compose``)."""
+
+    settings: ExecutorSettings
+    limits: ExecutionLimits  # gate.cooldown, gate.maxSnapshotAge and the ai's label horizon (time exit)
+    spread_bps: float  # universe.spreadBps: the paper venue fills across this spread when a snapshot has no quote
+    mode: ExecMode = "paper"  # the profile's top-level ``mode``: which venue fills
 
 
 def _str(v: str | bytes) -> str:
@@ -377,20 +386,19 @@ class Executor:
         return outcomes.count(APPLIED)
 
 
-def build_venue(ctx: WorkerContext, *, filters: dict[str, Filters]) -> Venue | None:
+def build_venue(ctx: WorkerContext, config: ExecutorConfig, *, filters: dict[str, Filters]) -> Venue | None:
     """PaperVenue for paper; the exchange venue (imported lazily) for testnet/live; None if unavailable."""
-    spec = ctx.profile.spec
-    if spec.mode == "paper":
+    if config.mode == "paper":
         from quantum_trader.executor.paper import PaperVenue
 
-        return PaperVenue(settings=spec.executor, filters=filters, spread_bps=spec.universe.spread_bps)
+        return PaperVenue(settings=config.settings, filters=filters, spread_bps=config.spread_bps)
     try:
         from quantum_trader.executor.venue_exchange import ExchangeVenue
     except ImportError as exc:
-        ctx.log.error("VENUE_UNAVAILABLE", mode=spec.mode, error=f"executor.venue_exchange: {exc}")
+        ctx.log.error("VENUE_UNAVAILABLE", mode=config.mode, error=f"executor.venue_exchange: {exc}")
         return None
     venue: Venue = ExchangeVenue(
-        exchange=ctx.exchange, settings=spec.executor, mode=spec.mode, clock=ctx.clock, log=ctx.log
+        exchange=ctx.exchange, settings=config.settings, mode=config.mode, clock=ctx.clock, log=ctx.log
     )
     return venue
 
@@ -457,33 +465,32 @@ async def reconcile_loop(ctx: WorkerContext, venue: Venue, *, settings: Executor
             ctx.log.error("RECONCILE_FAILED", error=f"{type(exc).__name__}: {exc}")
 
 
-async def _start(ctx: WorkerContext) -> tuple[Executor, Venue] | None:
+async def _start(ctx: WorkerContext, config: ExecutorConfig) -> tuple[Executor, Venue] | None:
     """Markets, venue and executor for the profile's mode; None when stopping or refused (logged)."""
-    spec = ctx.profile.spec
     filters = await _load_filters(ctx)
     if filters is None:
         return None
-    venue = build_venue(ctx, filters=filters)
+    venue = build_venue(ctx, config, filters=filters)
     if venue is None:
-        ctx.log.error("EXECUTOR_REFUSED", mode=spec.mode, note="no venue for this mode; not starting")
+        ctx.log.error("EXECUTOR_REFUSED", mode=config.mode, note="no venue for this mode; not starting")
         await ctx.stop.wait()
         return None
     executor = Executor(
-        redis=ctx.redis, keys=ctx.keys, settings=spec.executor, limits=limits_from(spec.gate, spec.ai), venue=venue,
+        redis=ctx.redis, keys=ctx.keys, settings=config.settings, limits=config.limits, venue=venue,
         filters=filters, log=ctx.log, exchange=ctx.exchange, markets_loaded_at_s=ctx.clock.now(),
     )
     await executor.init_open_orders()
-    ctx.log.event("EXECUTOR_READY", mode=venue.mode, markets=len(filters), fee_bps=spec.executor.fee_bps,
-                  max_slippage_bps=spec.executor.max_slippage_bps)
+    ctx.log.event("EXECUTOR_READY", mode=venue.mode, markets=len(filters), fee_bps=config.settings.fee_bps,
+                  max_slippage_bps=config.settings.max_slippage_bps)
     return executor, venue
 
 
-async def main(ctx: WorkerContext) -> None:
-    started = await _start(ctx)
+async def main(ctx: WorkerContext, config: ExecutorConfig) -> None:
+    started = await _start(ctx, config)
     if started is None:
         return
     executor, venue = started
-    settings = ctx.profile.spec.executor
+    settings = config.settings
 
     async def handler(batch: list[Parsed[GateDecision]]) -> None:
         await _handle_batch(ctx, executor, batch)

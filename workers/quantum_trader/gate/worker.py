@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Final
 
 from quantum_trader.core import metrics
@@ -49,6 +50,15 @@ from quantum_trader.ledger.snapshots import READ_FIELDS, parse_snapshot
 __all__ = ["NOTIONAL_FIELD", "flight_field", "intent_json", "parse_intent_json", "parse_snapshot"]
 
 BATCH: Final = 250  # entries per read: bigger batches amortise the 2 round trips per batch under backlog
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    """What the gate is given: its own section plus the values it shares (built by ``quantum_trader.compose``)."""
+
+    settings: GateSettings
+    allowlist: AllowlistConfig  # snapshot.allowlist / allowlistSource: the snapshot worker's, shared
+    spec_paused: bool = False  # the profile's top-level ``paused``: blocks new positions
 
 
 class Gate:
@@ -193,23 +203,22 @@ def decide_item(intent: TradeIntent, verdict: Verdict, *, now_ms: int) -> list[A
     ]
 
 
-async def main(ctx: WorkerContext) -> None:
-    spec = ctx.profile.spec
+async def main(ctx: WorkerContext, config: GateConfig) -> None:
     gate = Gate(
         redis=ctx.redis,
         keys=ctx.keys,
-        settings=spec.gate,
-        allowlist=AllowlistConfig(source=spec.snapshot.allowlist_source, symbols=spec.snapshot.allowlist),
-        spec_paused=spec.paused,
+        settings=config.settings,
+        allowlist=config.allowlist,
+        spec_paused=config.spec_paused,
         log=ctx.log,
     )
     await gate.rebuild_in_flight()
     ctx.log.event(
         "GATE_READY",
-        allowlist_source=spec.snapshot.allowlist_source,
-        max_exposure_usd=spec.gate.max_exposure_usd,
-        kill_warning=spec.gate.kill_score_warning,
-        kill_critical=spec.gate.kill_score_critical,
+        allowlist_source=config.allowlist.source,
+        max_exposure_usd=config.settings.max_exposure_usd,
+        kill_warning=config.settings.kill_score_warning,
+        kill_critical=config.settings.kill_score_critical,
     )
 
     async def handler(batch: list[Parsed[TradeIntent]]) -> None:

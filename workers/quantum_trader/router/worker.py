@@ -228,7 +228,7 @@ def _log_config(ctx: WorkerContext, settings: RouterSettings) -> None:
     )
 
 
-async def run(ctx: WorkerContext, config: RouterConfig) -> None:
+async def main(ctx: WorkerContext, config: RouterConfig) -> None:
     """Lead while holding the lease, stand by otherwise, until the worker stops."""
     settings, profile = config.settings, ctx.keys.profile
     _log_config(ctx, settings)
@@ -256,10 +256,3 @@ async def run(ctx: WorkerContext, config: RouterConfig) -> None:
         except Exception as exc:
             ctx.log.warn("ROUTER_LEASE_RELEASE_FAILED", error=type(exc).__name__)
 
-
-async def main(ctx: WorkerContext) -> None:
-    spec = ctx.profile.spec
-    # values the router shares with other workers, each declared once and passed explicitly:
-    # executor.baseSizeUsd (size), executor.feeBps / maxSlippageBps and universe.spreadBps (entry costs)
-    await run(ctx, RouterConfig(settings=spec.router, base_size_usd=spec.executor.base_size_usd,
-                                costs=core.entry_costs(executor=spec.executor, universe=spec.universe)))

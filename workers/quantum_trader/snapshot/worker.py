@@ -140,7 +140,7 @@ async def _positions(ctx: WorkerContext, raw_state: dict[Any, Any]) -> dict[str,
 
 
 def _log_allowlist(ctx: WorkerContext, state: State, allowlist: core.Allowlist) -> None:
-    profile = ctx.profile.name
+    profile = ctx.profile_name
     for tier in ALLOWLIST_TIERS:
         metrics.SNAPSHOT_ALLOWLIST.labels(profile, tier).set(len(allowlist.symbols) if tier == allowlist.source else 0)
     key = (allowlist.source, len(allowlist.symbols))
@@ -200,7 +200,7 @@ async def _fetch_marks(
 
 def _report_skipped(ctx: WorkerContext, state: State, failures: dict[str, SymbolFailure]) -> None:
     for f in failures.values():
-        metrics.SNAPSHOT_SKIPPED.labels(ctx.profile.name, f.reason).inc()
+        metrics.SNAPSHOT_SKIPPED.labels(ctx.profile_name, f.reason).inc()
     shape = tuple(sorted((f.symbol, f.reason) for f in failures.values()))
     if shape != state.last_skipped:  # one line per change, not per cycle
         for f in failures.values():
@@ -236,7 +236,7 @@ async def cycle(ctx: WorkerContext, state: State, *, settings: SnapshotSettings)
 def _report(
     ctx: WorkerContext, state: State, plan: core.CyclePlan, out: core.CycleOutcome, *, settings: SnapshotSettings
 ) -> None:
-    profile, coverage, top_k = ctx.profile.name, out.coverage, plan.top_k
+    profile, coverage, top_k = ctx.profile_name, out.coverage, plan.top_k
     metrics.SNAPSHOT_COVERAGE.labels(profile).set(coverage.ratio)
     if coverage.missing:
         metrics.SNAPSHOT_MISSES.labels(profile).inc(len(coverage.missing))
@@ -292,8 +292,15 @@ async def _wait(ctx: WorkerContext, state: State, seconds: float) -> None:
     state.wake.clear()
 
 
-async def main(ctx: WorkerContext) -> None:
-    settings = ctx.profile.spec.snapshot
+@dataclass(frozen=True, slots=True)
+class SnapshotConfig:
+    """What the snapshot worker is given: its own section (built by ``quantum_trader.compose``)."""
+
+    settings: SnapshotSettings
+
+
+async def main(ctx: WorkerContext, config: SnapshotConfig) -> None:
+    settings = config.settings
     state = State()
     ctx.log.event(
         "SNAPSHOT_CONFIG",

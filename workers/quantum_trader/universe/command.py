@@ -20,7 +20,7 @@ from quantum_trader.core.profile import TradingProfile
 from quantum_trader.market.base import Exchange
 from quantum_trader.universe import publication as pub
 from quantum_trader.universe.cycle import CycleResult, Published, funnel_document, symbol_rows
-from quantum_trader.universe.worker import UniverseState, cycle_once, strictness_refusal
+from quantum_trader.universe.worker import UniverseConfig, UniverseState, cycle_once, strictness_refusal
 
 MAX_LISTED_PER_REASON: Final = 12
 LOGGER_NAME: Final = "quantum_trader"  # core.logs' logger
@@ -129,7 +129,10 @@ async def _run(
 
             redis = redis_client(redis_url)
             state.previous = await pub.read_document(redis, profile.keys.universe_active)
-        return await cycle_once(profile=profile, exchange=ex, clock=clock, log=log, state=state, redis=redis)
+        spec = profile.spec  # qt universe runs the worker's cycle with the worker's config
+        config = UniverseConfig(universe=spec.universe, health=spec.health, environment=spec.environment)
+        return await cycle_once(config=config, keys=profile.keys, exchange=ex, clock=clock, log=log, state=state,
+                                redis=redis)
     finally:
         if redis is not None:
             await redis.aclose()

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quantum_trader.core import metrics
 from quantum_trader.core.clock import Clock
+from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
-from quantum_trader.core.profile import HealthSettings, TradingProfile
+from quantum_trader.core.profile import HealthSettings, UniverseSettings
 from quantum_trader.core.service import release_free_memory
 from quantum_trader.market.base import Exchange
 from quantum_trader.universe import publication as pub
@@ -34,6 +35,15 @@ def strictness_refusal(*, environment: str, health: HealthSettings) -> str | Non
     if environment == "production" and health.strict is not True:
         return PRODUCTION_NOT_STRICT
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class UniverseConfig:
+    """What the universe worker is given (built by ``quantum_trader.compose``)."""
+
+    universe: UniverseSettings
+    health: HealthSettings
+    environment: str = "paper"  # the profile's top-level ``environment``: production is always strict
 
 
 @dataclass
@@ -88,7 +98,8 @@ def record_cycle(
 
 async def cycle_once(
     *,
-    profile: TradingProfile,
+    config: UniverseConfig,
+    keys: Keys,
     exchange: Exchange,
     clock: Clock,
     log: EventLog,
@@ -96,23 +107,22 @@ async def cycle_once(
     redis: Any | None,
 ) -> tuple[CycleResult, Published | None]:
     """Run one cycle; publish it when ``redis`` is given and the cycle did not fail closed."""
-    spec = profile.spec
     started = time.perf_counter()
     result = await run_cycle(
-        exchange, universe=spec.universe, health=spec.health, now_ms=clock.now_ms(), log=log
+        exchange, universe=config.universe, health=config.health, now_ms=clock.now_ms(), log=log
     )
     published: Published | None = None
     if not result.ok:
         log.error("UNIVERSE_FAIL_CLOSED", reason=result.reason, error=result.detail, published="nothing")
     elif redis is not None:
         published = await publish(
-            redis, profile.keys, result, universe=spec.universe, previous=state.previous
+            redis, keys, result, universe=config.universe, previous=state.previous
         )
         state.previous = published.document
     seconds = time.perf_counter() - started
-    record_cycle(profile=profile.name, result=result, published=published, seconds=seconds, state=state)
+    record_cycle(profile=keys.profile, result=result, published=published, seconds=seconds, state=state)
     update_gauges(
-        profile=profile.name, state=state, now_ms=clock.now_ms(), stuck_after_s=spec.universe.stuck_alert_after,
+        profile=keys.profile, state=state, now_ms=clock.now_ms(), stuck_after_s=config.universe.stuck_alert_after,
         log=log,
     )
     if published is not None:
@@ -133,33 +143,33 @@ async def cycle_once(
     return result, published
 
 
-async def main(ctx: WorkerContext) -> None:
-    spec = ctx.profile.spec
-    refusal = strictness_refusal(environment=spec.environment, health=spec.health)
+async def main(ctx: WorkerContext, config: UniverseConfig) -> None:
+    refusal = strictness_refusal(environment=config.environment, health=config.health)
     if refusal is not None:
-        ctx.log.error("UNIVERSE_REFUSED", reason=refusal, environment=spec.environment, strict=spec.health.strict)
+        ctx.log.error("UNIVERSE_REFUSED", reason=refusal, environment=config.environment,
+                      strict=config.health.strict)
         raise SystemExit(REFUSED_EXIT_CODE)
     state = UniverseState(previous=await pub.read_document(ctx.redis, ctx.keys.universe_active))
     ctx.mark_ready()
-    refresh_ms = int(spec.universe.refresh_interval * 1000)
+    refresh_ms = int(config.universe.refresh_interval * 1000)
     while not ctx.stop.is_set():
         try:
             await cycle_once(
-                profile=ctx.profile, exchange=ctx.exchange, clock=ctx.clock, log=ctx.log, state=state,
+                config=config, keys=ctx.keys, exchange=ctx.exchange, clock=ctx.clock, log=ctx.log, state=state,
                 redis=ctx.redis,
             )
             ctx.processed(1)
             release_free_memory()  # the cycle's arrays are garbage now; keep the idle RSS small
         except Exception as exc:  # exchange unavailable, Redis gone: nothing published, retry next cycle
             ctx.error("cycle")
-            metrics.UNIVERSE_CYCLES.labels(ctx.profile.name, "fail_closed").inc()
+            metrics.UNIVERSE_CYCLES.labels(ctx.profile_name, "fail_closed").inc()
             ctx.log.error("UNIVERSE_CYCLE_FAILED", error=f"{type(exc).__name__}: {exc}", published="nothing")
         next_at = ctx.clock.now_ms() + refresh_ms
         while True:
             now = ctx.clock.now_ms()
             update_gauges(
-                profile=ctx.profile.name, state=state, now_ms=now,
-                stuck_after_s=spec.universe.stuck_alert_after, log=ctx.log,
+                profile=ctx.profile_name, state=state, now_ms=now,
+                stuck_after_s=config.universe.stuck_alert_after, log=ctx.log,
             )
             if now >= next_at:
                 break

@@ -16,8 +16,9 @@ snapshot   ``SnapshotConfig``: ``snapshot``
 gate       ``GateConfig``: ``gate`` + ``allowlist`` (``snapshot.allowlist``/``allowlistSource``)
            and ``spec_paused`` (``paused``, top level)
 executor   ``ExecutorConfig``: ``executor`` + ``limits`` (``gate.cooldown``,
-           ``gate.maxSnapshotAge``, the time exit ``ai.horizonBars`` × ``ai.timeframe``),
-           ``spread_bps`` (``universe.spreadBps``: the paper venue's spread) and ``mode`` (top level)
+           ``gate.maxSnapshotAge``, ``gate.maxExposureUsd``, the time exit ``ai.horizonBars`` ×
+           ``ai.timeframe``), ``spread_bps`` (``universe.spreadBps``: the paper venue's spread)
+           and ``mode`` (top level)
 =========  ===================================================================================
 
 The service shell binds a worker to its config (``core.service.worker_main``); keys and the

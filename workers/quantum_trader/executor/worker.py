@@ -76,7 +76,7 @@ class ExecutorConfig:
     """What the executor is given: its own section plus the values it shares (built by ``quantum_trader.compose``)."""
 
     settings: ExecutorSettings
-    limits: ExecutionLimits  # gate.cooldown, gate.maxSnapshotAge and the ai's label horizon (time exit)
+    limits: ExecutionLimits  # gate.cooldown, maxSnapshotAge, maxExposureUsd and the ai's label horizon (time exit)
     spread_bps: float  # universe.spreadBps: the paper venue fills across this spread when a snapshot has no quote
     mode: ExecMode = "paper"  # the profile's top-level ``mode``: which venue fills
 

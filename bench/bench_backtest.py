@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -69,10 +70,10 @@ def pipeline(data: Path, *, symbols: int, days: int) -> dict[str, Any]:
                 ai={"trainSymbols": 1})
     d = load_replay(p.spec.exchange)
     start = END - days * DAY + 22 * DAY
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run = execute(p, start=start, end=END, data=d, retrain_s=1e12, models=[], in_sample=False,
                   progress=Progress(sys.stderr, enabled=False), oracle=False)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     points = run.result.data_points
     pipe = run.timings["signals"] + run.timings["trading"]
     # baseline: a bare Python loop touching each data point once
@@ -87,21 +88,23 @@ def pipeline(data: Path, *, symbols: int, days: int) -> dict[str, Any]:
     return {"data_points": points, "pipeline_s": round(pipe, 3), "points_per_s": round(points / pipe),
             "bare_loop_s": round(bare, 3), "pipeline_vs_bare_loop": round(pipe / bare, 2),
             "universe_cycles": len(run.universe), "universe_s": round(run.timings["universe"], 2),
-            "trades": len(run.result.trades), "end_to_end_s": round(total, 2)}
+            "trades": len(run.result.trades), "end_to_end_s": round(total, 2), "end_to_end_cpu_s": round(cpu, 2)}
 
 
 def walk_forward(data: Path) -> dict[str, Any]:
     p = profile(data, universe={"size": 1, "refreshInterval": "24h", "validFor": "25h", "timeframes": ["1h"],
                                 "minQuoteVolume24h": 0},
                 ai={"timeframe": "1h", "historyBars": 4400, "trainSymbols": 1})
-    t0 = time.perf_counter()
+    t0, c0, k0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     d = load_replay(p.spec.exchange)
     start = END - 2 * 365 * DAY + 190 * DAY  # after the 4400-bar training window
     jobs = os.cpu_count() or 1  # what `qt backtest` uses by default (--jobs)
     run = execute(p, start=start, end=END, data=d, retrain_s=7 * 86400, models=None, in_sample=False,
                   progress=Progress(sys.stderr, enabled=False), oracle=False, jobs=jobs)
     total = time.perf_counter() - t0
-    return {"bars": len(d.get("BTCUSDT", "1h")), "trainings": len(run.models),
+    k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - c0 + (k1.ru_utime + k1.ru_stime) - (k0.ru_utime + k0.ru_stime)
+    return {"bars": len(d.get("BTCUSDT", "1h")), "trainings": len(run.models), "cpu_s": round(cpu, 2),
             "promoted": sum(m.promoted for m in run.models), "training_s": round(run.timings["training"], 2),
             "jobs": jobs, "training_one_process_s": round(sum(m.seconds for m in run.models), 2),
             "end_to_end_s": round(total, 2), "trades": len(run.result.trades)}
@@ -159,17 +162,22 @@ def main() -> None:
               f"{pp['points_per_s']:,}/s (target >= 40,000/s); bare Python loop over the same points "
               f"{pp['bare_loop_s']:.3f} s (pipeline = {pp['pipeline_vs_bare_loop']}x it); universe "
               f"{pp['universe_cycles']} cycles {pp['universe_s']} s; {pp['trades']} trades; end to end "
-              f"{pp['end_to_end_s']} s", flush=True)
+              f"{pp['end_to_end_s']} s (CPU {pp['end_to_end_cpu_s']} s)", flush=True)
         out["walk_forward"] = wf = walk_forward(hourly)
         print(f"walk-forward: 1 symbol, {wf['bars']:,} 1h bars, weekly: {wf['trainings']} trainings "
               f"({wf['promoted']} promoted) {wf['training_s']} s in {wf['jobs']} processes (their sum, what one "
               f"process takes: {wf['training_one_process_s']} s, {wf['training_one_process_s'] / max(1, wf['trainings']):.2f}"
-              f" s per training), end to end {wf['end_to_end_s']} s (target < 30 s; FreqAI 86 s)", flush=True)
+              f" s per training), end to end {wf['end_to_end_s']} s, CPU {wf['cpu_s']} s with its training processes "
+              f"(target < 30 s; FreqAI 86 s)", flush=True)
         if not args.quick:
             record(fifty, SYMBOLS, days=days, timeframe="15m")
             out["memory_50_symbols"] = m = memory(fifty, days)
             print(f"memory: 50 symbols × {days} days of 15m ({m['data_points']:,} data points read): peak RSS "
                   f"{m['peak_rss_mb']} MB; pipeline {m['points_per_s']:,}/s", flush=True)
+    load = os.getloadavg()
+    out["load_average"] = [round(x, 2) for x in load]
+    print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs (above the CPU count, wall times include waiting for "
+          "other processes; the CPU figures do not)", flush=True)
     print(json.dumps(out))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import redis.asyncio as aredis
+from quantum_trader.core.connection import async_client
 from quantum_trader.core.keys import WORKERS, Keys
 from redis.exceptions import RedisError
 
@@ -34,7 +35,7 @@ class RedisPool:
     def client(self, url: str) -> aredis.Redis:
         c = self._clients.get(url)
         if c is None:
-            c = aredis.Redis.from_url(
+            c = async_client(
                 url,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,

@@ -36,6 +36,7 @@ from quantum_trader import runstate
 from quantum_trader.core import acl, logs
 from quantum_trader.core.bus import raw_command, redis_auth_kwargs
 from quantum_trader.core.clock import Clock
+from quantum_trader.core.connection import async_client
 from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.logs import EventLog
@@ -405,7 +406,7 @@ async def _pipeline(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     started = time.time()
-    client = aredis.Redis.from_url(redis_url, decode_responses=True, **redis_auth_kwargs())
+    client = async_client(redis_url, decode_responses=True, **redis_auth_kwargs())
     clock_map: dict[Any, Any] = clock_fields(
         speed=float(getattr(clock, "speed", 1.0)), wall_ms=int(time.time() * 1000), sim_ms=clock.now_ms())
     with contextlib.suppress(Exception):  # without it qt check / qt why assume wall time = pipeline time

@@ -33,11 +33,12 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import redis.asyncio as aredis
 from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from quantum_trader.core import consumers as cons
 from quantum_trader.core import metrics
+from quantum_trader.core.connection import CLUSTER_TRANSIENT, ClusterOnce, is_cluster_client
 from quantum_trader.core.keys import Keys
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.messages import DeadLetter, Message, MessageError, raw_for_deadletter
@@ -45,7 +46,7 @@ from quantum_trader.core.messages import DeadLetter, Message, MessageError, raw_
 M = TypeVar("M", bound=Message)
 
 DEFAULT_MAXLEN: Final = 100_000
-_TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError, *CLUSTER_TRANSIENT)
 
 _PUBLISH_ONCE: Final = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
@@ -201,6 +202,8 @@ class Bus:
         self._log = log or EventLog(worker=self._worker, profile=keys.profile)
         self._publish_once = client.register_script(_PUBLISH_ONCE)
         self._remove_if_empty = client.register_script(_REMOVE_IF_EMPTY)
+        # on a Redis Cluster, the delivering commands go to the node of their slot (MOVED/ASK followed)
+        self._cluster_once = ClusterOnce(client) if is_cluster_client(client) else None
 
     @property
     def redis(self) -> aredis.Redis:
@@ -300,7 +303,14 @@ class Bus:
                 await self._publish_once(keys=[ledger, stream], args=argv, client=pipe)
             return list(await pipe.execute())
 
-        raw = await self.retry(run, what="publish_once")
+        async def run_loaded() -> list[Any]:
+            try:
+                return await run()
+            except NoScriptError:  # a cluster pipeline does not load scripts (a new master has none)
+                await self._redis.script_load(_PUBLISH_ONCE)
+                return await run()
+
+        raw = await self.retry(run_loaded, what="publish_once")
         out = [bool(r) for r in raw]
         for (stream, *_), ok in zip(items, out, strict=True):
             if ok:
@@ -364,6 +374,12 @@ class Bus:
         pending list unseen and read past them. Here the error reaches the consume loop instead,
         which then re-reads its pending list first. A Redis error reply raises ``ResponseError``.
         """
+        if self._cluster_once is not None:  # the node serving the commands' slot; MOVED/ASK followed
+            replies = await self._cluster_once(commands)
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply
+            return replies
         pool: Any = self._redis.connection_pool
         conn: Any = await pool.get_connection()
         try:

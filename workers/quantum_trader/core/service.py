@@ -28,6 +28,7 @@ from quantum_trader import __version__
 from quantum_trader.core import metrics
 from quantum_trader.core.bus import Bus, Handler, Window, redis_auth_from_env
 from quantum_trader.core.clock import Clock
+from quantum_trader.core.connection import async_client
 from quantum_trader.core.keys import WORKERS
 from quantum_trader.core.logs import EventLog
 from quantum_trader.core.profile import TradingProfile
@@ -114,11 +115,13 @@ def freeze_startup_heap() -> None:
 
 
 def redis_client(url: str) -> aredis.Redis:
-    """The async client every worker uses (``decode_responses=True``: str in, str out)."""
+    """The async client every worker uses (``decode_responses=True``: str in, str out).
+
+    ``redis+cluster://`` URLs give a Redis Cluster client (:mod:`quantum_trader.core.connection`).
+    """
     # the password comes from REDIS_PASSWORD_FILE / REDIS_PASSWORD (or the URL), never from argv
     auth = redis_auth_from_env()
-    return aredis.Redis.from_url(url, decode_responses=True, health_check_interval=10,
-                                 password=auth.get("password"), username=auth.get("username"))
+    return async_client(url, auth=auth, decode_responses=True, health_check_interval=10)
 
 
 def default_exchange_factory(profile: TradingProfile, clock: Clock) -> ExchangeFactory:

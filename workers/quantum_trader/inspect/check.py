@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 import redis
 
 from quantum_trader.core.bus import redis_auth_kwargs
+from quantum_trader.core.connection import sync_client
 from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.profile import SnapshotSettings, TradingProfile
 from quantum_trader.inspect import fmt, streams
@@ -410,7 +411,7 @@ def run(profile: TradingProfile, *, as_json: bool, window_s: float, redis_url: s
     if window_s <= 0:
         print("qt check: --window must be positive", file=sys.stderr)
         return 1
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
+    client = sync_client(redis_url, socket_timeout=10, **redis_auth_kwargs())
     try:
         inputs = gather(client, profile, window_s=window_s, clock=clock, now_ms=now_ms)
     except redis.RedisError as exc:

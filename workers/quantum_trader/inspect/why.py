@@ -24,6 +24,7 @@ from typing import Any, Final
 import redis
 
 from quantum_trader.core.bus import redis_auth_kwargs
+from quantum_trader.core.connection import sync_client
 from quantum_trader.core.messages import (
     ExecutionResult,
     GateDecision,
@@ -316,10 +317,10 @@ def gather(client: redis.Redis, profile: TradingProfile, symbol: str, *, clock: 
     pipe.sismember(keys.tradable_symbols, symbol)
     pipe.hget(keys.positions, symbol)
     pipe.hgetall(keys.run_clock)
-    pipe.time()
     pipe.hget(keys.snapshot_skipped, symbol)
     (active_raw, last_ok_raw, funnel_raw, snap_raw, snap_ttl, has_tradable, is_tradable, pos_raw, clock_raw,
-     server_time, skipped_raw) = pipe.execute()
+     skipped_raw) = pipe.execute()
+    server_time = client.time()  # not in the pipeline: a Redis Cluster pipeline refuses keyless commands
     tb = parse_clock({streams._s(k): streams._s(v) for k, v in (clock_raw or {}).items()})
     wall = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
     if now_ms is None and tb.recorded:
@@ -379,7 +380,7 @@ def run(profile: TradingProfile, symbol: str, *, as_json: bool, redis_url: str, 
     if not SYMBOL_RE.match(sym):
         print(f"qt why: {symbol!r} is not a symbol (expected e.g. BTCUSDT)", file=sys.stderr)
         return 1
-    client = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
+    client = sync_client(redis_url, socket_timeout=10, **redis_auth_kwargs())
     try:
         inputs = gather(client, profile, sym, clock=clock, now_ms=now_ms, tick=tick)
     except redis.RedisError as exc:

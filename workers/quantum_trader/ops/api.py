@@ -15,13 +15,12 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-import redis
-import redis.asyncio as aredis
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from quantum_trader.core.bus import redis_auth_kwargs
+from quantum_trader.core.connection import async_client, sync_client
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.inspect import check, why
 from quantum_trader.inspect.fmt import DurationError, parse_duration_arg
@@ -65,7 +64,7 @@ def _refusal(result: Result) -> JSONResponse:
 
 def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) -> APIRouter:
     """The ``/api/v1`` routes for one profile's Redis."""
-    client = aredis.Redis.from_url(redis_url, decode_responses=True, **redis_auth_kwargs())
+    client = async_client(redis_url, decode_responses=True, **redis_auth_kwargs())
 
     def authorised(request: Request) -> str:
         if token is None:
@@ -119,7 +118,7 @@ def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) 
             raise HTTPException(422, detail={"reason": "bad_window", "message": "window must be positive"})
 
         def read() -> dict[str, Any]:
-            sync = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
+            sync = sync_client(redis_url, socket_timeout=10, **redis_auth_kwargs())
             try:
                 return check.evaluate(check.gather(sync, profile, window_s=window_s, clock=clock)).to_json()
             finally:
@@ -134,7 +133,7 @@ def build_router(*, profile: TradingProfile, redis_url: str, token: str | None) 
             raise HTTPException(422, detail={"reason": "bad_symbol", "message": f"{symbol!r} is not a symbol"})
 
         def read() -> dict[str, Any]:
-            sync = redis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
+            sync = sync_client(redis_url, socket_timeout=10, **redis_auth_kwargs())
             try:
                 return why.explain(why.gather(sync, profile, sym, clock=clock)).to_json()
             finally:

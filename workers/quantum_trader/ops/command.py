@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import redis
-import redis.asyncio as aredis
 from rich.console import Console, RenderableType
 
 from quantum_trader.core.bus import redis_auth_kwargs
+from quantum_trader.core.connection import async_client
 from quantum_trader.core.profile import TradingProfile
 from quantum_trader.inspect.ticks import tick_sizes
 from quantum_trader.ops import core, render
@@ -40,7 +40,7 @@ def console(*, stderr: bool = False) -> Console:
 def _run(profile: TradingProfile, redis_url: str, call: Callable[[Ops], Awaitable[Shown]], *,
          as_json: bool, raw: bool = False) -> int:
     async def go() -> Shown:
-        client = aredis.Redis.from_url(redis_url, socket_timeout=10, **redis_auth_kwargs())
+        client = async_client(redis_url, socket_timeout=10, **redis_auth_kwargs())
         try:
             return await call(Ops(client, profile=profile, actor=local_actor(), via="cli"))
         finally:

@@ -38,8 +38,9 @@ def intent_fields(n: int, tag: str) -> dict[str, str]:
 class GateExecutor:
     """``with GateExecutor(url, "name") as p: p.feed(range(0, 500)); p.wait_done(500)``."""
 
-    def __init__(self, url: str, name: str, *, namespace: str = "", tag: str = "i") -> None:
+    def __init__(self, url: str, name: str, *, namespace: str = "", tag: str = "i", logs: Path | None = None) -> None:
         self.url = url
+        self.logs = logs
         self.tag = tag
         metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
         self.profile_json = json.dumps({"apiVersion": "quantumtrader.io/v1alpha1", "kind": "TradingProfile",
@@ -75,10 +76,11 @@ class GateExecutor:
 
     def spawn(self, worker: str) -> None:
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'workers'}"}
+        err = (self.logs / f"{worker}.log").open("ab") if self.logs is not None else subprocess.DEVNULL
         self.procs[worker] = subprocess.Popen(
             [sys.executable, "-m", "tests.executor.runner", worker, "--redis-url", self.url,
-             "--profile-json", self.profile_json, "--consumer", f"{worker}-1"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--profile-json", self.profile_json, "--consumer", f"{worker}-1", "--log-level", "INFO"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )
 
     def feed(self, numbers: range, *, chunk: int = 100) -> None:
@@ -98,11 +100,28 @@ class GateExecutor:
         """Every one of ``n`` intents decided, every EXECUTE executed, nothing pending."""
         if self.client.hlen(self.keys.decided_intents) < n or self.client.hlen(self.keys.pending_intents):
             return False
-        g = self._group(self.keys.gate_decision, "executor")
-        return g is not None and int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0
+        return self.caught_up(self.keys.gate_decision, "executor")
+
+    def caught_up(self, stream: str, group: str) -> bool:
+        """Nothing pending and the last entry delivered (not XINFO's ``lag``: after a failover Redis 7.0
+        reports a stale lag — the group's entries-read counter is not carried over to the replica)."""
+        g = self._group(stream, group)
+        if g is None or int(g["pending"]):
+            return False
+        last = self.client.xrevrange(stream, count=1)
+        return not last or g["last-delivered-id"] == last[0][0]
 
     def wait_done(self, n: int, *, timeout: float = 60.0) -> None:
-        self.wait(lambda: self.done(n), timeout, f"{n} intents decided and executed")
+        try:
+            self.wait(lambda: self.done(n), timeout, f"{n} intents decided and executed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; {self.state()}") from None
+
+    def state(self) -> str:
+        k = self.keys
+        return (f"intents={self.client.xlen(k.trade_intent)} decided={self.client.hlen(k.decided_intents)} "
+                f"pending_intents={self.client.hlen(k.pending_intents)} "
+                f"gate={self._group(k.trade_intent, 'gate')} executor={self._group(k.gate_decision, 'executor')}")
 
     @staticmethod
     def wait(pred: Any, timeout: float, what: str) -> None:

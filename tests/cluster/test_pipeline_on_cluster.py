@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 from quantum_trader.core.clock import WallClock
 from quantum_trader.core.embedded_cluster import EmbeddedRedisCluster, key_slot
@@ -24,9 +25,9 @@ N = 1_200
 
 
 def test_a_failover_mid_stream_loses_no_decision_or_fill_and_the_workers_carry_on(
-    cluster: EmbeddedRedisCluster,
+    cluster: EmbeddedRedisCluster, tmp_path: Path
 ) -> None:
-    with GateExecutor(cluster.url, "cl-fail") as p:
+    with GateExecutor(cluster.url, "cl-fail", logs=tmp_path) as p:
         slot = key_slot(p.keys.prefix)
         old_master = cluster.master_of_slot(slot)
         replica = cluster.replica_of(old_master)
@@ -38,11 +39,17 @@ def test_a_failover_mid_stream_loses_no_decision_or_fill_and_the_workers_carry_o
         at_failover = p.client.xlen(p.keys.gate_decision)
         feeder.join(30)
         p.wait_done(N)
+        assert cluster.master_of_slot(slot) == replica != old_master
+        # and back, while both workers sit in a blocking XREADGROUP (released with UNBLOCKED by the demotion)
+        time.sleep(0.3)
+        cluster.failover(old_master)
+        p.feed(range(N, N + 200))
+        p.wait_done(N + 200)
         decisions, executes = p.exactly_once()
 
-    assert cluster.master_of_slot(slot) == replica != old_master
+    assert cluster.master_of_slot(slot) == old_master
     assert at_failover < N, "the failover was not mid-stream"
-    assert decisions == N and executes > 0
+    assert decisions == N + 200 and executes > 0
 
 
 async def test_one_profile_name_in_two_namespaces_runs_on_two_masters(cluster: EmbeddedRedisCluster) -> None:

@@ -153,6 +153,11 @@ class ClusterOnce:
         for _ in range(_MAX_REDIRECTS):
             node = asking or client.get_node_from_key(key)
             replies = await self._send(node, commands, asking=asking is not None)
+            if any(isinstance(r, ResponseError) and str(r).startswith("UNBLOCKED") for r in replies):
+                # a blocked XREADGROUP released because its master became a replica (failover): it
+                # delivered nothing; look up the new master, and let the caller retry
+                self._refresh = True
+                raise TryAgainError(f"blocked read on {node.name} released by a failover")
             redirect = next((r for r in replies if isinstance(r, AskError)), None)  # MovedError is one too
             if redirect is None:
                 return replies

@@ -6,6 +6,7 @@ only when ``redis-cli`` (which ships with redis-server) is missing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -21,3 +22,14 @@ def cluster() -> Iterator[EmbeddedRedisCluster]:
         pytest.skip(f"Redis Cluster tests need redis-cli: {exc}")
     with EmbeddedRedisCluster(masters=3, replicas=1) as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _worker_logs_at_warning() -> Iterator[None]:
+    """Workers run in the test process here: their per-intent INFO lines are not wanted (thousands per
+    test), and a root handler an earlier test left on a closed stream would turn each into a traceback."""
+    logger = logging.getLogger("quantum_trader")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)

@@ -533,7 +533,7 @@ class KeptWhere:
 
 
 async def _read_kept(redis_url: str, keys: Keys) -> runstate.KeptState | None:
-    client = aredis.Redis.from_url(redis_url, decode_responses=True, **redis_auth_kwargs())
+    client = async_client(redis_url, decode_responses=True, **redis_auth_kwargs())
     try:
         return await runstate.read_state(client, keys)
     except Exception:  # an unreadable Redis must not turn a clean stop into a failure: the log says so

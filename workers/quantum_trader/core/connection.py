@@ -94,6 +94,7 @@ def async_client(url: str, *, auth: dict[str, str] | None = None, **options: Any
     if not is_cluster_url(url):
         return aredis.Redis.from_url(url, **kwargs)
     first, more = cluster_seeds(url)
+    kwargs.pop("retry_on_timeout", None)  # not an option of the async cluster client (it has its own retries)
     if more:
         kwargs["startup_nodes"] = [acluster.ClusterNode(h, p) for h, p in more]
     return cast(aredis.Redis, acluster.RedisCluster.from_url(first, **kwargs))

@@ -44,7 +44,7 @@ def keys_by_master(cluster: EmbeddedRedisCluster, keys: Keys) -> dict[int, list[
     """master port → the profile's keys stored on it (read on every master, not through the client)."""
     pattern = keys.prefix.replace("{", "\\{").replace("}", "\\}") + "*"
     masters = {port for _, _, port in cluster._slot_ranges()}
-    return {port: sorted(cluster.command(port, "KEYS", pattern).split()) for port in masters}
+    return {port: sorted(cluster.cli(port, "KEYS", pattern).split()) for port in masters}
 
 
 async def consume_until(bus: Bus, keys: Keys, want: int, *, consumer: str = "c1") -> list[str]:
@@ -107,20 +107,20 @@ async def test_reads_follow_ask_during_a_slot_migration_and_moved_after_it(clust
     await bus.publish_many([(keys.ai_signal, signal_msg(i)) for i in range(5)])
     source = cluster.master_of_slot(slot)
     target = next(port for _, _, port in cluster._slot_ranges() if port != source)
-    source_id, target_id = (cluster.command(p, "CLUSTER", "MYID") for p in (source, target))
+    source_id, target_id = (cluster.cli(p, "CLUSTER", "MYID") for p in (source, target))
 
     # mid-migration: the stream already moved to the importing node, the slot still belongs to the source
-    assert cluster.command(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
-    assert cluster.command(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
-    assert cluster.command(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000",
+    assert cluster.cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
+    assert cluster.cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
+    assert cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000",
                            "KEYS", keys.ai_signal) == "OK"
-    assert cluster.command(source, "EXISTS", keys.ai_signal).startswith("ASK ")  # gone from the source
+    assert cluster.cli(source, "EXISTS", keys.ai_signal).startswith("ASK ")  # gone from the source
     got = await bus.read(keys.ai_signal, "g", "c1", count=10, block_ms=None)  # the source answers ASK
     assert [e.fields[b"signal_id"] for e in got if e.fields] == [f"s{i}".encode() for i in range(5)]
 
     # migration done: the client's slot map still names the source, which answers MOVED
     for port in (target, source, *(p for _, _, p in cluster._slot_ranges() if p not in (source, target))):
-        cluster.command(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+        cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
     await bus.publish_many([(keys.ai_signal, signal_msg(i)) for i in range(5, 8)])
     got = await bus.read(keys.ai_signal, "g", "c1", count=10, block_ms=None, ack_first=[e.id for e in got])
     assert [e.fields[b"signal_id"] for e in got if e.fields] == [b"s5", b"s6", b"s7"]

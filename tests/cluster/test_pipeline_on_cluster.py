@@ -75,6 +75,6 @@ async def test_one_profile_name_in_two_namespaces_runs_on_two_masters(cluster: E
 
     for keys, master, other in ((a, master_a, master_b), (b, master_b, master_a)):
         pattern = keys.prefix.replace("{", "\\{").replace("}", "\\}") + "*"
-        on_master = set(cluster.command(master, "KEYS", pattern).split())
+        on_master = set(cluster.cli(master, "KEYS", pattern).split())
         assert {keys.trade_intent, keys.gate_decision, keys.execution_result, keys.decided_intents} <= on_master
-        assert cluster.command(other, "KEYS", pattern) == ""
+        assert cluster.cli(other, "KEYS", pattern) == ""

@@ -147,7 +147,7 @@ class EmbeddedRedisCluster:
     def node(self, port: int) -> ClusterNode:
         return next(n for n in self.nodes if n.port == port)
 
-    def command(self, port: int, *args: str) -> str:
+    def cli(self, port: int, *args: str) -> str:
         """``redis-cli -p port args…`` → its output (stripped)."""
         return self._cli(find_cli_binary(), self.node(port), *args)
 
@@ -160,7 +160,7 @@ class EmbeddedRedisCluster:
 
     def replica_of(self, master_port: int) -> int:
         """The port of a replica of ``master_port``."""
-        master_id = self.command(master_port, "CLUSTER", "MYID")
+        master_id = self.cli(master_port, "CLUSTER", "MYID")
         for line in self._live_command("CLUSTER", "NODES").splitlines():
             parts = line.split()
             if len(parts) > 3 and "slave" in parts[2] and parts[3] == master_id and "fail" not in parts[2]:
@@ -169,13 +169,13 @@ class EmbeddedRedisCluster:
 
     def failover(self, replica_port: int, *, timeout_s: float = 15.0) -> None:
         """``CLUSTER FAILOVER`` on a replica: it becomes master with every acknowledged write."""
-        self.command(replica_port, "CLUSTER", "FAILOVER")
+        self.cli(replica_port, "CLUSTER", "FAILOVER")
         self.wait_promoted(replica_port, timeout_s=timeout_s)
 
     def wait_promoted(self, replica_port: int, *, timeout_s: float = 15.0) -> None:
         """Until ``replica_port`` is a master and every live node reports ``cluster_state:ok``."""
         deadline = time.monotonic() + timeout_s
-        self._wait(lambda: "role:master" in self.command(replica_port, "INFO", "replication"), deadline,
+        self._wait(lambda: "role:master" in self.cli(replica_port, "INFO", "replication"), deadline,
                    f"{replica_port} promoted")
         self.wait_ok(timeout_s=max(0.1, deadline - time.monotonic()))
 

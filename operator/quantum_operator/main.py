@@ -112,6 +112,24 @@ async def _release(namespaces: list[str], *, scale: str) -> int:
     return 0
 
 
+def admission_server(args: argparse.Namespace) -> kopf.WebhookServer | None:
+    """The admission webhook server the options ask for: plain HTTP (``--dev-webhook``), HTTPS with the
+    given certificate (``--webhook --webhook-cert --webhook-key``, what the chart runs), or none."""
+    if args.dev_webhook:
+        host, port = args.dev_webhook
+        return kopf.WebhookServer(addr=host, port=port, insecure=True)
+    if args.webhook:
+        host, port = args.webhook
+        return kopf.WebhookServer(
+            addr=host,
+            port=port,
+            host=args.webhook_host,
+            certfile=args.webhook_cert or None,
+            pkeyfile=args.webhook_key or None,
+        )
+    return None
+
+
 def run(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
@@ -126,18 +144,9 @@ def run(argv: list[str]) -> int:
     op = build_operator(config, admission=bool(args.dev_webhook or args.webhook))
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_host)
-    if args.dev_webhook:
-        host, port = args.dev_webhook
-        op.settings.admission.server = kopf.WebhookServer(addr=host, port=port, insecure=True)
-    elif args.webhook:
-        host, port = args.webhook
-        op.settings.admission.server = kopf.WebhookServer(
-            addr=host,
-            port=port,
-            host=args.webhook_host,
-            certfile=args.webhook_cert or None,
-            pkeyfile=args.webhook_key or None,
-        )
+    server = admission_server(args)
+    if server is not None:
+        op.settings.admission.server = server
     if args.webhook_managed:
         op.settings.admission.managed = args.webhook_managed
     namespaces = list(args.namespace)

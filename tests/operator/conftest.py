@@ -57,9 +57,11 @@ async def run_operator(k8s: tuple[Emulator, str]) -> AsyncIterator[Callable[...,
     started: list[OperatorThread] = []
 
     async def start(
-        config: OperatorConfig | None = None, *, webhook_port: int | None = None
+        config: OperatorConfig | None = None, *, webhook_port: int | None = None,
+        webhook_server: Any = None,
     ) -> OperatorThread:
-        op = OperatorThread(k8s[1], config or make_config(), webhook_port=webhook_port)
+        op = OperatorThread(k8s[1], config or make_config(), webhook_port=webhook_port,
+                            webhook_server=webhook_server)
         await op.start()
         started.append(op)
         return op

@@ -197,6 +197,7 @@ class OperatorThread:
     config: OperatorConfig
     namespaces: tuple[str, ...] = ("default",)
     webhook_port: int | None = None
+    webhook_server: kopf.WebhookServer | None = None  # e.g. the HTTPS server `qt operator --webhook` builds
     operator: Operator = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -206,6 +207,8 @@ class OperatorThread:
     errors: list[BaseException] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.webhook_server is not None:
+            self.webhook_port = int(self.webhook_server.port or 0)
         self.operator = build_operator(self.config, admission=self.webhook_port is not None, login=False)
         settings = self.operator.settings
         settings.scanning.disabled = True
@@ -213,7 +216,9 @@ class OperatorThread:
         settings.networking.error_backoffs = [0.1, 0.2]
         settings.queueing.exit_timeout = 0.5
         settings.persistence.consistency_timeout = 0.5
-        if self.webhook_port is not None:
+        if self.webhook_server is not None:
+            settings.admission.server = self.webhook_server
+        elif self.webhook_port is not None:
             settings.admission.server = kopf.WebhookServer(
                 addr="127.0.0.1", port=self.webhook_port, insecure=True
             )

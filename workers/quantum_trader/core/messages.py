@@ -326,6 +326,7 @@ class PositionEvent(Message):
     pnl_usd: float
     close_reason: CloseReason
     order_id: str
+    funding_usd: float = 0.0  # CLOSED: perpetual funding paid while open (< 0 received), already in pnl_usd
 
 
 class PolicyAudit(Message):

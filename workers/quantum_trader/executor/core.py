@@ -20,7 +20,8 @@ Conventions:
   a stop at or beyond that price → REJECTED ``liquidation_before_stop:liq=…,stop=…,leverage=…``.
 - paper slippage is adverse, in [0, ``maxSlippageBps``], deterministic from a key
   (the client order id); fee = notional × ``feeBps``.
-- realised PnL = (exit − entry) · qty · dir − entry fee share − exit fee.
+- realised PnL = (exit − entry) · qty · dir − entry fee share − exit fee − funding share (the
+  perpetual funding charged on the open position at each settlement, :func:`accrue_funding`).
 - exits: stop loss, take profit (the mark crossed a level), then time (the position reached its
   ``expires_ts``: opened + the label horizon, ``ExecutionLimits.time_exit_ms``), so positions end
   the way the training labels assume.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -44,7 +45,7 @@ from quantum_trader.core.messages import (
 )
 from quantum_trader.executor.venue import VenueFill, VenueOrder
 from quantum_trader.ledger.positions import Position
-from quantum_trader.market.base import Market
+from quantum_trader.market.base import FundingRate, Market
 
 REJECT_NO_NEW_POSITIONS: Final = "no_new_positions"
 REJECT_UNKNOWN_SYMBOL: Final = "unknown_symbol"
@@ -355,8 +356,26 @@ class Transition:
 
 
 def close_pnl(position: Position, *, qty: float, exit_price: float, exit_fee: float) -> float:
-    entry_fee_share = position.entry_fee_usd * (qty / position.qty) if position.qty > 0 else 0.0
-    return (exit_price - position.entry_price) * qty * position.direction - entry_fee_share - exit_fee
+    share = qty / position.qty if position.qty > 0 else 0.0
+    charged = (position.entry_fee_usd + position.funding_usd) * share
+    return (exit_price - position.entry_price) * qty * position.direction - charged - exit_fee
+
+
+def accrue_funding(position: Position, rates: Sequence[FundingRate], *, now_ms: int) -> Position | None:
+    """The position with every settlement after the last one charged (and after opening) up to
+    ``now_ms`` charged: ``qty × entry × rate`` each, paid by a long and received by a short when the
+    rate is positive (as the backtest charges it). None when nothing new is due."""
+    since = max(position.funding_ts, position.opened_ts)
+    due = [r for r in rates if since < r.ts <= now_ms]
+    if not due:
+        return None
+    paid = sum(position.notional_usd * r.rate for r in due) * position.direction
+    return replace(position, funding_usd=position.funding_usd + paid, funding_ts=max(r.ts for r in due))
+
+
+def funding_transition(position: Position, charged: Position) -> Transition:
+    """Rewrite the position with its new funding (compare-and-set on the record it was computed from)."""
+    return Transition(symbol=position.symbol, expected=position.to_json(), op="set", new_position=charged)
 
 
 def _result(
@@ -509,6 +528,7 @@ def close_position(
 ) -> Transition:
     """Close (or reduce by ``qty``) a position: event CLOSED with realised PnL, cooldown set."""
     pnl = close_pnl(position, qty=qty, exit_price=exit_price, exit_fee=exit_fee)
+    share = qty / position.qty if position.qty > 0 else 0.0
     event = PositionEvent(
         event="CLOSED",
         symbol=position.symbol,
@@ -519,6 +539,7 @@ def close_position(
         pnl_usd=round(pnl, 8),
         close_reason=reason,
         order_id=position.order_id,
+        funding_usd=round(position.funding_usd * share, 8),
         ts=now_ms,
     )
     if close_all:
@@ -526,9 +547,10 @@ def close_position(
         new: Position | None = None
     else:
         rest = position.qty - qty
-        share = rest / position.qty if position.qty > 0 else 0.0
         op = "set"
-        new = replace(position, qty=rest, entry_fee_usd=position.entry_fee_usd * share)
+        keep = rest / position.qty if position.qty > 0 else 0.0
+        new = replace(position, qty=rest, entry_fee_usd=position.entry_fee_usd * keep,
+                      funding_usd=position.funding_usd * keep)
     return Transition(
         symbol=position.symbol,
         expected=position.to_json(),

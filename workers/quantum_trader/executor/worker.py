@@ -39,8 +39,10 @@ from quantum_trader.executor.batch import (
 from quantum_trader.executor.core import (
     Filters,
     Transition,
+    accrue_funding,
     close_position,
     filters_by_symbol,
+    funding_transition,
     plan_exits,
     unrealized_pnl,
 )
@@ -60,7 +62,7 @@ from quantum_trader.ledger.scripts import (
     MultiRead,
 )
 from quantum_trader.ledger.snapshots import QUOTE_FIELDS, READ_FIELDS, parse_snapshot
-from quantum_trader.market.base import Exchange, ExchangeError
+from quantum_trader.market.base import Exchange, ExchangeError, FundingSource
 
 REJECT_EXECUTOR_ERROR: Final = "executor_error"
 MAX_DELIVERIES: Final = 5
@@ -339,6 +341,33 @@ class Executor:
                 self.log.warn("MARK_PRICES_UNAVAILABLE", symbols=len(missing), error=type(exc).__name__)
         return out
 
+    async def charge_funding(self, *, now_ms: int) -> int:
+        """Paper: charge each open position the funding settlements it lived through since the last
+        charge (the exchange's own rates: sim, replay ``<SYMBOL>_funding.csv``, Binance through ccxt).
+        Testnet/live: the exchange charges its wallet itself. Returns the positions charged."""
+        source = self.exchange
+        if self.mode != "paper" or not isinstance(source, FundingSource):
+            return 0
+        stored = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.positions)).items()}
+        positions, _ = parse_positions(stored)
+        transitions: list[Transition] = []
+        for sym, pos in sorted(positions.items()):
+            since = max(pos.funding_ts, pos.opened_ts)
+            try:
+                rates = await source.funding_rates(sym, since_ms=since + 1, until_ms=now_ms)
+            except Exception as exc:
+                self.log.warn("FUNDING_UNAVAILABLE", symbol=sym, error=f"{type(exc).__name__}: {exc}")
+                continue
+            charged = accrue_funding(pos, rates, now_ms=now_ms)
+            if charged is not None:
+                transitions.append(replace(funding_transition(pos, charged), expected=stored[sym]))
+        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        for t, outcome in zip(transitions, outcomes, strict=True):
+            if outcome == APPLIED and t.new_position is not None:
+                self.log.event("FUNDING_CHARGED", symbol=t.symbol, side=t.new_position.side,
+                               funding_usd=round(t.new_position.funding_usd, 8), settlement_ts=t.new_position.funding_ts)
+        return outcomes.count(APPLIED)
+
     async def resync_open_notional(self) -> float:
         """Recompute ``state:risk open_notional_usd`` from ``state:positions`` (atomic)."""
         return float(await self._resync(keys=[self.keys.positions, self.keys.risk_state]))
@@ -429,8 +458,9 @@ async def _handle_batch(ctx: WorkerContext, executor: Executor, batch: list[Pars
 
 
 async def _housekeeping(ctx: WorkerContext, executor: Executor, *, retention_s: float) -> None:
-    """Every sweep interval: answer lost decisions, prune the exactly-once ledgers."""
+    """Every sweep interval: answer lost decisions, charge paper funding, prune the exactly-once ledgers."""
     await executor.sweep_lost(now_ms=ctx.clock.now_ms())
+    await executor.charge_funding(now_ms=ctx.clock.now_ms())
     cutoff = ctx.clock.now_ms() - int(retention_s * 1000)
     pruned = await prune_ledgers(ctx.redis, keys=ctx.keys, older_than_ms=cutoff)
     if pruned:

@@ -38,6 +38,8 @@ class Position:
     entry_fee_usd: float = 0.0
     leverage: float = 1.0
     expires_ts: int = 0  # epoch ms of the time exit (the label horizon after opening); 0 = none
+    funding_usd: float = 0.0  # perpetual funding paid while open (< 0: received); realised with the close
+    funding_ts: int = 0  # the last funding settlement charged (epoch ms); 0 = none yet
 
     @property
     def notional_usd(self) -> float:
@@ -53,6 +55,8 @@ class Position:
                 "entry_fee_usd": self.entry_fee_usd,
                 ENTRY_PRICE: self.entry_price,
                 "expires_ts": self.expires_ts,
+                "funding_ts": self.funding_ts,
+                "funding_usd": self.funding_usd,
                 "intent_id": self.intent_id,
                 "leverage": self.leverage,
                 "opened_ts": self.opened_ts,
@@ -87,6 +91,8 @@ class Position:
                 entry_fee_usd=float(data.get("entry_fee_usd", 0.0)),
                 leverage=float(data.get("leverage", 1.0)),
                 expires_ts=int(data.get("expires_ts", 0)),
+                funding_usd=float(data.get("funding_usd", 0.0)),
+                funding_ts=int(data.get("funding_ts", 0)),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed position: {exc}") from None

@@ -146,3 +146,25 @@ def test_an_empty_replay_span_is_one_line_and_exit_1(tmp_path: Path, replay_15m:
     assert run.stderr.count("\n") == 1
     bad = qt_run("--profile", str(profile), "--start", "yesterday")
     assert bad.returncode == 2 and bad.stderr.startswith("qt run: --start 'yesterday'")
+
+
+def test_positions_and_trades_read_the_kept_state_after_qt_run_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from quantum_trader.cli import main
+
+    monkeypatch.setenv("QT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))  # no running qt run to find
+    _seed(tmp_path / "paper")
+    capsys.readouterr()
+    assert main(["positions", "--profile", str(ROOT / "examples" / "paper.yaml"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [p["symbol"] for p in doc["positions"]] == ["BTCUSDT"]
+    assert main(["trades", "--profile", str(ROOT / "examples" / "paper.yaml"), "--json"]) == 0
+    capsys.readouterr()
+    empty = tmp_path / "none"
+    monkeypatch.setenv("QT_DATA_DIR", str(empty))
+    assert main(["positions", "--profile", str(ROOT / "examples" / "paper.yaml")]) == 1
+    assert "no Redis to read" in capsys.readouterr().err

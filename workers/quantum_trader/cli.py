@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -315,6 +315,27 @@ def _ops_target(args: argparse.Namespace) -> tuple[TradingProfile, str]:
     return profile, str(resolve_redis_url(profile))
 
 
+@contextlib.contextmanager
+def _read_target(args: argparse.Namespace) -> Iterator[tuple[TradingProfile, str]]:
+    """The profile's Redis for a command that reads (positions, trades, risk, audit): ``REDIS_URL`` or the
+    running ``qt run``, else the state a stopped ``qt run`` kept in the profile's data folder."""
+    from quantum_trader import runstate
+    from quantum_trader.core.embedded import EmbeddedRedisError
+
+    profile = _profile(args.profile)
+    url = resolve_redis_url(profile, required=False)
+    if url:
+        yield profile, url
+        return
+    try:
+        with runstate.kept_redis(profile.name) as kept:
+            if kept is None:
+                resolve_redis_url(profile)  # raises the usual "no Redis to read" line
+            yield profile, str(kept)
+    except (runstate.DataDirBusy, EmbeddedRedisError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     from quantum_trader.ops import command
 
@@ -339,8 +360,8 @@ def cmd_flatten(args: argparse.Namespace) -> int:
 def cmd_positions(args: argparse.Namespace) -> int:
     from quantum_trader.ops import command
 
-    profile, url = _ops_target(args)
-    return command.positions(profile, url, as_json=args.json)
+    with _read_target(args) as (profile, url):
+        return command.positions(profile, url, as_json=args.json)
 
 
 def cmd_trades(args: argparse.Namespace) -> int:
@@ -348,24 +369,26 @@ def cmd_trades(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise CommandError("--limit must be at least 1", code=EXIT_USAGE)
-    profile, url = _ops_target(args)
-    return command.trades(profile, url, limit=args.limit, symbol=args.symbol, as_csv=args.csv, as_json=args.json)
+    with _read_target(args) as (profile, url):
+        return command.trades(profile, url, limit=args.limit, symbol=args.symbol, as_csv=args.csv,
+                              as_json=args.json)
 
 
 def cmd_risk(args: argparse.Namespace) -> int:
     from quantum_trader.ops import command
 
-    profile, url = _ops_target(args)
     if args.action == "reset":
+        profile, url = _ops_target(args)
         return command.risk_reset(profile, url, as_json=args.json)
-    return command.risk_show(profile, url, as_json=args.json)
+    with _read_target(args) as (profile, url):
+        return command.risk_show(profile, url, as_json=args.json)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from quantum_trader.ops import command
 
-    profile, url = _ops_target(args)
-    return command.audit(profile, url, limit=max(1, args.limit), as_json=args.json)
+    with _read_target(args) as (profile, url):
+        return command.audit(profile, url, limit=max(1, args.limit), as_json=args.json)
 
 
 def cmd_api(args: argparse.Namespace) -> int:

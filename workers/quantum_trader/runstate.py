@@ -87,6 +87,20 @@ def hold(folder: Path) -> Iterator[Path]:
         os.close(fd)  # releases the lock
 
 
+@contextlib.contextmanager
+def kept_redis(profile: str) -> Iterator[str | None]:
+    """The state ``qt run`` kept for ``profile``, on an embedded Redis started on its folder for the moment
+    (held like a run: :class:`DataDirBusy` while a ``qt run`` uses it); None when nothing was kept."""
+    from quantum_trader.core.embedded import EmbeddedRedis
+
+    folder = data_dir_for(profile)
+    if not has_state(folder):
+        yield None
+        return
+    with hold(folder), EmbeddedRedis(data_dir=folder) as server:
+        yield server.url
+
+
 @dataclass(frozen=True, slots=True)
 class KeptState:
     """What a profile's Redis holds across runs."""

@@ -293,15 +293,15 @@ def registry_url(profile: TradingProfile, url: str | None) -> Iterator[str]:
         yield url
         return
     from quantum_trader import runstate
-    from quantum_trader.core.embedded import EmbeddedRedis, EmbeddedRedisError
+    from quantum_trader.core.embedded import EmbeddedRedisError
 
-    folder = runstate.data_dir_for(profile.name)
-    if not runstate.has_state(folder):
-        raise BacktestError(f"--model promoted reads the model registry: set REDIS_URL, or start `qt run --profile "
-                            f"...` for profile {profile.name!r} (no state kept in {folder})")
     try:
-        with runstate.hold(folder), EmbeddedRedis(data_dir=folder) as server:
-            yield server.url
+        with runstate.kept_redis(profile.name) as kept:
+            if kept is None:
+                raise BacktestError(
+                    f"--model promoted reads the model registry: set REDIS_URL, or start `qt run --profile ...` for "
+                    f"profile {profile.name!r} (no state kept in {runstate.data_dir_for(profile.name)})")
+            yield kept
     except (runstate.DataDirBusy, EmbeddedRedisError) as exc:
         raise BacktestError(str(exc)) from None
 

@@ -261,6 +261,55 @@ def opening_qty(qty: float, *, filters: Filters, price: float, sizing: SizeLimit
     return need
 
 
+def _price_reason(
+    intent: TradeIntent, *, mark_price: float | None, mark_ts_ms: int | None, filters: Filters | None,
+    no_new_positions: bool, max_price_age_ms: float, now_ms: int,
+) -> str | None:
+    """The first check that refuses the decision before any sizing, or None."""
+    if not intent.reduce_only and no_new_positions:
+        return REJECT_NO_NEW_POSITIONS
+    if filters is None:
+        return REJECT_UNKNOWN_SYMBOL
+    if mark_price is None or mark_price <= 0 or mark_ts_ms is None:
+        return REJECT_NO_PRICE
+    if now_ms - mark_ts_ms > max_price_age_ms:
+        return REJECT_STALE_PRICE
+    return None
+
+
+def _reduce(intent: TradeIntent, qty: float, *, position: Position | None, filters: Filters, price: float) -> Plan:
+    """A reduce-only decision: reduce by ``qty``, or close all when the rest would be unsellable."""
+    if position is None:
+        return _reject(REJECT_NO_POSITION)
+    if position.side == intent.side:
+        return _reject(REJECT_REDUCE_SIDE)
+    rest = floor_to_step(position.qty - qty, filters.step_size)
+    close_all = qty <= 0 or rest <= _EPS or rest < filters.min_qty - _EPS or rest * price < filters.min_notional - _EPS
+    return Plan(kind="reduce", order=_order(intent, position.qty if close_all else qty, price=price), close_all=close_all)
+
+
+def _open(
+    intent: TradeIntent, qty: float, *, position: Position | None, filters: Filters, price: float, sizing: SizeLimits
+) -> Plan:
+    """An opening decision: no position yet, stop before liquidation, a size the exchange accepts."""
+    if position is not None:
+        return _reject(REJECT_POSITION_EXISTS)
+    liquidation = liquidation_reason(intent, price=price, maintenance_margin_rate=sizing.maintenance_margin_rate)
+    if liquidation is not None:
+        return _reject(liquidation)
+    sized = opening_qty(qty, filters=filters, price=price, sizing=sizing)
+    if isinstance(sized, str):
+        return _reject(sized)
+    if filters.max_qty > 0 and sized > filters.max_qty + _EPS:
+        return _reject(REJECT_MAX_QTY)
+    return Plan(kind="open", order=_order(intent, sized, price=price))
+
+
+def _order(intent: TradeIntent, qty: float, *, price: float) -> VenueOrder:
+    return VenueOrder(intent_id=intent.intent_id, client_order_id=intent.intent_id, symbol=intent.symbol,
+                      side=intent.side, qty=qty, reference_price=price, reduce_only=intent.reduce_only)
+
+
 def plan_execution(
     intent: TradeIntent,
     *,
@@ -274,55 +323,14 @@ def plan_execution(
     now_ms: int,
 ) -> Plan:
     """Size, round and sanity-check one EXECUTE decision (first failing check wins)."""
-    reduce_only = intent.reduce_only
-    if not reduce_only and no_new_positions:
-        return _reject(REJECT_NO_NEW_POSITIONS)
-    if filters is None:
-        return _reject(REJECT_UNKNOWN_SYMBOL)
-    if mark_price is None or mark_price <= 0 or mark_ts_ms is None:
-        return _reject(REJECT_NO_PRICE)
-    if now_ms - mark_ts_ms > max_price_age_ms:
-        return _reject(REJECT_STALE_PRICE)
-    raw_qty = intent.position_size_usd * intent.leverage / mark_price
-    qty = floor_to_step(raw_qty, filters.step_size)
-    if reduce_only:
-        if position is None:
-            return _reject(REJECT_NO_POSITION)
-        if position.side == intent.side:
-            return _reject(REJECT_REDUCE_SIDE)
-        rest = floor_to_step(position.qty - qty, filters.step_size)
-        close_all = (
-            qty <= 0
-            or rest <= _EPS
-            or rest < filters.min_qty - _EPS
-            or rest * mark_price < filters.min_notional - _EPS
-        )
-        qty = position.qty if close_all else qty
-        kind: Literal["open", "reduce"] = "reduce"
-    else:
-        if position is not None:
-            return _reject(REJECT_POSITION_EXISTS)
-        liquidation = liquidation_reason(intent, price=mark_price, maintenance_margin_rate=sizing.maintenance_margin_rate)
-        if liquidation is not None:
-            return _reject(liquidation)
-        sized = opening_qty(qty, filters=filters, price=mark_price, sizing=sizing)
-        if isinstance(sized, str):
-            return _reject(sized)
-        qty = sized
-        if filters.max_qty > 0 and qty > filters.max_qty + _EPS:
-            return _reject(REJECT_MAX_QTY)
-        close_all = False
-        kind = "open"
-    order = VenueOrder(
-        intent_id=intent.intent_id,
-        client_order_id=intent.intent_id,
-        symbol=intent.symbol,
-        side=intent.side,
-        qty=qty,
-        reference_price=mark_price,
-        reduce_only=reduce_only,
-    )
-    return Plan(kind=kind, order=order, close_all=close_all)
+    refused = _price_reason(intent, mark_price=mark_price, mark_ts_ms=mark_ts_ms, filters=filters,
+                            no_new_positions=no_new_positions, max_price_age_ms=max_price_age_ms, now_ms=now_ms)
+    if refused is not None or filters is None or mark_price is None:
+        return _reject(refused or REJECT_UNKNOWN_SYMBOL)
+    qty = floor_to_step(intent.position_size_usd * intent.leverage / mark_price, filters.step_size)
+    if intent.reduce_only:
+        return _reduce(intent, qty, position=position, filters=filters, price=mark_price)
+    return _open(intent, qty, position=position, filters=filters, price=mark_price, sizing=sizing)
 
 
 # -- transitions ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from quantum_trader.core import metrics
 from quantum_trader.core.bus import Parsed
 from quantum_trader.core.keys import GROUP_EXECUTOR, Keys
 from quantum_trader.core.logs import EventLog
-from quantum_trader.core.messages import ExecMode, GateDecision, TradeIntent
+from quantum_trader.core.messages import ExecMode, ExecutionResult, GateDecision, PositionEvent, TradeIntent
 from quantum_trader.core.profile import ExecutorSettings
 from quantum_trader.core.service import WorkerContext
 from quantum_trader.executor.batch import (
@@ -89,6 +89,67 @@ def _str(v: str | bytes) -> str:
 
 class GuardFailed(RuntimeError):
     """A position changed between read and write; the batch is retried on fresh state."""
+
+
+class _Tally:
+    """The executor's report of one batch: a log line per applied result/event, metrics counted once."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.results: Counter[tuple[str, str]] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.closes: Counter[str] = Counter()
+        self.events = 0
+        self.fees = 0.0
+        self.slippage: list[float] = []
+
+    def result(self, r: ExecutionResult) -> None:
+        self.results[(r.status, r.mode)] += 1
+        if r.status == "FILLED":
+            self.slippage.append(abs(r.slippage_bps))
+            self.fees += r.fee_usd
+            self.log.event(
+                "FILLED", intent_id=r.intent_id, order_id=r.order_id, symbol=r.symbol, side=r.side,
+                qty=r.qty, price=r.price, notional_usd=round(r.notional_usd, 4),
+                slippage_bps=round(r.slippage_bps, 3), fee_usd=round(r.fee_usd, 6), mode=r.mode,
+            )
+        else:
+            self.rejections[metrics.reason_code(r.reason)] += 1
+            self.log.event("REJECTED", intent_id=r.intent_id, symbol=r.symbol, side=r.side, reason=r.reason,
+                           mode=r.mode)
+
+    def event(self, e: PositionEvent) -> None:
+        self.events += 1
+        if e.event == "OPENED":
+            self.log.event("POSITION_OPENED", symbol=e.symbol, side=e.side, qty=e.qty, entry_price=e.entry_price,
+                           order_id=e.order_id)
+            return
+        self.closes[e.close_reason] += 1
+        self.log.event(
+            "POSITION_CLOSED", symbol=e.symbol, side=e.side, qty=e.qty, entry_price=e.entry_price,
+            exit_price=e.exit_price, pnl_usd=round(e.pnl_usd, 6), close_reason=e.close_reason, order_id=e.order_id,
+        )
+
+    def count(self, p: str, *, positions: int) -> None:
+        """The batch's metrics (``positions`` < 0: the open count is unknown, leave its gauges)."""
+        slippage = metrics.EXEC_SLIPPAGE_BPS.labels(p)
+        for bps in self.slippage:
+            slippage.observe(bps)
+        for (status, mode), n in self.results.items():
+            metrics.EXEC_RESULTS.labels(p, status, mode).inc(n)
+        if self.results:
+            metrics.BUS_PUBLISHED.labels(p, "execution.result").inc(sum(self.results.values()))
+        for code, n in self.rejections.items():
+            metrics.EXEC_REJECTIONS.labels(p, code).inc(n)
+        for reason, n in self.closes.items():
+            metrics.EXEC_CLOSED.labels(p, reason).inc(n)
+        if self.events:
+            metrics.BUS_PUBLISHED.labels(p, "position.event").inc(self.events)
+        if self.fees:
+            metrics.EXEC_FEES_USD.labels(p).inc(self.fees)
+        if positions >= 0:
+            metrics.EXEC_OPEN_POSITIONS.labels(p).set(positions)
+            metrics.EXEC_OPEN_ORDERS.labels(p).set(positions)
 
 
 class Executor:
@@ -259,65 +320,17 @@ class Executor:
 
     def _report(self, transitions: list[Transition], outcomes: list[int], *, positions: int) -> None:
         """One log line per applied event; metrics counted per batch (label lookups are not free)."""
-        p = self.profile
-        results: Counter[tuple[str, str]] = Counter()
-        rejections: Counter[str] = Counter()
-        closes: Counter[str] = Counter()
-        events = 0
-        fees = 0.0
-        slippage = metrics.EXEC_SLIPPAGE_BPS.labels(p)
+        tally = _Tally(self.log)
         for t, outcome in zip(transitions, outcomes, strict=True):
             if outcome != APPLIED:
                 if outcome == ALREADY_EXECUTED:
                     self.log.debug("ALREADY_EXECUTED", intent_id=t.ledger_intent, symbol=t.symbol)
                 continue
-            r = t.result
-            if r is not None:
-                results[(r.status, r.mode)] += 1
-                if r.status == "FILLED":
-                    slippage.observe(abs(r.slippage_bps))
-                    fees += r.fee_usd
-                    self.log.event(
-                        "FILLED", intent_id=r.intent_id, order_id=r.order_id, symbol=r.symbol, side=r.side,
-                        qty=r.qty, price=r.price, notional_usd=round(r.notional_usd, 4),
-                        slippage_bps=round(r.slippage_bps, 3), fee_usd=round(r.fee_usd, 6), mode=r.mode,
-                    )
-                else:
-                    rejections[metrics.reason_code(r.reason)] += 1
-                    self.log.event(
-                        "REJECTED", intent_id=r.intent_id, symbol=r.symbol, side=r.side, reason=r.reason,
-                        mode=r.mode,
-                    )
-            e = t.event
-            if e is not None:
-                events += 1
-                if e.event == "OPENED":
-                    self.log.event(
-                        "POSITION_OPENED", symbol=e.symbol, side=e.side, qty=e.qty, entry_price=e.entry_price,
-                        order_id=e.order_id,
-                    )
-                else:
-                    closes[e.close_reason] += 1
-                    self.log.event(
-                        "POSITION_CLOSED", symbol=e.symbol, side=e.side, qty=e.qty, entry_price=e.entry_price,
-                        exit_price=e.exit_price, pnl_usd=round(e.pnl_usd, 6), close_reason=e.close_reason,
-                        order_id=e.order_id,
-                    )
-        for (status, mode), n in results.items():
-            metrics.EXEC_RESULTS.labels(p, status, mode).inc(n)
-        if results:
-            metrics.BUS_PUBLISHED.labels(p, "execution.result").inc(sum(results.values()))
-        for code, n in rejections.items():
-            metrics.EXEC_REJECTIONS.labels(p, code).inc(n)
-        for reason, n in closes.items():
-            metrics.EXEC_CLOSED.labels(p, reason).inc(n)
-        if events:
-            metrics.BUS_PUBLISHED.labels(p, "position.event").inc(events)
-        if fees:
-            metrics.EXEC_FEES_USD.labels(p).inc(fees)
-        if positions >= 0:
-            metrics.EXEC_OPEN_POSITIONS.labels(p).set(positions)
-            metrics.EXEC_OPEN_ORDERS.labels(p).set(positions)
+            if t.result is not None:
+                tally.result(t.result)
+            if t.event is not None:
+                tally.event(t.event)
+        tally.count(self.profile, positions=positions)
 
     # -- SL/TP monitor ----------------------------------------------------------------------------
     async def marks(self, symbols: list[str], *, now_ms: int) -> dict[str, float]:

@@ -46,6 +46,8 @@ PROFILE_COMMANDS: Final[tuple[str, ...]] = (
     "eval", "evalsha", "script|load", "script|exists", "multi", "exec",
     # connection: handshake (RESP3 HELLO, AUTH), health checks, the server clock (qt check / why)
     "hello", "auth", "ping", "time",
+    # Redis Cluster (docs/redis-cluster.md): redis-py's slot map and key positions, ASK redirects
+    "cluster|slots", "command", "asking",
 )  # fmt: skip
 
 # Sent by redis-py on every new connection where the server knows it (Redis >= 7.2, Valkey); its reply

@@ -195,3 +195,4 @@ class ClusterOnce:
         finally:
             node.release(conn)
         return replies[1:] if asking else replies
+

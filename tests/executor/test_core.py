@@ -136,6 +136,11 @@ def test_rejections_have_reasons_in_check_order() -> None:
     assert plan(i, mark=None).reason == "no_price"
     assert plan(i, mark_ts_ms=NOW - 30_001).reason == "stale_price"
     assert plan(i, position=long()).reason == "position_exists"
+    tiny_and_stopped_late = intent(size=0.01, leverage=50.0, sl=97.0)  # below the minimum and liquidated at 98.5
+    assert plan(tiny_and_stopped_late).reason.startswith("liquidation_before_stop:")
+    assert plan(tiny_and_stopped_late, position=long()).reason == "position_exists"
+    tight = SizeLimits(max_position_usd=1.0, exposure_room_usd=1.0, maintenance_margin_rate=0.005)
+    assert plan(intent(size=0.01, leverage=2.0), sizing=tight).reason.startswith("below_min_notional:")
     assert plan(intent(size=1e6, leverage=1.0), mark=1.0).reason == "max_qty"
     assert plan(intent(side="SELL", reduce_only=True)).reason == "no_position"
     assert plan(intent(side="BUY", reduce_only=True), position=long()).reason == "reduce_only_side_mismatch"

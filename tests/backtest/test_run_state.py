@@ -168,3 +168,27 @@ def test_positions_and_trades_read_the_kept_state_after_qt_run_stopped(
     monkeypatch.setenv("QT_DATA_DIR", str(empty))
     assert main(["positions", "--profile", str(ROOT / "examples" / "paper.yaml")]) == 1
     assert "no Redis to read" in capsys.readouterr().err
+
+
+def test_a_server_left_running_by_a_killed_owner_is_stopped_before_a_new_one_opens_the_folder(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of `qt run` leaves its Redis running (a session of its own); two servers on one AOF would
+    corrupt it, so the next start on the folder stops the orphan first — and keeps its data."""
+    folder = tmp_path / "paper"
+    orphan = EmbeddedRedis(data_dir=folder).start()
+    client = redis.Redis.from_url(orphan.url, decode_responses=True)
+    client.hset(KEYS.positions, POSITION.symbol, POSITION.to_json())
+    client.close()
+    pid = orphan.pid
+    orphan._proc = None  # its owner dies without stopping it (the socket's temp dir stays)
+    try:
+        with EmbeddedRedis(data_dir=folder) as server:
+            assert not Path(f"/proc/{pid}").exists(), "the orphan was stopped"
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            assert client.hgetall(KEYS.positions) == {"BTCUSDT": POSITION.to_json()}
+            client.close()
+    finally:
+        if Path(f"/proc/{pid}").exists():  # the test failed: do not leave the orphan behind
+            os.kill(pid, 15)
+        orphan.stop()  # its socket's temporary directory

@@ -19,6 +19,7 @@ password in ``<dir>/<user>.password`` (mode 0600): :meth:`credentials_env`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -41,6 +42,28 @@ NO_SERVER_HINT: Final = (
 
 class EmbeddedRedisError(RuntimeError):
     pass
+
+
+PID_FILE: Final = "redis-server.pid"  # in a data_dir: the server using it (removed on a clean stop)
+
+
+def _stop_orphan(data_dir: Path) -> None:
+    """Stop a server a killed owner left running on ``data_dir`` (its owner died without stopping it:
+    ``kill -9``, OOM). Two servers appending to one AOF would corrupt it. Only a process whose working
+    directory is this folder is touched (the server works in its ``--dir``; it rewrites its command line);
+    callers hold the folder (``runstate.hold``), so no live owner uses it."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text().strip())
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, ValueError):
+        return
+    if cwd != str(data_dir):
+        return  # the pid was reused by something else
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
 
 
 def find_server_binary() -> Path:
@@ -108,6 +131,8 @@ class EmbeddedRedis:
         self._dir = Path(tempfile.mkdtemp(prefix="qt-redis-"))
         data = self._data_dir or self._dir
         data.mkdir(parents=True, exist_ok=True)
+        if self._data_dir is not None:
+            _stop_orphan(self._data_dir)
         args = [
             str(binary),
             "--port", str(self._port),
@@ -126,6 +151,8 @@ class EmbeddedRedis:
             args += ["--aclfile", str(self._dir / "users.acl")]
         self._args = args
         self._proc = self._spawn(args)
+        if self._data_dir is not None:
+            (self._data_dir / PID_FILE).write_text(f"{self._proc.pid}\n")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -214,6 +241,9 @@ class EmbeddedRedis:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        if self._data_dir is not None and self._proc is not None:
+            with contextlib.suppress(OSError):
+                (self._data_dir / PID_FILE).unlink()
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
             try:

@@ -285,13 +285,7 @@ class Reconciler:
                                    applied=False, apply_error="; ".join(errors))
                 return Result(build_status(obs, stale_after_s=stale, grace_s=grace, previous=previous))
             if url:
-                user = ProfileUser(keys=keys, password=auth.password)
-                acl_outcome = await ensure_user(self.redis.client(url), user)
-                if acl_outcome.error and not acl_outcome.unreachable:
-                    errors.append(acl_outcome.error)
-                    log.error("REDIS_ACL_FAILED", user=user.name, error=acl_outcome.error)
-                elif acl_outcome.changed:
-                    log.event("REDIS_ACL_APPLIED", user=user.name, saved=acl_outcome.saved)
+                await self._assert_user(url, ProfileUser(keys=keys, password=auth.password), errors=errors, log=log)
 
         ctx = RenderContext(
             profile=name,
@@ -361,6 +355,16 @@ class Reconciler:
         if not endpoint and existing:
             endpoint = _secret_value(existing, names.SECRET_KEY_REDIS_URL)
         return RedisAuth(username=acl_username(keys), password=password or new_password(), url=endpoint)
+
+    async def _assert_user(self, url: str, user: ProfileUser, *, errors: list[str], log: EventLog) -> None:
+        """Create or converge the profile's ACL user; a refusal (e.g. NOPERM) is an apply error, an
+        unreachable Redis is left to the status' RedisUnreachable."""
+        outcome = await ensure_user(self.redis.client(url), user)
+        if outcome.error and not outcome.unreachable:
+            errors.append(outcome.error)
+            log.error("REDIS_ACL_FAILED", user=user.name, error=outcome.error)
+        elif outcome.changed:
+            log.event("REDIS_ACL_APPLIED", user=user.name, saved=outcome.saved)
 
     async def _pause_flag(self, client: Any, *, keys: Keys, paused: bool, now_ms: int) -> str:
         """spec.paused ⇒ control:paused set; unpaused ⇒ cleared if the operator set it. Also clears an

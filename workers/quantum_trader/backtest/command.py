@@ -266,7 +266,8 @@ def execute(
     if any(tf != "1m" for tf in data.finest.values()):
         notes.append("no 1m bars: stops and take-profits were checked on the lows/highs of coarser bars")
     if paper_fills:
-        notes.append("--fills paper: filled at the mark with no spread, as the live paper venue (optimistic)")
+        notes.append("--fills paper: filled at the mark across half of universe.spreadBps, as the live paper venue "
+                     "(optimistic: no move between decision and fill)")
     if data.funding_source == "assumed":
         notes.append("funding assumed: 0.01 % per 8 h paid by longs (no <SYMBOL>_funding.csv)")
     return Run(data, start, end, universe, models, plan, result, oracle_result, timings, in_sample, notes,

@@ -182,7 +182,7 @@ class Engine:
         self.universe = list(universe)
         self.end_ms = end_ms
         self.counterfactuals = counterfactuals
-        self.paper_fills = paper_fills  # the live paper venue: fill at the mark, no spread
+        self.paper_fills = paper_fills  # the live paper venue: fill at the mark across the profile's spread
         self.filters = {s: Filters.from_market(m) for s, m in data.markets.items()}
         self.book = Book()
         self.funnel = Funnel()

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fills", choices=("market", "paper"), default="market",
         help="market: next open + half spread + slippage (default); paper: exactly the live paper venue "
-        "(the mark, no spread)",
+        "(the mark, half of universe.spreadBps)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots and report.html")
     p.add_argument("--no-oracle", action="store_true", help="sim: skip the oracle replay")

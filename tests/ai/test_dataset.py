@@ -11,6 +11,7 @@ from quantum_trader.ai.dataset import (
     build_dataset,
     data_hash,
     exit_returns,
+    exit_scan,
     forward_returns,
     walk_forward_folds,
 )
@@ -104,11 +105,28 @@ def test_exit_returns_take_the_first_barrier_and_the_stop_when_a_bar_crosses_bot
     assert np.isnan(long_r[0, -3:]).all()  # no known future for the time exit
 
 
+def test_exit_scan_counts_the_bars_until_the_first_exit_and_the_horizon_when_none() -> None:
+    rules = ExitRules(stop_atr=1.0, take_atr=2.0, horizon=3)
+    atr = np.ones((1, 5))
+    up = _bars_from([(100, 100, 100), (100.5, 99.5, 100.2), (102.5, 100, 102.2), (103, 102, 102.5), (103, 102, 103)])
+    long_r, short_r, held_l, held_s = exit_scan(up, atr=atr, rules=rules)
+    assert (held_l[0, 0], held_s[0, 0]) == (2.0, 2.0)  # take-profit and stop both in bar 2
+    for got, want in zip((long_r, short_r), exit_returns(up, atr=atr, rules=rules), strict=True):
+        np.testing.assert_array_equal(got, want)
+    calm = _bars_from([(100, 100, 100), (100.3, 99.8, 100.1), (100.4, 99.9, 100.2), (100.5, 100, 100.4), (1, 1, 1)])
+    _, _, held_l, held_s = exit_scan(calm, atr=atr, rules=rules)
+    assert (held_l[0, 0], held_s[0, 0]) == (3.0, 3.0)  # the time exit at the horizon
+    assert np.isnan(held_l[0, -3:]).all()
+
+
 def test_dataset_with_exit_rules_carries_each_side_s_exit_return(dataset: Dataset) -> None:
     assert dataset.exit_long is not None and dataset.exit_short is not None
     assert np.isfinite(dataset.exit_long).all() and np.isfinite(dataset.exit_short).all()
     untouched = np.isclose(dataset.exit_long, -dataset.exit_short)  # no barrier: both exit at the same close
     assert 0.3 < untouched.mean() < 0.98
+    assert dataset.hold_long is not None and dataset.hold_short is not None
+    assert set(np.unique(dataset.hold_long)) <= {1.0, 2.0, 3.0, 4.0}
+    assert (dataset.hold_long[untouched] == 4.0).mean() > 0.9  # untouched by a barrier: held to the time exit
 
 
 def test_barrier_label_is_the_first_stop_distance_reached_else_the_sign_at_the_horizon() -> None:

@@ -50,9 +50,11 @@ def _profile(tmp: Path, data: Path) -> TradingProfile:
         f"  exchange: {{name: replay, data: {data}}}\n"
         "  universe: {size: 3, refreshInterval: 2h, validFor: 3h, bars: 60, minQuoteVolume24h: 0}\n"
         "  health: {minBars: 50}\n"
+        # the untrained fallback (confidence < 0.60, win = loss = the stop distance) has a positive expected
+        # value only where costs are small: low fees and slippage give enough intents in a day for every stage
         "  router: {minConfidence: 0.51}\n"
-        "  ai: {holdBelow: 0.51}\n"  # the untrained fallback's confidence is capped at 0.60: enough intents in a day
-        "  executor: {baseSizeUsd: 60}\n",
+        "  ai: {holdBelow: 0.51}\n"
+        "  executor: {baseSizeUsd: 60, feeBps: 1, maxSlippageBps: 2}\n",
         encoding="utf-8",
     )
     return load_profile(path)
@@ -105,7 +107,8 @@ async def _live(profile: TradingProfile, *, start: int, end: int, redis_url: str
                 await cycle_once(config=compose.universe_config(profile), keys=keys, exchange=exchange, clock=clock,
                                  log=ai_ctx.log, state=uni_state, redis=client)
                 next_universe += refresh
-            await ai_worker.on_bar_close(ai_ctx, ai_state, bar_open_ms=t - 900_000, settings=spec.ai)
+            await ai_worker.on_bar_close(ai_ctx, ai_state, bar_open_ms=t - 900_000, settings=spec.ai,
+                                         fallback_stop_atr=spec.router.stop_loss_atr)
             arrivals = [Parsed(e.id, Signal.from_fields(e.fields), 1)
                         for e in await _read(router_ctx, keys.ai_signal, GROUP_ROUTER)]
             waiting = await router.admit(arrivals)

@@ -34,7 +34,7 @@ START = 1_763_700_000_000 // TF * TF + 60_000  # one minute after a bar close
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "GALAUSDT", "MKRUSDT", "VETUSDT", "HBARUSDT",
            "DOTUSDT", "CRVUSDT"]
 DESIGN_FIELDS = {"v", "ts", "signal_id", "symbol", "side", "confidence", "model", "model_version", "price",
-                 "atr", "regime", "rl_gate_pass"}
+                 "atr", "regime", "rl_gate_pass", "win_atr", "loss_atr", "hold_s"}
 
 
 def make_profile(**spec: Any) -> TradingProfile:
@@ -119,6 +119,8 @@ async def test_fallback_worker_publishes_one_signal_per_universe_symbol_at_each_
         assert sorted(s.symbol for s in by_bar[bar]) == sorted(SYMBOLS)
     assert all(set(f) == DESIGN_FIELDS for f in raw)
     assert all(f["rl_gate_pass"] in ("true", "false") for f in raw)
+    # the untrained fallback claims no more than symmetry: win = loss = router.stopLossAtr, holding time unknown
+    assert all((f["win_atr"], f["loss_atr"], f["hold_s"]) == ("1.5", "1.5", "0.0") for f in raw)
     for s in sigs:
         assert s.model == "fallback-trend" and s.model_version.startswith("fallback")
         assert s.side in ("BUY", "SELL", "HOLD") and 0.5 <= s.confidence < 0.95
@@ -146,6 +148,8 @@ async def test_a_rejected_training_run_leaves_its_best_baseline_as_the_calibrate
         sigs = await w.signals()
     assert {s.model for s in sigs} == {f"fallback-{trained.fallback.name}"}
     assert all(s.model_version == "lost" and not s.rl_gate_pass for s in sigs)
+    fb = trained.fallback.exit_sizes  # its own out-of-sample win/loss sizes, not the trend rule's symmetry
+    assert fb is not None and all((s.win_atr, s.loss_atr) == (fb.win_atr, fb.loss_atr) for s in sigs)
     # its confidence is what it showed out of sample: nowhere near the trend rule's 0.95
     assert max(s.confidence for s in sigs) < 0.75
     assert "MODEL_FALLBACK_LOADED" in caplog.text
@@ -185,6 +189,9 @@ async def test_promoted_model_is_hot_reloaded_and_signs_its_signals(
     bar = _bars(lgbm)
     assert sorted(s.symbol for s in bar[min(bar)]) == sorted(SYMBOLS)
     assert all(s.model_version == "20261121T120000Z-hot001" for s in lgbm)
+    sizes = trained.bundle.exit_sizes  # measured out of sample, stored in the artefact, carried on every signal
+    assert sizes is not None
+    assert all((s.win_atr, s.loss_atr, s.hold_s) == (sizes.win_atr, sizes.loss_atr, sizes.hold_s) for s in lgbm)
     assert "MODEL_LOADED" in caplog.text
     assert metrics.AI_MODEL_FALLBACK.labels("aitest")._value.get() == 0
     assert metrics.AI_MODEL_INFO.labels("aitest", "20261121T120000Z-hot001")._value.get() == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from quantum_trader.core.messages import Signal
 from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
 from quantum_trader.router import core
@@ -26,9 +27,13 @@ def sig(
     regime: str = "unknown",
     atr: float = 2.0,
     price: float = 100.0,
+    sizes: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> Signal:
     return Signal.model_validate(
         dict(
+            win_atr=sizes[0],
+            loss_atr=sizes[1],
+            hold_s=sizes[2],
             signal_id=sid or f"s-{symbol}-{conf}",
             symbol=symbol,
             side=side,
@@ -379,3 +384,64 @@ def test_defaults_let_a_calibrated_070_bypass_the_target_but_not_a_capped_fallba
     res = decide(batch(sig("BTCUSDT", 0.70), sig("ETHUSDT", 0.60), open_raw="3"), defaults)
     assert [i.symbol for i in res.intents] == ["BTCUSDT"]
     assert reasons(res) == {"s-ETHUSDT-0.6": core.TARGET_REACHED}
+
+
+# -- the model's own win/loss sizes and funding --------------------------------------------------
+
+
+def test_edge_uses_the_model_s_measured_win_and_loss_sizes_when_the_signal_carries_them() -> None:
+    costs = core.EntryCosts(fee_bps=4.0, spread_bps=2.0, slippage_bps=5.0)
+    s = sig("BTCUSDT", 0.6, atr=0.5, price=100.0, sizes=(1.2, 1.0, 2700.0))  # ATR 50 bps
+    edge = core.expected_edge(s, settings=SETTINGS, costs=costs)
+    assert (edge.win_bps, edge.loss_bps, edge.sizes) == (60.0, 50.0, "model")
+    assert edge.ev_bps == pytest.approx(0.6 * 60.0 - 0.4 * 50.0 - 20.0)
+    at_exits = core.expected_edge(sig("BTCUSDT", 0.6, atr=0.5), settings=SETTINGS, costs=costs)
+    assert (at_exits.win_bps, at_exits.loss_bps, at_exits.sizes) == (150.0, 75.0, "sl_tp")
+
+
+def test_a_signal_that_pays_at_the_exit_distances_is_refused_at_its_model_s_real_sizes() -> None:
+    optimistic = sig("BTCUSDT", 0.58, atr=0.3)  # 30 bps ATR: 0.58·90 − 0.42·45 − 20 = +13.3 bps
+    measured = sig("BTCUSDT", 0.58, atr=0.3, sizes=(1.2, 1.0, 2700.0), sid="m")  # 0.58·36 − 0.42·30 − 20 < 0
+    assert [i.symbol for i in decide(batch(optimistic)).intents] == ["BTCUSDT"]
+    res = decide(batch(measured))
+    assert not res.intents
+    (drop,) = res.drops
+    assert drop.reason.startswith("negative_edge:ev_bps=-11.7,") and drop.reason.endswith(",sizes=model")
+    assert "win_bps=36.0,loss_bps=30.0,cost_bps=20.0,funding=unknown" in drop.reason
+
+
+def test_funding_over_the_holding_time_is_a_cost_to_the_side_that_pays_it() -> None:
+    costs = core.EntryCosts(fee_bps=0.0, spread_bps=0.0, slippage_bps=0.0)
+    hold_8h = (1.0, 1.0, 8 * 3600.0)
+    buy = core.expected_edge(sig("BTCUSDT", 0.6, sizes=hold_8h), settings=SETTINGS, costs=costs, funding_bps_8h=3.0)
+    sell = core.expected_edge(sig("BTCUSDT", 0.6, side="SELL", sizes=hold_8h), settings=SETTINGS, costs=costs,
+                              funding_bps_8h=3.0)
+    assert (buy.funding_bps, sell.funding_bps) == (3.0, -3.0)  # longs pay a positive rate, shorts receive it
+    assert buy.ev_bps == pytest.approx(0.6 * 200 - 0.4 * 200 - 3.0) and sell.ev_bps == pytest.approx(40.0 + 3.0)
+    unknown_hold = core.expected_edge(sig("BTCUSDT", 0.6), settings=SETTINGS, costs=costs, funding_bps_8h=3.0)
+    assert unknown_hold.funding_bps is None and "funding=unknown" in unknown_hold.reason()
+
+
+def test_funding_reaching_the_batch_can_turn_a_thin_edge_negative_with_the_number_in_the_reason() -> None:
+    s = sig("BTCUSDT", 0.6, atr=0.25, sizes=(1.2, 1.0, 8 * 3600.0))  # 0.6·30 − 0.4·25 − 20 = −12 … too thin
+    wide = sig("BTCUSDT", 0.6, atr=1.0, sizes=(1.2, 1.0, 8 * 3600.0), sid="w")  # 0.6·120 − 0.4·100 − 20 = +12
+    inp = dataclasses.replace(batch(wide), funding_bps_8h={"BTCUSDT": 15.0})
+    res = decide(inp)
+    assert not res.intents
+    assert "funding_bps=15.00" in res.drops[0].reason and res.drops[0].reason.startswith("negative_edge:ev_bps=-3.0")
+    assert not decide(batch(s)).intents and [i.symbol for i in decide(batch(wide)).intents] == ["BTCUSDT"]
+
+
+def test_smaller_measured_wins_rank_below_larger_ones_at_equal_confidence() -> None:
+    res = decide(batch(sig("BTCUSDT", 0.62, sizes=(0.8, 1.0, 3600.0)), sig("ETHUSDT", 0.62, sizes=(1.4, 1.0, 3600.0)),
+                       open_raw="2"))
+    assert [i.symbol for i in res.intents] == ["ETHUSDT"]
+
+
+def test_a_signal_from_an_older_producer_without_sizes_parses_with_zeros() -> None:
+    fields = sig("BTCUSDT", 0.6).to_fields()
+    for name in ("win_atr", "loss_atr", "hold_s"):
+        fields.pop(name)
+    old = Signal.from_fields(fields)
+    assert (old.win_atr, old.loss_atr, old.hold_s) == (0.0, 0.0, 0.0)
+    assert core.expected_edge(old, settings=SETTINGS, costs=core.EntryCosts()).sizes == "sl_tp"

@@ -9,7 +9,7 @@ passed explicitly here:
 worker     config: own section + shared values (declared in)
 =========  ===================================================================================
 universe   ``UniverseConfig``: ``universe``, ``health`` + ``environment`` (top level)
-ai         ``AiConfig``: ``ai``
+ai         ``AiConfig``: ``ai`` + ``router.stopLossAtr`` (the untrained fallback's claimed win/loss size)
 router     ``RouterConfig``: ``router`` + ``base_size_usd`` (``executor.baseSizeUsd``) and the
            entry rule's ``costs`` (``executor.feeBps``/``maxSlippageBps``, ``universe.spreadBps``)
 snapshot   ``SnapshotConfig``: ``snapshot``
@@ -51,7 +51,7 @@ def universe_config(profile: TradingProfile) -> UniverseConfig:
 def ai_config(profile: TradingProfile) -> AiConfig:
     from quantum_trader.ai.worker import AiConfig
 
-    return AiConfig(settings=profile.spec.ai)
+    return AiConfig(settings=profile.spec.ai, fallback_stop_atr=profile.spec.router.stop_loss_atr)
 
 
 def router_config(profile: TradingProfile) -> RouterConfig:

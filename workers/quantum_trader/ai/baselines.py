@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantum_trader.ai.evaluation import fit_logistic, logit, sigmoid
+from quantum_trader.ai.exits import ExitSizes
 from quantum_trader.ai.features import LAGS, Bars, return_lags
 
 F64 = npt.NDArray[np.float64]
@@ -67,6 +68,7 @@ class Baseline:
     horizon: int
     coef: F64
     intercept: float
+    exit_sizes: ExitSizes | None = None  # its OOS win/loss sizes under the exits, when measured
 
     def p_up(self, lags: F64) -> F64:
         """P(up over ``horizon``) for rows of :func:`return_lags` ``(rows, LAGS)``."""
@@ -86,15 +88,20 @@ class Baseline:
         return res
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "horizon": self.horizon, "coef": [float(c) for c in self.coef],
-                "intercept": float(self.intercept)}
+        doc: dict[str, Any] = {"name": self.name, "horizon": self.horizon, "coef": [float(c) for c in self.coef],
+                               "intercept": float(self.intercept)}
+        if self.exit_sizes is not None:
+            doc["exit_sizes"] = self.exit_sizes.to_dict()
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any) -> Baseline:
         """Parse :meth:`to_dict` output; ``ValueError`` on anything malformed."""
         try:
+            sizes = doc.get("exit_sizes")
             b = cls(name=str(doc["name"]), horizon=int(doc["horizon"]),
-                    coef=np.asarray(doc["coef"], dtype=np.float64), intercept=float(doc["intercept"]))
+                    coef=np.asarray(doc["coef"], dtype=np.float64), intercept=float(doc["intercept"]),
+                    exit_sizes=None if sizes is None else ExitSizes.from_dict(sizes))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed baseline: {type(exc).__name__}: {exc}") from None
         width = baseline_inputs(b.name, np.zeros((1, LAGS)), b.horizon).shape[1]

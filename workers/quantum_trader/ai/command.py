@@ -154,6 +154,7 @@ async def _train(
         },
         "params": _params_dict(params),
         "exits": {"stop_atr": exits.stop_atr, "take_atr": exits.take_atr, "horizon_bars": exits.horizon},
+        "exit_sizes": report.get("exit_sizes"),  # OOS win/loss (ATRs) and holding time under those exits
         "oos": {k: v for k, v in report.items() if k != "folds"},
         "folds": report.get("folds", []),
         "data_hash": digest,
@@ -277,6 +278,7 @@ def render_table(doc: dict[str, Any]) -> str:
         *_importance_lines(r.get("importance", [])),
         _stacking_line(r.get("stacking")),
         _entry_line(r.get("entry")),
+        _sizes_line(r.get("exit_sizes")),
         _guard_line(r.get("guards", {}).get("lookahead")),
         f"training time {r['train_seconds']:.1f} s; data hash {doc['data_hash']}",
     ]
@@ -325,6 +327,15 @@ def _entry_line(entry: dict[str, Any] | None) -> str:
         return entry_warning(entry)
     return (f"entry: {entry['rows_reaching']:,} out-of-sample rows ({100 * float(entry['share']):.2f} %) reach "
             f"router.minConfidence {entry['min_confidence']} (highest {entry['max_confidence']})")
+
+
+def _sizes_line(sizes: dict[str, Any] | None) -> str:
+    if not sizes:
+        return "exit sizes: not measured (too few out-of-sample signals); the router uses the SL/TP distances"
+    return (f"exit sizes (out of sample, stop/take-profit/time exits, {sizes['rows']:,} signals): "
+            f"win {sizes['win_atr']:.2f} ATR when the label came true ({100 * float(sizes['win_rate']):.1f} %, "
+            f"mean confidence {float(sizes['mean_p']):.3f}), loss {sizes['loss_atr']:.2f} ATR otherwise, "
+            f"held {float(sizes['hold_s']) / 60:.0f} min on average; signals carry them to the router")
 
 
 def _stacking_line(st: dict[str, Any] | None) -> str:

@@ -53,6 +53,8 @@ class Dataset:
     oracle: F64 | None = None  # P(up over primary horizon) from the data generator, when known
     exit_long: F64 | None = None  # log return of a long under the exit rules (None: no rules given)
     exit_short: F64 | None = None  # the same for a short
+    hold_long: F64 | None = None  # bars a long stays open under the exit rules (1 … horizon)
+    hold_short: F64 | None = None  # the same for a short
     barrier_up: F64 | None = None  # barrier label of the exit horizon (see barrier_labels), 1.0 = up
     barrier_horizon: int = 0  # the horizon whose label is the barrier label (0: none)
 
@@ -87,6 +89,8 @@ class Dataset:
             oracle=None if self.oracle is None else self.oracle[mask],
             exit_long=None if self.exit_long is None else self.exit_long[mask],
             exit_short=None if self.exit_short is None else self.exit_short[mask],
+            hold_long=None if self.hold_long is None else self.hold_long[mask],
+            hold_short=None if self.hold_short is None else self.hold_short[mask],
             barrier_up=None if self.barrier_up is None else self.barrier_up[mask],
             barrier_horizon=self.barrier_horizon,
         )
@@ -106,6 +110,8 @@ class Dataset:
             oracle=None,
             exit_long=None if self.exit_long is None else self.exit_long[perm],
             exit_short=None if self.exit_short is None else self.exit_short[perm],
+            hold_long=None if self.hold_long is None else self.hold_long[perm],
+            hold_short=None if self.hold_short is None else self.hold_short[perm],
             barrier_up=None if self.barrier_up is None else self.barrier_up[perm],
             barrier_horizon=self.barrier_horizon,
         )
@@ -142,13 +148,22 @@ def exit_returns(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64]:
     (the conservative reading: bar data cannot tell which came first). No exit by the horizon: the
     close ``horizon`` bars later. NaN where the future or the ATR is unknown.
     """
+    out_l, out_s, _, _ = exit_scan(bars, atr=atr, rules=rules)
+    return out_l, out_s
+
+
+def exit_scan(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64, F64, F64]:
+    """:func:`exit_returns` and the bars each position stayed open: ``(long, short, held_long,
+    held_short)``; ``held`` is the bar of the first exit, 1 … horizon (the time exit: horizon)."""
     c, hi, lo = bars.close, bars.high, bars.low
     n = c.shape[1]
     h = rules.horizon
     out_l = np.full_like(c, np.nan)
     out_s = np.full_like(c, np.nan)
+    held_l = np.full_like(c, np.nan)
+    held_s = np.full_like(c, np.nan)
     if n <= h:
-        return out_l, out_s
+        return out_l, out_s, held_l, held_s
     m = n - h
     c0, a0 = c[:, :m], atr[:, :m]
     levels = {
@@ -157,6 +172,8 @@ def exit_returns(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64]:
     }
     exit_l = np.full_like(c0, np.nan)
     exit_s = np.full_like(c0, np.nan)
+    bar_l = np.full_like(c0, float(h))
+    bar_s = np.full_like(c0, float(h))
     for k in range(1, h + 1):
         bh, bl = hi[:, k : k + m], lo[:, k : k + m]
         open_l, open_s = np.isnan(exit_l), np.isnan(exit_s)
@@ -164,16 +181,20 @@ def exit_returns(bars: Bars, *, atr: F64, rules: ExitRules) -> tuple[F64, F64]:
         s_stop, s_take = open_s & (bh >= levels["s_stop"]), open_s & (bl <= levels["s_take"])
         exit_l = np.where(l_stop, levels["l_stop"], np.where(l_take, levels["l_take"], exit_l))
         exit_s = np.where(s_stop, levels["s_stop"], np.where(s_take, levels["s_take"], exit_s))
+        bar_l = np.where(l_stop | l_take, float(k), bar_l)
+        bar_s = np.where(s_stop | s_take, float(k), bar_s)
     last = c[:, h : h + m]
     exit_l = np.where(np.isnan(exit_l), last, exit_l)
     exit_s = np.where(np.isnan(exit_s), last, exit_s)
     with np.errstate(divide="ignore", invalid="ignore"):
         out_l[:, :m] = np.log(np.maximum(exit_l, 1e-300) / c0)
         out_s[:, :m] = -np.log(np.maximum(exit_s, 1e-300) / c0)
+    held_l[:, :m] = bar_l
+    held_s[:, :m] = bar_s
     bad = ~np.isfinite(a0)
-    out_l[:, :m][bad] = np.nan
-    out_s[:, :m][bad] = np.nan
-    return out_l, out_s
+    for arr in (out_l, out_s, held_l, held_s):
+        arr[:, :m][bad] = np.nan
+    return out_l, out_s, held_l, held_s
 
 
 def barrier_labels(bars: Bars, *, atr: F64, rules: ExitRules) -> F64:
@@ -232,10 +253,10 @@ def build_dataset(
         ok &= np.isfinite(f)
     if oracle is not None:
         ok &= np.isfinite(oracle)
-    ex_l = ex_s = barrier = None
+    ex_l = ex_s = hold_l = hold_s = barrier = None
     if exits is not None:
         atr = feats[:, :, index("atr_pct")] * bars.close
-        ex_l, ex_s = exit_returns(bars, atr=atr, rules=exits)
+        ex_l, ex_s, hold_l, hold_s = exit_scan(bars, atr=atr, rules=exits)
         barrier = barrier_labels(bars, atr=atr, rules=exits)
         ok &= np.isfinite(ex_l) & np.isfinite(ex_s) & np.isfinite(barrier)
     sym_i, t_i = np.nonzero(ok)
@@ -253,6 +274,8 @@ def build_dataset(
         oracle=None if oracle is None else oracle[sym_i, t_i],
         exit_long=None if ex_l is None else ex_l[sym_i, t_i],
         exit_short=None if ex_s is None else ex_s[sym_i, t_i],
+        hold_long=None if hold_l is None else hold_l[sym_i, t_i],
+        hold_short=None if hold_s is None else hold_s[sym_i, t_i],
         barrier_up=None if barrier is None else barrier[sym_i, t_i],
         barrier_horizon=0 if exits is None else exits.horizon,
     )
@@ -323,6 +346,7 @@ __all__ = [
     "build_dataset",
     "data_hash",
     "exit_returns",
+    "exit_scan",
     "forward_returns",
     "walk_forward_folds",
 ]

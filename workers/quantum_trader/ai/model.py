@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quantum_trader.ai.evaluation import sigmoid
+from quantum_trader.ai.exits import ExitSizes
 from quantum_trader.ai.features import FEATURE_NAMES, N_FEATURES, index
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class ModelBundle:
     metalabel_threshold: float
     feature_names: tuple[str, ...] = FEATURE_NAMES
     metalabel_filter: bool = False  # a failing meta-label turns the signal into HOLD (earned OOS)
+    exit_sizes: ExitSizes | None = None  # OOS win/loss sizes under the exits (None: the router uses SL/TP)
 
     def base_scores(self, x: F64) -> F64:
         cols = [np.asarray(b.predict(x, raw_score=True, num_threads=PREDICT_THREADS)) for b in self.boosters]
@@ -120,6 +122,8 @@ class ModelBundle:
             "metalabel_threshold": self.metalabel_threshold,
             "metalabel_filter": self.metalabel_filter,
         }
+        if self.exit_sizes is not None:
+            doc["exit_sizes"] = self.exit_sizes.to_dict()
         return zlib.compress(json.dumps(doc, separators=(",", ":")).encode("utf-8"), level=6)
 
 
@@ -159,6 +163,7 @@ def load_bundle(data: bytes, *, expected_sha256: str | None = None) -> ModelBund
             metalabel_threshold=float(doc["metalabel_threshold"]),
             feature_names=names,
             metalabel_filter=doc.get("metalabel_filter", False) is True,
+            exit_sizes=None if doc.get("exit_sizes") is None else ExitSizes.from_dict(doc["exit_sizes"]),
         )
     except ArtifactError:
         raise

@@ -13,8 +13,11 @@
   record (measured on the sim with the old 0.95 ceiling it lost 7 bps per trade after
   costs, its "confident" signals no better than the rest), so it never claims the
   router's super-confidence nor a high probability it has not shown. It is not a trained
-  model and says so in every signal; ``rl_gate_pass`` is always false. After a
-  ``qt train`` the fallback is the best baseline, calibrated on its own record.
+  model and says so in every signal; ``rl_gate_pass`` is always false; its signals
+  claim symmetric win and loss sizes at the stop distance (:func:`fallback_sizes`), so
+  the router's expected-value rule gives it ``(2p − 1)·stop − costs`` — negative unless
+  the ATR is wide. After a ``qt train`` the fallback is the best baseline, calibrated on
+  its own record, with its own measured sizes.
 * Regime (a label carried on the signal): ``high_vol`` when vol_regime > 0.35, else
   ``trend_up`` / ``trend_down`` when efficiency_16 ≥ 0.4 and |ema_slope_slow| ≥ 0.3,
   else ``range``.
@@ -28,6 +31,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from quantum_trader.ai.exits import ExitSizes
 from quantum_trader.ai.features import index
 
 F64 = npt.NDArray[np.float64]
@@ -52,6 +56,9 @@ class Decision:
     regime: str
     price: float
     atr: float
+    win_atr: float = 0.0  # the model's OOS mean win under the exits, ATRs (0: unknown → router uses take-profit)
+    loss_atr: float = 0.0  # its OOS mean loss, ATRs (0: unknown → router uses the stop distance)
+    hold_s: float = 0.0  # its OOS mean holding time, seconds (0: unknown)
 
 
 def model_tag(version: str) -> str:
@@ -94,11 +101,13 @@ def decide_model(
     hold_below: float,
     gate_threshold: float,
     gate_filters: bool = False,
+    sizes: ExitSizes | None = None,
 ) -> list[Decision]:
     """One decision per symbol from calibrated P(up) and the meta-label P(profitable).
 
     With ``gate_filters`` (the bundle earned it out of sample) a signal whose meta-label fails
-    is HOLD instead of BUY/SELL.
+    is HOLD instead of BUY/SELL. ``sizes``: the model's out-of-sample win/loss sizes under the
+    exits, carried on every decision (absent: 0, and the router uses its SL/TP distances).
     """
     side, conf = sides(p_up, hold_below=hold_below)
     if gate_filters:
@@ -116,6 +125,9 @@ def decide_model(
             regime=reg[i],
             price=float(price[i]),
             atr=float(atr[i]),
+            win_atr=0.0 if sizes is None else sizes.win_atr,
+            loss_atr=0.0 if sizes is None else sizes.loss_atr,
+            hold_s=0.0 if sizes is None else sizes.hold_s,
         )
         for i, s in enumerate(symbols)
     ]
@@ -132,9 +144,19 @@ def fallback_p_up(x: F64) -> F64:
     return out
 
 
-def decide_fallback(symbols: tuple[str, ...], *, x: F64, price: F64, hold_below: float) -> list[Decision]:
+def fallback_sizes(stop_atr: float) -> ExitSizes:
+    """What the untrained fallback claims about its wins and losses: nothing beyond symmetry — a win
+    and a loss the size of the stop distance (its p is the chance of that barrier first). It has no
+    record showing its winners run further than its losers, so it is not credited with the take-profit."""
+    return ExitSizes(win_atr=stop_atr, loss_atr=stop_atr, hold_s=0.0)
+
+
+def decide_fallback(
+    symbols: tuple[str, ...], *, x: F64, price: F64, hold_below: float, stop_atr: float
+) -> list[Decision]:
+    """The trend rule's decisions, with symmetric win/loss sizes at ``stop_atr`` (``router.stopLossAtr``)."""
     p = fallback_p_up(x)
     return decide_model(
         symbols, x=x, price=price, p_up=p, p_profit=np.zeros_like(p), hold_below=hold_below,
-        gate_threshold=np.inf,
+        gate_threshold=np.inf, sizes=fallback_sizes(stop_atr),
     )

@@ -44,10 +44,12 @@ from quantum_trader.ai.evaluation import (
     log_loss,
     sigmoid,
 )
+from quantum_trader.ai.exits import ExitSizes, measure
 from quantum_trader.ai.features import FEATURE_NAMES, index
 from quantum_trader.ai.guards import guard_reasons
 from quantum_trader.ai.model import ModelBundle, meta_inputs
 from quantum_trader.core.profile import AiSettings
+from quantum_trader.market.base import TIMEFRAME_MS
 
 if TYPE_CHECKING:
     import lightgbm
@@ -175,6 +177,16 @@ def quality_gate(report: dict[str, Any], ai: AiSettings) -> tuple[bool, list[str
     return (not reasons, reasons)
 
 
+def exit_sizes(ds: Dataset, *, rows: B, p_up: F64, hold_below: float, bar_s: float) -> ExitSizes | None:
+    """Win/loss sizes (ATRs) and holding time of the signals among ``rows`` under the dataset's exit
+    rules (:func:`~quantum_trader.ai.exits.measure`); None without exit rules or with too few signals."""
+    if ds.exit_long is None or ds.exit_short is None or ds.hold_long is None or ds.hold_short is None:
+        return None
+    return measure(p_up=p_up[rows], label_up=ds.label_up(ds.barrier_horizon)[rows], ret_long=ds.exit_long[rows],
+                   ret_short=ds.exit_short[rows], hold_long=ds.hold_long[rows], hold_short=ds.hold_short[rows],
+                   atr_pct=ds.x[rows, index("atr_pct")], hold_below=hold_below, bar_s=bar_s)
+
+
 def _trade_net(ds: Dataset, rows: B, p_up: F64, params: TrainParams) -> F64:
     """Net log return after ``cost_bps`` of the side the model picks (BUY if P(up) ≥ 0.5) on ``rows``:
     under the exit rules (stop, take-profit, time) when the dataset carries them, else held H bars."""
@@ -227,6 +239,9 @@ def train_walk_forward(
     report = _report(ds, params=params, oos=oos, p=p_oos, pp=pp_oos, oof=oof)
     report["folds"] = fold_rows
     report["stacking"] = stacking
+    bar_s = TIMEFRAME_MS[timeframe] / 1000.0 if timeframe in TIMEFRAME_MS else 0.0
+    sizes = exit_sizes(ds, rows=oos, p_up=p_oos, hold_below=params.hold_below, bar_s=bar_s)
+    report["exit_sizes"] = None if sizes is None else sizes.to_dict()
     card = scorecard.score(
         y=y[oos], t=ds.t[oos], predictions={"model": p_oos[oos], **{n: b[oos] for n, b in base_oos.items()}},
         edges=[(f.test_start, f.test_end) for f in folds[1:]], fold_ks=[f.k for f in folds[1:]], seed=params.seed,
@@ -269,11 +284,16 @@ def train_walk_forward(
         metalabel_threshold=params.metalabel_threshold,
         feature_names=params.features,
         metalabel_filter=bool(report["metalabel"]["filter"]),
+        exit_sizes=sizes,
     )
     best = str(card["comparison"]["best_baseline"])
     fallback = recalibrate(
         fit_baseline(best, lags=ds.lags, y=y, horizon=h0), p_oos=base_oos[best][oos], y_oos=y[oos]
     )
+    p_fallback = np.full(ds.n, np.nan)
+    p_fallback[oos] = fallback.p_up(ds.lags[oos])
+    fallback = replace(fallback, exit_sizes=exit_sizes(ds, rows=oos, p_up=p_fallback, hold_below=params.hold_below,
+                                                       bar_s=bar_s))
     seconds = time.perf_counter() - started
     report["train_seconds"] = round(seconds, 3)
     report["meta_model"] = {"coef": [round(float(c), 5) for c in coef], "intercept": round(icpt, 5)}

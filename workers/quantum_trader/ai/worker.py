@@ -155,8 +155,12 @@ def _announce_missing(ctx: WorkerContext, state: _State, *, when: str, settings:
                       when=when, effect="no signals")
 
 
-async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int, settings: AiSettings) -> int | None:
+async def on_bar_close(
+    ctx: WorkerContext, state: _State, *, bar_open_ms: int, settings: AiSettings, fallback_stop_atr: float
+) -> int | None:
     """Signals for the bar that opened at ``bar_open_ms`` (just closed).
+
+    ``fallback_stop_atr``: ``router.stopLossAtr``, the untrained fallback's symmetric win/loss size.
 
     Returns how many were published, or None when there is no universe yet (the bar is retried
     at the next poll, so a universe published just after start-up still gets this bar's signals).
@@ -195,14 +199,16 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int, s
             pred = state.bundle.predict(xs, hold_below=ai.hold_below)
             decisions = decide_model(syms, x=xs, price=price, p_up=pred.p_up, p_profit=pred.p_profit,
                                      hold_below=ai.hold_below, gate_threshold=state.bundle.metalabel_threshold,
-                                     gate_filters=state.bundle.metalabel_filter)
+                                     gate_filters=state.bundle.metalabel_filter, sizes=state.bundle.exit_sizes)
         elif syms and state.fallback is not None:
             lags = return_lags(aligned.bars, latest=True)[ok]
             p_up = state.fallback.p_up(np.nan_to_num(lags))
             decisions = decide_model(syms, x=xs, price=price, p_up=p_up, p_profit=np.zeros_like(p_up),
-                                     hold_below=ai.hold_below, gate_threshold=np.inf)
+                                     hold_below=ai.hold_below, gate_threshold=np.inf,
+                                     sizes=state.fallback.exit_sizes)
         elif syms:
-            decisions = decide_fallback(syms, x=xs, price=price, hold_below=ai.hold_below)
+            decisions = decide_fallback(syms, x=xs, price=price, hold_below=ai.hold_below,
+                                        stop_atr=fallback_stop_atr)
     elapsed = time.perf_counter() - started
     metrics.AI_INFERENCE_SECONDS.labels(p).observe(elapsed)
     for symbol, reason in skipped.items():
@@ -215,7 +221,8 @@ async def on_bar_close(ctx: WorkerContext, state: _State, *, bar_open_ms: int, s
     signals = [
         Signal(signal_id=signal_id(d.symbol, bar_close_ms), symbol=d.symbol, side=d.side,
                confidence=d.confidence, model=model, model_version=version, price=d.price, atr=d.atr,
-               regime=d.regime, rl_gate_pass=d.rl_gate_pass, ts=ts)
+               regime=d.regime, rl_gate_pass=d.rl_gate_pass, win_atr=d.win_atr, loss_atr=d.loss_atr,
+               hold_s=d.hold_s, ts=ts)
         for d in decisions
     ]
     if signals:
@@ -244,6 +251,7 @@ class AiConfig:
     """What the ai worker is given: its own section (built by ``quantum_trader.compose``)."""
 
     settings: AiSettings
+    fallback_stop_atr: float  # router.stopLossAtr: the untrained fallback claims win = loss = this many ATRs
 
 
 async def main(ctx: WorkerContext, config: AiConfig) -> None:
@@ -263,7 +271,8 @@ async def main(ctx: WorkerContext, config: AiConfig) -> None:
         bar_open = last_closed_open_ms(now, ai.timeframe)
         if bar_open != state.last_bar:
             try:
-                if await on_bar_close(ctx, state, bar_open_ms=bar_open, settings=ai) is not None:
+                if await on_bar_close(ctx, state, bar_open_ms=bar_open, settings=ai,
+                                      fallback_stop_atr=config.fallback_stop_atr) is not None:
                     state.last_bar = bar_open
             except Exception as exc:  # one bad bar must not stop the worker
                 state.last_bar = bar_open

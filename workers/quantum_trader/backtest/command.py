@@ -225,7 +225,8 @@ def execute(
     timings["training"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     steps = decision_times(start_ms=start, end_ms=end, timeframe=spec.ai.timeframe)
-    plan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models)
+    plan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models,
+                        stop_atr=spec.router.stop_loss_atr)
     timings["signals"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     progress.begin("trading", len(steps))
@@ -238,7 +239,8 @@ def execute(
     oracle_result: Result | None = None
     if oracle and data.oracle is not None and TIMEFRAME_MS[spec.ai.timeframe] >= 900_000:
         t0 = time.perf_counter()
-        oplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models, oracle=True)
+        oplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models,
+                             stop_atr=spec.router.stop_loss_atr, oracle=True)
         progress.begin("oracle", len(steps))
         oracle_result = Engine(data, spec=spec, universe=universe, end_ms=end, counterfactuals=False,
                                paper_fills=paper_fills).run(
@@ -247,7 +249,8 @@ def execute(
     cf_result, cf_name = None, ""
     if counterfactual and any(m.fallback is not None for m in models):
         t0 = time.perf_counter()
-        bplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models, baseline=True)
+        bplan = plan_signals(data, ai=spec.ai, steps=steps, universe=universe, models=models,
+                             stop_atr=spec.router.stop_loss_atr, baseline=True)
         progress.begin("baseline", len(steps))
         cf_result = Engine(data, spec=spec, universe=universe, end_ms=end, counterfactuals=False,
                            paper_fills=paper_fills).run(bplan, tick=lambda _: progress.step())

@@ -60,7 +60,7 @@ class Pending:
         return Signal.model_construct(
             v=SCHEMA_VERSION, ts=self.ts, signal_id=signal_id(d.symbol, self.ts), symbol=d.symbol, side=d.side,
             confidence=d.confidence, model=self.model, model_version=self.version, price=d.price, atr=d.atr,
-            regime=d.regime, rl_gate_pass=d.rl_gate_pass,
+            regime=d.regime, rl_gate_pass=d.rl_gate_pass, win_atr=d.win_atr, loss_atr=d.loss_atr, hold_s=d.hold_s,
         )
 
 
@@ -123,12 +123,14 @@ def plan_signals(
     steps: list[int],
     universe: Sequence[UniverseEvent],
     models: Sequence[ModelSlot],
+    stop_atr: float,
     oracle: bool = False,
     baseline: bool = False,
 ) -> SignalPlan:
     """Every signal the ai worker would publish at each step (``oracle``: the sim's true P(up);
     ``baseline``: the counterfactual — the best baseline of the newest training by then, recalibrated,
-    at every step, whether or not a model was promoted; steps before any training are skipped)."""
+    at every step, whether or not a model was promoted; steps before any training are skipped).
+    ``stop_atr``: ``router.stopLossAtr``, the untrained fallback's symmetric win/loss size."""
     tf = TIMEFRAME_MS[ai.timeframe]
     plan = SignalPlan(steps=steps, by_step={})
     active: dict[str, list[tuple[int, int, int]]] = {}  # symbol → (step, rank in step, model key index)
@@ -233,16 +235,16 @@ def plan_signals(
             lags = np.concatenate([p[6] for p in parts])[sel][order]
             p_up = slot.fallback.p_up(np.nan_to_num(lags))
             decisions = decide_model(names, x=x, price=price, p_up=p_up, p_profit=np.zeros_like(p_up),
-                                     hold_below=ai.hold_below, gate_threshold=np.inf)
+                                     hold_below=ai.hold_below, gate_threshold=np.inf, sizes=slot.fallback.exit_sizes)
             model, version = f"fallback-{slot.fallback.name}", slot.version
         elif slot is None or slot.bundle is None:
-            decisions = decide_fallback(names, x=x, price=price, hold_below=ai.hold_below)
+            decisions = decide_fallback(names, x=x, price=price, hold_below=ai.hold_below, stop_atr=stop_atr)
             model, version = FALLBACK_MODEL, FALLBACK_VERSION
         else:
             pred = slot.bundle.predict(x, hold_below=ai.hold_below)
             decisions = decide_model(names, x=x, price=price, p_up=pred.p_up, p_profit=pred.p_profit,
                                      hold_below=ai.hold_below, gate_threshold=slot.bundle.metalabel_threshold,
-                                     gate_filters=slot.bundle.metalabel_filter)
+                                     gate_filters=slot.bundle.metalabel_filter, sizes=slot.bundle.exit_sizes)
             model, version = model_tag(slot.version), slot.version
         for t, d in zip(rows_t, decisions, strict=True):
             plan.by_step.setdefault(t, []).append(Pending(d, t, model, version))

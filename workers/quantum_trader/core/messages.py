@@ -259,6 +259,15 @@ class Signal(Message):
     atr: float = Field(ge=0.0, description="average true range in price units")
     regime: str = Field(description="market regime label, 'unknown' when not known")
     rl_gate_pass: bool
+    win_atr: float = Field(
+        0.0, ge=0.0, description="the model's out-of-sample mean win under the exits, in ATRs; 0 (or absent): "
+        "unknown, the router uses its take-profit distance"
+    )
+    loss_atr: float = Field(
+        0.0, ge=0.0, description="its out-of-sample mean loss under the exits, in ATRs; 0 (or absent): unknown, "
+        "the router uses its stop-loss distance"
+    )
+    hold_s: float = Field(0.0, ge=0.0, description="its out-of-sample mean holding time, seconds; 0: unknown")
 
 
 class TradeIntent(Message):

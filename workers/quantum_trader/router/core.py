@@ -117,6 +117,8 @@ class BatchInput:
     already_routed: frozenset[str]  # signal ids of candidates already turned into intents
     now_ms: int
     open_symbols: frozenset[str] = frozenset()  # symbols with an open position (state:positions)
+    # funding rate per symbol, bps per 8 h, positive = longs pay (none reaches the live router today)
+    funding_bps_8h: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +205,16 @@ def is_stale(signal: Signal, *, received_ms: int, window_s: float) -> bool:
     return received_ms - signal.ts > int(window_s * 1000)
 
 
-def rank(candidates: Iterable[Candidate], *, settings: RouterSettings, costs: EntryCosts) -> list[Candidate]:
+def rank(
+    candidates: Iterable[Candidate], *, settings: RouterSettings, costs: EntryCosts,
+    funding_bps_8h: Mapping[str, float] | None = None,
+) -> list[Candidate]:
     """Best first: expected value (bps), then score, confidence, newest, signal id (deterministic)."""
+    funding = funding_bps_8h or {}
 
     def key(c: Candidate) -> tuple[float, float, float, int, str]:
-        ev = round(expected_edge(c.signal, settings=settings, costs=costs).ev_bps, 9)
+        edge = expected_edge(c.signal, settings=settings, costs=costs, funding_bps_8h=funding.get(c.signal.symbol))
+        ev = round(edge.ev_bps, 9)
         return (-ev, -score(c.signal), -c.signal.confidence, -c.signal.ts, c.signal.signal_id)
 
     return sorted(candidates, key=key)
@@ -399,55 +406,80 @@ def entry_costs(*, executor: ExecutorSettings, universe: UniverseSettings) -> En
                       slippage_bps=executor.max_slippage_bps / 2.0)
 
 
+FUNDING_PERIOD_S: Final = 8 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
     """Expected net return of an entry under the exit rules, in bps of notional."""
 
-    p: float  # calibrated probability that the trade goes the signal's way
-    win_bps: float  # take-profit distance: takeProfitAtr × ATR / price
-    loss_bps: float  # stop-loss distance: stopLossAtr × ATR / price
+    p: float  # calibrated probability that the trade goes the signal's way (its barrier label comes true)
+    win_bps: float  # mean win: the model's win_atr × ATR / price, else takeProfitAtr × ATR / price
+    loss_bps: float  # mean loss: the model's loss_atr × ATR / price, else stopLossAtr × ATR / price
     cost_bps: float  # round-trip costs
+    funding_bps: float | None = None  # funding over the expected holding time (cost, signed); None: unknown
+    sizes: Literal["model", "sl_tp"] = "sl_tp"  # where win/loss came from
 
     @property
     def ev_bps(self) -> float:
-        return self.p * self.win_bps - (1.0 - self.p) * self.loss_bps - self.cost_bps
+        funding = self.funding_bps or 0.0
+        return self.p * self.win_bps - (1.0 - self.p) * self.loss_bps - self.cost_bps - funding
 
     def reason(self) -> str:
-        """``negative_edge:ev_bps=…,p=…,win_bps=…,loss_bps=…,cost_bps=…`` (what ``qt why`` shows)."""
+        """``negative_edge:ev_bps=…,p=…,win_bps=…,loss_bps=…,cost_bps=…,funding_bps=…|funding=unknown,sizes=…``
+        (what ``qt why`` shows)."""
+        funding = "funding=unknown" if self.funding_bps is None else f"funding_bps={self.funding_bps:.2f}"
         return (f"{NEGATIVE_EDGE}:ev_bps={self.ev_bps:.1f},p={self.p:.3f},win_bps={self.win_bps:.1f},"
-                f"loss_bps={self.loss_bps:.1f},cost_bps={self.cost_bps:.1f}")
+                f"loss_bps={self.loss_bps:.1f},cost_bps={self.cost_bps:.1f},{funding},sizes={self.sizes}")
 
 
-def expected_edge(signal: Signal, *, settings: RouterSettings, costs: EntryCosts) -> Edge:
-    """EV = p·win − (1−p)·loss − costs with win/loss at the router's own SL/TP distances.
+def expected_edge(
+    signal: Signal, *, settings: RouterSettings, costs: EntryCosts, funding_bps_8h: float | None = None
+) -> Edge:
+    """EV = p·win − (1−p)·loss − costs − funding, in bps of notional.
 
-    ``p`` is the signal's calibrated confidence read as the chance of reaching the take-profit before
-    the stop (an approximation: the model's label is the move's sign over its horizon). Funding over
-    the holding time is not included (no funding rate reaches the router).
+    ``p`` is the signal's calibrated confidence: the chance that its barrier label comes true. Win and
+    loss are the model's out-of-sample mean win and loss under the real exits (stop, take-profit,
+    time), carried on the signal as ``win_atr`` / ``loss_atr``; a signal without them (0) is valued at
+    the router's own take-profit and stop distances. Funding: ``funding_bps_8h`` (bps per 8 h, positive
+    = longs pay) over the signal's expected holding time ``hold_s``, when both are known; otherwise
+    ``funding_bps`` is None and the reason says ``funding=unknown``.
     """
     atr_bps = signal.atr / signal.price * 10_000.0 if signal.price > 0 else 0.0
+    measured = signal.win_atr > 0.0 and signal.loss_atr > 0.0
+    win_atr = signal.win_atr if measured else settings.take_profit_atr
+    loss_atr = signal.loss_atr if measured else settings.stop_loss_atr
+    funding: float | None = None
+    if funding_bps_8h is not None and signal.hold_s > 0.0:
+        direction = 1.0 if signal.side == "BUY" else -1.0
+        funding = direction * funding_bps_8h * signal.hold_s / FUNDING_PERIOD_S
     return Edge(
         p=signal.confidence,
-        win_bps=settings.take_profit_atr * atr_bps,
-        loss_bps=settings.stop_loss_atr * atr_bps,
+        win_bps=win_atr * atr_bps,
+        loss_bps=loss_atr * atr_bps,
         cost_bps=costs.round_trip_bps,
+        funding_bps=funding,
+        sizes="model" if measured else "sl_tp",
     )
 
 
 def drop_negative_edge(
-    cands: Sequence[Candidate], acc: _Acc, *, settings: RouterSettings, costs: EntryCosts
+    cands: Sequence[Candidate], acc: _Acc, *, settings: RouterSettings, costs: EntryCosts,
+    funding_bps_8h: Mapping[str, float],
 ) -> list[Candidate]:
     """An entry whose expected net return is not positive → ``negative_edge`` (with its numbers)."""
     kept: list[Candidate] = []
     for c in cands:
-        edge = expected_edge(c.signal, settings=settings, costs=costs)
+        edge = expected_edge(c.signal, settings=settings, costs=costs,
+                             funding_bps_8h=funding_bps_8h.get(c.signal.symbol))
         if edge.ev_bps > 0.0:
             kept.append(c)
             continue
         acc.drop([c], edge.reason())
         acc.log("NEGATIVE_EDGE_DROP", symbol=c.signal.symbol, signal_id=c.signal.signal_id, ev_bps=round(edge.ev_bps, 2),
                 p=c.signal.confidence, win_bps=round(edge.win_bps, 2), loss_bps=round(edge.loss_bps, 2),
-                cost_bps=round(edge.cost_bps, 2))
+                cost_bps=round(edge.cost_bps, 2),
+                funding_bps="unknown" if edge.funding_bps is None else round(edge.funding_bps, 3), sizes=edge.sizes)
     return kept
 
 
@@ -475,7 +507,7 @@ def decide_batch(
     cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
     cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
     cands = drop_invalid(cands, acc)
-    cands = drop_negative_edge(cands, acc, settings=settings, costs=costs)
+    cands = drop_negative_edge(cands, acc, settings=settings, costs=costs, funding_bps_8h=inp.funding_bps_8h)
     allowed = slots.allowed
     if slots.super_only:
         cands = _supers_only(cands, acc, open_orders=open_orders, settings=settings)

@@ -100,3 +100,24 @@ def test_logistic_fit_gives_scikit_learns_coefficients() -> None:
     ref = LogisticRegression(C=1.0 / (l2 * x.shape[0]), tol=1e-10, max_iter=10_000).fit(x, y > 0.5)
     np.testing.assert_allclose(coef, ref.coef_[0], atol=1e-5)
     assert intercept == pytest.approx(float(ref.intercept_[0]), abs=1e-5)
+
+
+def test_ece_gives_the_number_scikit_learns_calibration_curve_gives() -> None:
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(5)
+    p = np.round(rng.beta(5, 5, 4000), 3)  # crowded around 0.5, with ties at the bin edges
+    y = (rng.random(4000) < np.clip(p + 0.05, 0, 1)).astype(np.float64)
+    prob_true, prob_pred = calibration_curve(y > 0.5, p, n_bins=10, strategy="quantile")
+    edges = np.percentile(p, np.linspace(0, 100, 11))
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=10)
+    counts = counts[counts > 0]
+    assert ece(y, p) == pytest.approx(float(np.sum(counts * np.abs(prob_true - prob_pred)) / 4000), abs=1e-12)
+
+
+def test_logistic_fit_without_penalty_on_separable_data_stops_finite_and_points_the_right_way() -> None:
+    x = np.array([[-2.0], [-1.0], [-0.5], [0.5], [1.0], [2.0]])
+    y = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    coef, intercept = fit_logistic(x, y, l2=0.0)
+    assert np.all(np.isfinite(coef)) and np.isfinite(intercept)
+    assert coef[0] > 5.0 and np.all(np.where(y > 0.5, sigmoid(x @ coef + intercept) > 0.99, True))

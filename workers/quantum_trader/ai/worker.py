@@ -22,35 +22,25 @@ log line at start-up and at every bar close; without it (production) nothing is 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import numpy as np
-
 from quantum_trader.ai import registry
+from quantum_trader.ai.bar import BarDecision, bar_signals, decide_bar, signal_id
 from quantum_trader.ai.baselines import Baseline
-from quantum_trader.ai.data import (
-    SKIP_FEATURES_NAN,
-    align,
-    fetch_klines,
-    last_closed_open_ms,
-)
-from quantum_trader.ai.features import WINDOW, latest_features, return_lags
+from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
+from quantum_trader.ai.features import WINDOW
 from quantum_trader.ai.model import ArtifactError, ModelBundle
-from quantum_trader.ai.signals import (
-    FALLBACK_MODEL,
-    FALLBACK_VERSION,
-    Decision,
-    decide_fallback,
-    decide_model,
-    model_tag,
-)
+from quantum_trader.ai.signals import FALLBACK_MODEL, FALLBACK_VERSION, model_tag
 from quantum_trader.core import metrics
 from quantum_trader.core.messages import Signal
 from quantum_trader.core.profile import AiSettings
 from quantum_trader.core.service import WorkerContext
 from quantum_trader.ledger.universe import active_symbols, parse_document
 from quantum_trader.market.base import TIMEFRAME_MS
+
+__all__ = ["AiConfig", "main", "on_bar_close", "signal_id"]  # signal_id: the backtest names signals alike
 
 POLL_S: Final = 10.0
 FETCH_BARS: Final = WINDOW
@@ -78,11 +68,6 @@ class _State:
         if self.bundle:
             return self.bundle.version
         return self.fallback_version if self.fallback else FALLBACK_VERSION
-
-
-def signal_id(symbol: str, bar_close_ms: int) -> str:
-    """Deterministic per symbol and bar: a restarted worker re-emits the same id (router dedups)."""
-    return f"ai-{symbol}-{bar_close_ms}"
 
 
 def _set_model_metrics(ctx: WorkerContext, state: _State, *, previous: str | None = None) -> None:
@@ -158,7 +143,7 @@ def _announce_missing(ctx: WorkerContext, state: _State, *, when: str, settings:
 async def on_bar_close(
     ctx: WorkerContext, state: _State, *, bar_open_ms: int, settings: AiSettings, fallback_stop_atr: float
 ) -> int | None:
-    """Signals for the bar that opened at ``bar_open_ms`` (just closed).
+    """Signals for the bar that opened at ``bar_open_ms`` (just closed): reads → core → writes → report.
 
     ``fallback_stop_atr``: ``router.stopLossAtr``, the untrained fallback's symmetric win/loss size.
 
@@ -166,67 +151,54 @@ async def on_bar_close(
     at the next poll, so a universe published just after start-up still gets this bar's signals).
     """
     ai = settings
-    p = ctx.profile_name
-    now = ctx.clock.now_ms()
     bar_close_ms = bar_open_ms + TIMEFRAME_MS[ai.timeframe]
     if state.bundle is None and not ai.allow_fallback:
         _announce_missing(ctx, state, when=f"bar {bar_close_ms}", settings=ai)
         return 0
-    raw = await ctx.redis.get(ctx.keys.universe_active)
-    symbols = active_symbols(parse_document(raw), now_ms=now)
+    now = ctx.clock.now_ms()
+    symbols = await _read_universe(ctx, state, bar_open_ms=bar_open_ms, bar_close_ms=bar_close_ms, now_ms=now)
     if not symbols:
-        if state.no_universe_bar != bar_open_ms:
-            state.no_universe_bar = bar_open_ms
-            ctx.log.warn("AI_NO_UNIVERSE", reason="cfg:universe:active missing, expired or invalid",
-                         bar=bar_close_ms, retry="at every model poll until the next bar close")
         return None
     _announce_missing(ctx, state, when=f"bar {bar_close_ms}", settings=ai)
     klines = await fetch_klines(ctx.exchange, symbols, timeframe=ai.timeframe, limit=FETCH_BARS,
                                 end_ms=bar_close_ms)
     started = time.perf_counter()
     aligned = align(klines, n_bars=FETCH_BARS, last_open_ms=bar_open_ms, timeframe=ai.timeframe)
-    skipped = dict(aligned.skipped)
-    decisions: list[Decision] = []
-    if aligned.symbols:
-        x = latest_features(aligned.bars)
-        ok = np.all(np.isfinite(x), axis=1)
-        for s in np.asarray(aligned.symbols)[~ok].tolist():
-            skipped[str(s)] = SKIP_FEATURES_NAN
-        syms = tuple(s for s, good in zip(aligned.symbols, ok.tolist(), strict=True) if good)
-        xs = x[ok]
-        price = aligned.bars.close[ok, -1]
-        if syms and state.bundle is not None:
-            pred = state.bundle.predict(xs, hold_below=ai.hold_below)
-            decisions = decide_model(syms, x=xs, price=price, p_up=pred.p_up, p_profit=pred.p_profit,
-                                     hold_below=ai.hold_below, gate_threshold=state.bundle.metalabel_threshold,
-                                     gate_filters=state.bundle.metalabel_filter, sizes=state.bundle.exit_sizes)
-        elif syms and state.fallback is not None:
-            lags = return_lags(aligned.bars, latest=True)[ok]
-            p_up = state.fallback.p_up(np.nan_to_num(lags))
-            decisions = decide_model(syms, x=xs, price=price, p_up=p_up, p_profit=np.zeros_like(p_up),
-                                     hold_below=ai.hold_below, gate_threshold=np.inf,
-                                     sizes=state.fallback.exit_sizes)
-        elif syms:
-            decisions = decide_fallback(syms, x=xs, price=price, hold_below=ai.hold_below,
-                                        stop_atr=fallback_stop_atr)
+    bar = decide_bar(aligned, bundle=state.bundle, fallback=state.fallback, hold_below=ai.hold_below,
+                     fallback_stop_atr=fallback_stop_atr)
     elapsed = time.perf_counter() - started
-    metrics.AI_INFERENCE_SECONDS.labels(p).observe(elapsed)
-    for symbol, reason in skipped.items():
+    signals = bar_signals(bar.decisions, bar_close_ms=bar_close_ms, model=state.model, version=state.version,
+                          ts=ctx.clock.now_ms())
+    if signals:
+        await ctx.bus.publish_many([(ctx.keys.ai_signal, s) for s in signals])
+    report_bar(ctx, state, bar, signals, klines=klines, bar_close_ms=bar_close_ms, elapsed_s=elapsed, now_ms=now)
+    return len(signals)
+
+
+async def _read_universe(
+    ctx: WorkerContext, state: _State, *, bar_open_ms: int, bar_close_ms: int, now_ms: int
+) -> list[str]:
+    """The active universe's symbols (none: missing, expired or invalid — logged once per bar)."""
+    symbols = active_symbols(parse_document(await ctx.redis.get(ctx.keys.universe_active)), now_ms=now_ms)
+    if not symbols and state.no_universe_bar != bar_open_ms:
+        state.no_universe_bar = bar_open_ms
+        ctx.log.warn("AI_NO_UNIVERSE", reason="cfg:universe:active missing, expired or invalid",
+                     bar=bar_close_ms, retry="at every model poll until the next bar close")
+    return list(symbols)
+
+
+def report_bar(
+    ctx: WorkerContext, state: _State, bar: BarDecision, signals: list[Signal], *, klines: Mapping[str, Any],
+    bar_close_ms: int, elapsed_s: float, now_ms: int,
+) -> None:
+    """One ``AI_SKIPPED`` line per skipped symbol, one ``AI_SIGNALS`` line per bar; metrics; the model's age."""
+    p, model = ctx.profile_name, state.model
+    metrics.AI_INFERENCE_SECONDS.labels(p).observe(elapsed_s)
+    for symbol, reason in bar.skipped.items():
         metrics.AI_SKIPPED.labels(p, reason).inc()
         got = klines.get(symbol)
         detail = {"detail": got} if isinstance(got, str) else {}
         ctx.log.warn("AI_SKIPPED", symbol=symbol, reason=reason, bar=bar_close_ms, **detail)
-    ts = ctx.clock.now_ms()
-    model, version = state.model, state.version
-    signals = [
-        Signal(signal_id=signal_id(d.symbol, bar_close_ms), symbol=d.symbol, side=d.side,
-               confidence=d.confidence, model=model, model_version=version, price=d.price, atr=d.atr,
-               regime=d.regime, rl_gate_pass=d.rl_gate_pass, win_atr=d.win_atr, loss_atr=d.loss_atr,
-               hold_s=d.hold_s, ts=ts)
-        for d in decisions
-    ]
-    if signals:
-        await ctx.bus.publish_many([(ctx.keys.ai_signal, s) for s in signals])
     counts = {"BUY": 0, "SELL": 0, "HOLD": 0}
     for s in signals:
         counts[s.side] += 1
@@ -235,15 +207,14 @@ async def on_bar_close(
     created = state.card.get("created_ms")
     if state.bundle is not None and isinstance(created, int):
         state.fallback_since_ms = 0
-        metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now - created) / 1000.0))
+        metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now_ms - created) / 1000.0))
     elif state.bundle is None:  # the fallback's age: how long it has served instead of a trained model
-        state.fallback_since_ms = state.fallback_since_ms or now
-        metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now - state.fallback_since_ms) / 1000.0))
+        state.fallback_since_ms = state.fallback_since_ms or now_ms
+        metrics.AI_MODEL_AGE.labels(p).set(max(0.0, (now_ms - state.fallback_since_ms) / 1000.0))
     ctx.processed(len(signals))
     ctx.log.event("AI_SIGNALS", bar=bar_close_ms, model=model, published=len(signals), buy=counts["BUY"],
-                  sell=counts["SELL"], hold=counts["HOLD"], skipped=len(skipped),
-                  inference_ms=round(elapsed * 1000, 3))
-    return len(signals)
+                  sell=counts["SELL"], hold=counts["HOLD"], skipped=len(bar.skipped),
+                  inference_ms=round(elapsed_s * 1000, 3))
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,14 +220,44 @@ def train_walk_forward(
     started = time.perf_counter()
     if ds.n < MIN_TRAIN_ROWS * 4:
         raise TrainingError(f"only {ds.n} usable rows (need {MIN_TRAIN_ROWS * 4})")
+    ev = _out_of_sample(ds, params=params, timeframe=timeframe, say=say)
+    say(f"final models on all {ds.n} rows")
+    bundle = _final_bundle(ds, params=params, ev=ev, version=version, timeframe=timeframe)
+    fallback = _final_fallback(ds, params=params, ev=ev)
+    seconds = time.perf_counter() - started
+    report = ev.report
+    report["train_seconds"] = round(seconds, 3)
+    report["meta_model"] = {"coef": [round(float(c), 5) for c in bundle.meta_coef],
+                            "intercept": round(bundle.meta_intercept, 5)}
+    report["fallback"] = fallback.to_dict()
+    return TrainResult(bundle=bundle, report=report, oos_mask=ev.oos, oos_p_up=ev.p_oos, fallback=fallback,
+                       baseline_oos=ev.base_oos, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class _OutOfSample:
+    """What the walk-forward learnt out of sample: the inputs the final refit and the fallback reuse."""
+
+    x: F64  # the feature columns in use
+    y: F64  # the primary horizon's label
+    oof: F64  # base models' out-of-fold logits
+    has_oof: B
+    p_oos: F64  # the model's OOS P(up) (NaN outside the test folds)
+    oos: B
+    base_oos: dict[str, F64]
+    sizes: ExitSizes | None
+    bar_s: float
+    report: dict[str, Any]
+
+
+def _out_of_sample(ds: Dataset, *, params: TrainParams, timeframe: str, say: Progress) -> _OutOfSample:
+    """Base and meta models fold by fold, the baselines on the same folds, the report and its scorecard."""
     x = ds.x[:, params.columns]
-    h0 = params.primary
-    y = ds.label_up(h0)
+    y = ds.label_up(params.primary)
     folds = walk_forward_folds(
         ds.t, n_blocks=params.n_blocks, purge=params.purge_bars, embargo=params.embargo_bars, first=1
     )
     oof, fold_rows, fold_boosters = _base_models(ds, x, params=params, folds=folds, say=say)
-    has_oof = np.all(np.isfinite(oof), axis=1)
     p_oos, pp_oos, metas, stacking = _meta_models(ds, x, params=params, folds=folds[1:], oof=oof, say=say)
     for row in fold_rows:
         te = np.isfinite(p_oos) & (ds.t >= row["test_bars"][0]) & (ds.t <= row["test_bars"][1])
@@ -235,7 +265,7 @@ def train_walk_forward(
             row["auc"] = round(auc(y[te], p_oos[te]), 4)
     oos = np.isfinite(p_oos)
     say("baselines on the same folds")
-    base_oos = _baseline_predictions(ds, y, folds=folds[1:], oos=oos, horizon=h0)
+    base_oos = _baseline_predictions(ds, y, folds=folds[1:], oos=oos, horizon=params.primary)
     report = _report(ds, params=params, oos=oos, p=p_oos, pp=pp_oos, oof=oof)
     report["folds"] = fold_rows
     report["stacking"] = stacking
@@ -253,53 +283,55 @@ def train_walk_forward(
         report["importance"] = _permutation_importance(
             x, y, t=ds.t, params=params, folds=folds[1:], oos=oos, boosters=fold_boosters, metas=metas
         )
+    return _OutOfSample(x=x, y=y, oof=oof, has_oof=np.all(np.isfinite(oof), axis=1), p_oos=p_oos, oos=oos,
+                        base_oos=base_oos, sizes=sizes, bar_s=bar_s, report=report)
 
-    say(f"final models on all {ds.n} rows")
+
+def _final_bundle(ds: Dataset, *, params: TrainParams, ev: _OutOfSample, version: str, timeframe: str) -> ModelBundle:
+    """Every horizon's booster on all rows, the meta model on the out-of-fold logits (stacked only where
+    stacking beat the primary model out of sample), the meta-label model."""
+    x, y, oof, has = ev.x, ev.y, ev.oof, ev.has_oof
     finals = tuple(
         _fit(x[m], ds.label_up(h)[m], params, rounds=params.rounds)
         for h in params.horizons
         for m in [ds.trainable(h, dead_band=params.dead_band)]
     )
-    if stacking["kept"]:
-        coef, icpt = fit_logistic(oof[has_oof], y[has_oof])
+    if ev.report["stacking"]["kept"]:
+        coef, icpt = fit_logistic(oof[has], y[has])
     else:
-        one, icpt = fit_logistic(oof[has_oof, :1], y[has_oof])
+        one, icpt = fit_logistic(oof[has, :1], y[has])
         coef = np.r_[one, np.zeros(oof.shape[1] - 1)]
-    p_all = sigmoid(oof[has_oof] @ coef + icpt)
-    ml_final = _fit(
-        meta_inputs(x[has_oof], oof[has_oof], p_all),
-        _profitable(ds, has_oof, p_all, params),
-        params,
-        rounds=params.metalabel_rounds,
-    )
-    bundle = ModelBundle(
+    p_all = sigmoid(oof[has] @ coef + icpt)
+    ml_final = _fit(meta_inputs(x[has], oof[has], p_all), _profitable(ds, has, p_all, params), params,
+                    rounds=params.metalabel_rounds)
+    return ModelBundle(
         version=version,
         timeframe=timeframe,
         horizons=params.horizons,
-        primary_horizon=h0,
+        primary_horizon=params.primary,
         boosters=finals,
         meta_coef=coef,
         meta_intercept=icpt,
         metalabel=ml_final,
         metalabel_threshold=params.metalabel_threshold,
         feature_names=params.features,
-        metalabel_filter=bool(report["metalabel"]["filter"]),
-        exit_sizes=sizes,
+        metalabel_filter=bool(ev.report["metalabel"]["filter"]),
+        exit_sizes=ev.sizes,
     )
-    best = str(card["comparison"]["best_baseline"])
+
+
+def _final_fallback(ds: Dataset, *, params: TrainParams, ev: _OutOfSample) -> Baseline:
+    """The best baseline, fitted on all rows, recalibrated on its own out-of-sample record, with its own
+    measured exit sizes."""
+    best = str(ev.report["vs_baseline"]["best_baseline"])
     fallback = recalibrate(
-        fit_baseline(best, lags=ds.lags, y=y, horizon=h0), p_oos=base_oos[best][oos], y_oos=y[oos]
+        fit_baseline(best, lags=ds.lags, y=ev.y, horizon=params.primary),
+        p_oos=ev.base_oos[best][ev.oos], y_oos=ev.y[ev.oos],
     )
     p_fallback = np.full(ds.n, np.nan)
-    p_fallback[oos] = fallback.p_up(ds.lags[oos])
-    fallback = replace(fallback, exit_sizes=exit_sizes(ds, rows=oos, p_up=p_fallback, hold_below=params.hold_below,
-                                                       bar_s=bar_s))
-    seconds = time.perf_counter() - started
-    report["train_seconds"] = round(seconds, 3)
-    report["meta_model"] = {"coef": [round(float(c), 5) for c in coef], "intercept": round(icpt, 5)}
-    report["fallback"] = fallback.to_dict()
-    return TrainResult(bundle=bundle, report=report, oos_mask=oos, oos_p_up=p_oos, fallback=fallback,
-                       baseline_oos=base_oos, seconds=seconds)
+    p_fallback[ev.oos] = fallback.p_up(ds.lags[ev.oos])
+    sizes = exit_sizes(ds, rows=ev.oos, p_up=p_fallback, hold_below=params.hold_below, bar_s=ev.bar_s)
+    return replace(fallback, exit_sizes=sizes)
 
 
 def _base_models(

@@ -11,8 +11,10 @@ publishes intents that alternate per symbol between an opening BUY and a reduce-
 close — order matters — and slips poison entries (bad bytes, NaN, ``-0``, ``yes``, missing
 fields, 64 KB values) into every stream the two workers consume. A neighbour profile
 (``intruder``) writes intents and poison into its own keys all along: it must not change a
-single count of ``chaos``. Without per-profile ACL users (the chart's and operator's job) a
-neighbour *could* write into ``chaos``'s streams; that is not exercised here.
+single count of ``chaos``. This run connects as one Redis user, so nothing here stops the
+neighbour from writing into ``chaos``'s streams; that refusal is the per-profile ACL users' job
+(the operator's and ``qt run``'s), tested in tests/core/test_acl.py: a profile's user is refused
+on another profile's keys, streams and scripts.
 
 Printed counts (one line, ``CHAOS key=value``): entries in, decided, executed, duplicates,
 losses, out-of-order, dead-lettered, worker deaths, Redis restarts, recovery seconds after

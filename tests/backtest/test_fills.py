@@ -37,3 +37,16 @@ def test_a_horizon_beyond_the_span_ends_with_the_backtest_and_none_never_times_o
     never = find_exit(s, "1m", side="SELL", stop_loss=110.0, take_profit=80.0, opened_ms=T0, end_ms=T0 + 3 * MIN,
                       expires_ms=0)
     assert late.reason == never.reason == END_OF_DATA and late.mid == never.mid == 102.0
+
+
+def test_the_backtest_router_knows_the_sources_settlements_never_the_assumed_default() -> None:
+    from quantum_trader.backtest.data import Funding, MarketData
+
+    h = 3_600_000
+    settled = Funding(ts=np.array([8 * h, 16 * h, 24 * h], dtype=np.int64), rate=np.array([1e-4, 2e-4, 3e-4]))
+    data = MarketData(source="t", markets={}, series={}, finest={}, spread_bps={},
+                      funding_loader=lambda sym, _s, _e: settled if sym == "BTCUSDT" else None)
+    last_two = data.known_settlements("BTCUSDT", start_ms=0, end_ms=48 * h, now_ms=20 * h)
+    assert [(r.ts, r.rate) for r in last_two] == [(8 * h, 1e-4), (16 * h, 2e-4)]  # what happened by now
+    assert data.known_settlements("ETHUSDT", start_ms=0, end_ms=48 * h, now_ms=20 * h) == []  # assumed: unknown
+    assert data.funding_for("ETHUSDT", 0, 48 * h).rate.size > 0  # though trades are still charged the default

@@ -445,3 +445,44 @@ def test_a_signal_from_an_older_producer_without_sizes_parses_with_zeros() -> No
     old = Signal.from_fields(fields)
     assert (old.win_atr, old.loss_atr, old.hold_s) == (0.0, 0.0, 0.0)
     assert core.expected_edge(old, settings=SETTINGS, costs=core.EntryCosts()).sizes == "sl_tp"
+
+
+# -- funding the entry rule expects ------------------------------------------------------------------------
+
+H_MS = 3_600_000
+
+
+def test_funding_forecast_is_the_last_settlement_scaled_to_8h() -> None:
+    from quantum_trader.market.base import FundingRate
+    from quantum_trader.router.core import funding_bps_8h
+
+    hourly = [FundingRate(ts=t * H_MS, rate=r) for t, r in ((1, 0.00002), (2, 0.00005), (3, 0.00099))]
+    # at 2h30 the 3h settlement has not happened: the 2h one, 0.5 bp per hour = 4 bps per 8 h
+    assert funding_bps_8h(hourly, now_ms=2 * H_MS + H_MS // 2) == pytest.approx(4.0)
+    eight_hourly = [FundingRate(ts=8 * H_MS, rate=-0.0001), FundingRate(ts=16 * H_MS, rate=0.0001)]
+    assert funding_bps_8h(eight_hourly, now_ms=17 * H_MS) == pytest.approx(1.0)
+    assert funding_bps_8h(eight_hourly[:1], now_ms=9 * H_MS) == pytest.approx(-1.0)  # one known: 8 h assumed
+
+
+def test_funding_unknown_without_a_settlement_in_the_last_day() -> None:
+    from quantum_trader.market.base import FundingRate
+    from quantum_trader.router.core import funding_bps_8h
+
+    assert funding_bps_8h([], now_ms=H_MS) is None
+    assert funding_bps_8h([FundingRate(ts=5 * H_MS, rate=0.0001)], now_ms=4 * H_MS) is None  # only the future
+    assert funding_bps_8h([FundingRate(ts=0, rate=0.0001)], now_ms=25 * H_MS) is None  # older than 24 h
+
+
+def test_funding_book_reads_a_symbol_again_only_when_its_next_settlement_is_due() -> None:
+    from quantum_trader.market.base import FundingRate
+    from quantum_trader.router.worker import FUNDING_RETRY_MS, FundingBook
+
+    book = FundingBook()
+    assert book.due({"BTCUSDT", "ETHUSDT"}, now_ms=10 * H_MS) == ["BTCUSDT", "ETHUSDT"]
+    book.store("BTCUSDT", [FundingRate(ts=8 * H_MS, rate=0.0001), FundingRate(ts=9 * H_MS, rate=0.0002)],
+               now_ms=9 * H_MS + 1)
+    book.store("ETHUSDT", [], now_ms=9 * H_MS + 1)  # nothing known: ask again after the retry delay
+    assert book.due({"BTCUSDT", "ETHUSDT"}, now_ms=9 * H_MS + 2) == []
+    assert book.due({"BTCUSDT"}, now_ms=10 * H_MS) == ["BTCUSDT"]  # hourly venue: the 10h settlement is due
+    assert book.due({"ETHUSDT"}, now_ms=9 * H_MS + 1 + FUNDING_RETRY_MS) == ["ETHUSDT"]
+    assert book.bps_8h({"BTCUSDT", "ETHUSDT"}, now_ms=9 * H_MS + 2) == {"BTCUSDT": pytest.approx(16.0)}

@@ -97,6 +97,7 @@ class MarketData:
     loader: Callable[[str, str], Series] | None = None  # lazily loads a series (the I/O edge)
     ticker_from_finest: bool = False  # replay: 24h tickers from the finest series, as ReplayExchange does
     funding_loader: Callable[[str, int, int], Funding | None] | None = None  # the source's own settlements
+    assumed_funding: set[str] = field(default_factory=set)  # symbols charged DEFAULT_FUNDING_RATE (no source)
 
     def get(self, symbol: str, timeframe: str) -> Series:
         key = (symbol, timeframe)
@@ -121,7 +122,18 @@ class MarketData:
         ts = np.arange(first, end_ms + 1, FUNDING_INTERVAL_MS, dtype=np.int64)
         f = Funding(ts=ts, rate=np.full(ts.shape[0], DEFAULT_FUNDING_RATE))
         self.funding[symbol] = f
+        self.assumed_funding.add(symbol)
         return f
+
+    def known_settlements(self, symbol: str, *, start_ms: int, end_ms: int, now_ms: int) -> list[FundingRate]:
+        """The source's last two settlements at or before ``now_ms`` — what the live router's exchange
+        call returns — or none when the source has no funding (the charged default is an assumption
+        of the backtest's, not something a live router would know)."""
+        f = self.funding_for(symbol, start_ms, end_ms)
+        if symbol in self.assumed_funding:
+            return []
+        i = int(np.searchsorted(f.ts, now_ms, side="right"))
+        return [FundingRate(ts=int(f.ts[j]), rate=float(f.rate[j])) for j in range(max(0, i - 2), i)]
 
 
 class FrozenExchange:

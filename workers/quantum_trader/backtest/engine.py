@@ -56,6 +56,7 @@ from quantum_trader.snapshot import core as snap
 Tick = Callable[[int], None]
 COUNTERFACTUAL_STAGES: Final = ("router", "gate", "executor")
 SCREEN_ONLY: Final = frozenset({router.HOLD, router.LOW_CONFIDENCE})
+FUNDING_LOOKBACK_MS: Final = 32 * 3600 * 1000  # a day and one 8 h settlement period
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +214,22 @@ class Engine:
         # the live paper venue charges the profile's spread around the mark; the market fill the symbol's own
         return self.spec.universe.spread_bps if self.paper_fills else self.data.spread_bps[symbol]
 
+    @property
+    def _funding_start(self) -> int:
+        """Settlements are read from a day and a settlement period before the span: the entry rule at the
+        first step knows the last settlement before it, as the live router's exchange call does."""
+        return self._start - FUNDING_LOOKBACK_MS
+
+    def _funding_bps(self, admitted: Sequence[Candidate], now: int) -> dict[str, float]:
+        """Each candidate symbol's expected funding (bps per 8 h) from the source's own settlements only."""
+        out: dict[str, float] = {}
+        for sym in {c.signal.symbol for c in admitted}:
+            rates = self.data.known_settlements(sym, start_ms=self._funding_start, end_ms=self.end_ms, now_ms=now)
+            bps = router.funding_bps_8h(rates, now_ms=now)
+            if bps is not None:
+                out[sym] = bps
+        return out
+
     def mark(self, symbol: str, at_ms: int) -> float | None:
         """:func:`mark_at`; at decision times from one vectorised lookup per symbol over every step."""
         pos = self._step_pos.get(at_ms)
@@ -285,7 +302,7 @@ class Engine:
             BatchInput(candidates=tuple(admitted), open_orders_raw=str(len(self.book.positions)), paused=False,
                        tradable=tradable or None,
                        already_routed=frozenset(c.entry_id for c in admitted if c.entry_id in self._routed), now_ms=now,
-                       open_symbols=frozenset(self.book.positions)),
+                       open_symbols=frozenset(self.book.positions), funding_bps_8h=self._funding_bps(admitted, now)),
             settings=self.spec.router, base_size_usd=self.spec.executor.base_size_usd,
             costs=router.entry_costs(executor=self.spec.executor, universe=self.spec.universe),
         )
@@ -430,7 +447,7 @@ class Engine:
                            reason="manual" if reason == END_OF_DATA else reason,  # type: ignore[arg-type]
                            cooldown_ms=int(self.spec.gate.cooldown * 1000), now_ms=at)
         self.book.apply(t, now_ms=at)
-        funding = funding_usd(self.data.funding_for(pos.symbol, self._start, self.end_ms), side=pos.side,
+        funding = funding_usd(self.data.funding_for(pos.symbol, self._funding_start, self.end_ms), side=pos.side,
                               notional=pos.notional_usd, opened_ms=pos.opened_ts, closed_ms=at)
         realised = t.realized_pnl or 0.0
         net = realised - funding
@@ -498,7 +515,7 @@ class Engine:
                    client_order_id="X-" + intent.intent_id, max_slippage_bps=ex.max_slippage_bps, fee_bps=ex.fee_bps)
         direction = 1.0 if intent.side == "BUY" else -1.0
         pnl = (out.venue.price - entry.venue.price) * qty * direction - entry.venue.fee_usd - out.venue.fee_usd
-        pnl -= funding_usd(self.data.funding_for(signal.symbol, self._start, self.end_ms), side=intent.side,
+        pnl -= funding_usd(self.data.funding_for(signal.symbol, self._funding_start, self.end_ms), side=intent.side,
                            notional=qty * entry.venue.price, opened_ms=now, closed_ms=e.at_ms)
         acc[0] += 1
         acc[1] += pnl

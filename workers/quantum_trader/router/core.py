@@ -40,6 +40,7 @@ from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
 from quantum_trader.core.profile import ExecutorSettings, RouterSettings, SizeBoostSettings, UniverseSettings
 from quantum_trader.ledger.demand import NOT_TRADABLE as NOT_TRADABLE
 from quantum_trader.ledger.open_orders import read_capacity as read_capacity
+from quantum_trader.market.base import FundingRate
 
 # -- reason codes (RouterFate.reason, ROUTER_DROPS{reason}) -------------------------------------
 HOLD: Final = "hold"
@@ -117,7 +118,7 @@ class BatchInput:
     already_routed: frozenset[str]  # signal ids of candidates already turned into intents
     now_ms: int
     open_symbols: frozenset[str] = frozenset()  # symbols with an open position (state:positions)
-    # funding rate per symbol, bps per 8 h, positive = longs pay (none reaches the live router today)
+    # funding rate per symbol, bps per 8 h, positive = longs pay (funding_bps_8h of the venue's settlements)
     funding_bps_8h: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -407,6 +408,21 @@ def entry_costs(*, executor: ExecutorSettings, universe: UniverseSettings) -> En
 
 
 FUNDING_PERIOD_S: Final = 8 * 3600.0
+FUNDING_MAX_AGE_MS: Final = 24 * 3600 * 1000  # a last settlement older than this says nothing of the next
+
+
+def funding_bps_8h(rates: Sequence[FundingRate], *, now_ms: int) -> float | None:
+    """The funding rate an entry at ``now_ms`` expects, in bps per 8 h: the last settlement at or before
+    ``now_ms`` (the usual forecast of the next one), scaled from the venue's settlement interval (the
+    gap between the last two settlements; 8 h when only one is known) to 8 h. None when no settlement
+    in the last 24 h is known — the entry rule then says ``funding=unknown``."""
+    past = [r for r in rates if r.ts <= now_ms]
+    if not past or now_ms - past[-1].ts > FUNDING_MAX_AGE_MS:
+        return None
+    interval_s = (past[-1].ts - past[-2].ts) / 1000.0 if len(past) >= 2 else FUNDING_PERIOD_S
+    if interval_s <= 0.0:
+        return None
+    return past[-1].rate * 10_000.0 * FUNDING_PERIOD_S / interval_s
 
 
 @dataclass(frozen=True, slots=True)

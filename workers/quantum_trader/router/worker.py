@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from quantum_trader.core import metrics
@@ -26,6 +26,7 @@ from quantum_trader.core.keys import GROUP_ROUTER
 from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
 from quantum_trader.core.profile import RouterSettings
 from quantum_trader.core.service import WorkerContext
+from quantum_trader.market.base import FundingRate, FundingSource
 from quantum_trader.router import core
 from quantum_trader.router.lease import Lease
 
@@ -44,6 +45,52 @@ class RouterConfig:
     settings: RouterSettings
     base_size_usd: float  # executor.baseSizeUsd: the size an intent starts from (USD)
     costs: core.EntryCosts | None = None  # the entry rule's round-trip costs (None: core defaults)
+
+
+FUNDING_RETRY_MS: Final = 15 * 60 * 1000  # after a failed or empty funding read, ask again this much later
+
+
+class FundingBook:
+    """Each symbol's recent funding settlements, read from the exchange when a new one is due (so a
+    symbol costs one call per settlement period, not one per batch). A symbol whose read fails or
+    returns nothing is unknown (``funding=unknown`` in the entry rule) until it is asked again."""
+
+    def __init__(self) -> None:
+        self._rates: dict[str, list[FundingRate]] = {}
+        self._next_read_ms: dict[str, int] = {}
+
+    def due(self, symbols: set[str], *, now_ms: int) -> list[str]:
+        return sorted(s for s in symbols if now_ms >= self._next_read_ms.get(s, -1))
+
+    def store(self, symbol: str, rates: list[FundingRate], *, now_ms: int) -> None:
+        past = [r for r in rates if r.ts <= now_ms][-2:]
+        self._rates[symbol] = past
+        interval = past[-1].ts - past[-2].ts if len(past) == 2 else 0
+        self._next_read_ms[symbol] = past[-1].ts + interval if interval > 0 else now_ms + FUNDING_RETRY_MS
+
+    def bps_8h(self, symbols: set[str], *, now_ms: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for sym in symbols:
+            bps = core.funding_bps_8h(self._rates.get(sym, []), now_ms=now_ms)
+            if bps is not None:
+                out[sym] = bps
+        return out
+
+
+async def read_funding(ctx: WorkerContext, book: FundingBook, symbols: set[str], *, now_ms: int) -> dict[str, float]:
+    """Refresh the symbols whose next settlement is due, then each symbol's expected funding."""
+    source = ctx.exchange
+    if not isinstance(source, FundingSource):  # a venue without funding: every symbol stays unknown
+        return {}
+    for sym in book.due(symbols, now_ms=now_ms):
+        try:
+            rates = await source.funding_rates(
+                sym, since_ms=now_ms - core.FUNDING_MAX_AGE_MS - int(core.FUNDING_PERIOD_S * 1000), until_ms=now_ms)
+        except Exception as exc:  # any venue error: funding unknown for a while, the batch goes on
+            ctx.log.event("FUNDING_UNKNOWN", symbol=sym, reason=type(exc).__name__)
+            rates = []
+        book.store(sym, rates, now_ms=now_ms)
+    return book.bps_8h(symbols, now_ms=now_ms)
 
 
 def _emit(ctx: WorkerContext, events: tuple[core.LogEvent, ...] | list[core.LogEvent]) -> None:
@@ -101,6 +148,7 @@ class Router:
         self.config = config
         self.settings = config.settings
         self.received: dict[str, int] = {}  # entry id → clock ms when admitted (staleness is judged from it)
+        self.funding = FundingBook()
         self.lease_lost = False
 
     # -- the window (bus.Window) -----------------------------------------------------------------
@@ -149,6 +197,8 @@ class Router:
         inp: core.BatchInput = await ctx.bus.retry(
             lambda: gather_input(ctx, candidates), what="router_inputs", stop=ctx.stop
         )
+        funding = await read_funding(ctx, self.funding, {c.signal.symbol for c in candidates}, now_ms=inp.now_ms)
+        inp = replace(inp, funding_bps_8h=funding)
         result = core.decide_batch(inp, settings=config.settings, base_size_usd=config.base_size_usd,
                                    costs=config.costs)
         published = await ctx.bus.publish_once_many(

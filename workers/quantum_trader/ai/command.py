@@ -27,20 +27,24 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import numpy as np
+import numpy.typing as npt
 from redis.exceptions import RedisError
 
-from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
-from quantum_trader.ai.dataset import ExitRules, build_dataset, data_hash
+from quantum_trader.ai.data import Aligned, align, fetch_klines, last_closed_open_ms
+from quantum_trader.ai.dataset import Dataset, ExitRules, build_dataset, data_hash
 from quantum_trader.ai.features import FEATURE_NAMES, WINDOW
 from quantum_trader.ai.guards import lookahead_check
 from quantum_trader.ai.training import TrainingError, TrainParams, TrainResult, train_walk_forward
 from quantum_trader.core.clock import Clock, WallClock
-from quantum_trader.core.profile import TradingProfile
+from quantum_trader.core.profile import AiSettings, TradingProfile
 from quantum_trader.market.base import Exchange, ExchangeError
+
+F64 = npt.NDArray[np.float64]
 
 EXIT_OK: Final = 0
 EXIT_FAIL: Final = 1
@@ -91,60 +95,100 @@ def redact(url: str) -> str:
 async def _train(
     profile: TradingProfile, *, redis_url: str | None, clock: Clock, err: TextIO, force: bool = False
 ) -> dict[str, Any]:
+    """Read the history, train, then register into the given Redis (or say what the gate would do)."""
     ai = profile.spec.ai
     if ai.history_bars < MIN_HISTORY_BARS:
         raise TrainingError(f"ai.historyBars {ai.history_bars} is too short: the {WINDOW}-bar feature window "
                             f"leaves too few rows (need at least {MIN_HISTORY_BARS})")
+    now = clock.now_ms()
     exchange = _build_exchange(profile, clock)
     try:
-        now = clock.now_ms()
-        symbols = await _training_symbols(exchange, ai.train_symbols)
-        if not symbols:
-            raise TrainingError("the exchange lists no eligible USDT perpetuals")
-        _say(f"fetching {ai.history_bars} × {ai.timeframe} bars for {len(symbols)} symbols", err)
-        klines = await fetch_klines(exchange, symbols, timeframe=ai.timeframe, limit=ai.history_bars, end_ms=now)
-        aligned = align(klines, n_bars=ai.history_bars, last_open_ms=last_closed_open_ms(now, ai.timeframe),
-                        timeframe=ai.timeframe)
-        if not aligned.symbols:
-            raise TrainingError(f"no symbol has {ai.history_bars} clean bars ({dict(aligned.skipped)})")
-        oracle = None
-        oracle_fn = getattr(exchange, "oracle_probability", None)
-        if callable(oracle_fn):
-            try:
-                oracle = np.vstack([
-                    np.asarray(oracle_fn(s, ai.timeframe, aligned.ts, ai.horizon_bars), dtype=np.float64)
-                    for s in aligned.symbols
-                ])
-            except (ValueError, ExchangeError) as exc:
-                _say(f"oracle unavailable ({exc})", err)
-        params = TrainParams.from_settings(ai)
-        exits = ExitRules.from_settings(profile.spec.router, ai)
-        ds = build_dataset(aligned.bars, ts=aligned.ts, symbols=aligned.symbols, horizons=params.horizons,
-                           oracle=oracle, exits=exits)
-        digest = data_hash(aligned.bars, ts=aligned.ts, symbols=aligned.symbols)
-        version = version_for(now, digest)
-        _say(f"{ds.n} rows; training walk-forward (version {version})", err)
-        _say("look-ahead check: features recomputed on truncated history", err)
-        lookahead = lookahead_check(aligned.bars)
-        result: TrainResult = train_walk_forward(
-            ds, params=params, version=version, timeframe=ai.timeframe, progress=lambda m: _say(m, err)
-        )
-        result.report["guards"] = {"lookahead": lookahead}
-        result.report["entry"] = entry_reach(result, min_confidence=profile.spec.router.min_confidence)
-        if not result.report["entry"]["rows_reaching"]:
-            _say(entry_warning(result.report["entry"]), err)
+        aligned, oracle = await _history(exchange, ai, now_ms=now, err=err)
     finally:
         await exchange.close()
-    report = result.report
-    card: dict[str, Any] = {
-        "version": version,
-        "created_ms": now,
-        "created_at": datetime.fromtimestamp(now / 1000, tz=UTC).isoformat(),
+    run = _fit(profile, aligned=aligned, oracle=oracle, now_ms=now, err=err)
+    card = model_card(profile, run=run, aligned=aligned, now_ms=now)
+    out = train_summary(profile, run=run, aligned=aligned, redis_url=redis_url)
+    if redis_url:
+        await _register(profile, run=run, card=card, out=out, redis_url=redis_url, force=force, err=err)
+    else:
+        from quantum_trader.ai.training import quality_gate
+
+        passed, reasons = quality_gate(run.result.report, ai)
+        out["reasons"] = reasons
+        out["would_promote"] = passed or (force and bool(reasons))
+    return out
+
+
+async def _history(exchange: Exchange, ai: AiSettings, *, now_ms: int, err: TextIO) -> tuple[Aligned, F64 | None]:
+    """The training symbols' aligned bars up to the last closed bar, and the sim's oracle where it has one."""
+    symbols = await _training_symbols(exchange, ai.train_symbols)
+    if not symbols:
+        raise TrainingError("the exchange lists no eligible USDT perpetuals")
+    _say(f"fetching {ai.history_bars} × {ai.timeframe} bars for {len(symbols)} symbols", err)
+    klines = await fetch_klines(exchange, symbols, timeframe=ai.timeframe, limit=ai.history_bars, end_ms=now_ms)
+    aligned = align(klines, n_bars=ai.history_bars, last_open_ms=last_closed_open_ms(now_ms, ai.timeframe),
+                    timeframe=ai.timeframe)
+    if not aligned.symbols:
+        raise TrainingError(f"no symbol has {ai.history_bars} clean bars ({dict(aligned.skipped)})")
+    oracle = None
+    oracle_fn = getattr(exchange, "oracle_probability", None)
+    if callable(oracle_fn):
+        try:
+            oracle = np.vstack([
+                np.asarray(oracle_fn(s, ai.timeframe, aligned.ts, ai.horizon_bars), dtype=np.float64)
+                for s in aligned.symbols
+            ])
+        except (ValueError, ExchangeError) as exc:
+            _say(f"oracle unavailable ({exc})", err)
+    return aligned, oracle
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One training run: its inputs' identity and its result."""
+
+    params: TrainParams
+    exits: ExitRules
+    ds: Dataset
+    digest: str
+    version: str
+    result: TrainResult
+
+
+def _fit(profile: TradingProfile, *, aligned: Aligned, oracle: F64 | None, now_ms: int, err: TextIO) -> _Run:
+    """Dataset, look-ahead check, walk-forward training, and whether any row would reach the router."""
+    ai = profile.spec.ai
+    params = TrainParams.from_settings(ai)
+    exits = ExitRules.from_settings(profile.spec.router, ai)
+    ds = build_dataset(aligned.bars, ts=aligned.ts, symbols=aligned.symbols, horizons=params.horizons,
+                       oracle=oracle, exits=exits)
+    digest = data_hash(aligned.bars, ts=aligned.ts, symbols=aligned.symbols)
+    version = version_for(now_ms, digest)
+    _say(f"{ds.n} rows; training walk-forward (version {version})", err)
+    _say("look-ahead check: features recomputed on truncated history", err)
+    lookahead = lookahead_check(aligned.bars)
+    result = train_walk_forward(ds, params=params, version=version, timeframe=ai.timeframe,
+                                progress=lambda m: _say(m, err))
+    result.report["guards"] = {"lookahead": lookahead}
+    result.report["entry"] = entry_reach(result, min_confidence=profile.spec.router.min_confidence)
+    if not result.report["entry"]["rows_reaching"]:
+        _say(entry_warning(result.report["entry"]), err)
+    return _Run(params=params, exits=exits, ds=ds, digest=digest, version=version, result=result)
+
+
+def model_card(profile: TradingProfile, *, run: _Run, aligned: Aligned, now_ms: int) -> dict[str, Any]:
+    """What the registry keeps beside the model: where it came from and how it scored."""
+    report, ai = run.result.report, profile.spec.ai
+    return {
+        "version": run.version,
+        "created_ms": now_ms,
+        "created_at": datetime.fromtimestamp(now_ms / 1000, tz=UTC).isoformat(),
         "profile": profile.name,
         "exchange": profile.spec.exchange.name,
         "timeframe": ai.timeframe,
-        "horizons": list(params.horizons),
-        "primary_horizon": params.primary,
+        "horizons": list(run.params.horizons),
+        "primary_horizon": run.params.primary,
         "features": list(FEATURE_NAMES),
         "training_window": {
             "start_ts": int(aligned.ts[0]),
@@ -152,19 +196,24 @@ async def _train(
             "bars": int(aligned.ts.shape[0]),
             "symbols": list(aligned.symbols),
         },
-        "params": _params_dict(params),
-        "exits": {"stop_atr": exits.stop_atr, "take_atr": exits.take_atr, "horizon_bars": exits.horizon},
+        "params": _params_dict(run.params),
+        "exits": {"stop_atr": run.exits.stop_atr, "take_atr": run.exits.take_atr, "horizon_bars": run.exits.horizon},
         "exit_sizes": report.get("exit_sizes"),  # OOS win/loss (ATRs) and holding time under those exits
         "oos": {k: v for k, v in report.items() if k != "folds"},
         "folds": report.get("folds", []),
-        "data_hash": digest,
+        "data_hash": run.digest,
     }
-    out: dict[str, Any] = {
+
+
+def train_summary(profile: TradingProfile, *, run: _Run, aligned: Aligned, redis_url: str | None) -> dict[str, Any]:
+    """``qt train --json`` before registration (registered/promoted/reasons filled in after)."""
+    report = run.result.report
+    return {
         "profile": profile.name,
         "exchange": profile.spec.exchange.name,
-        "version": version,
-        "data_hash": digest,
-        "timeframe": ai.timeframe,
+        "version": run.version,
+        "data_hash": run.digest,
+        "timeframe": profile.spec.ai.timeframe,
         "symbols": list(aligned.symbols),
         "skipped": dict(aligned.skipped),
         "report": report,
@@ -177,33 +226,33 @@ async def _train(
         "promoted": False,
         "reasons": [],
     }
-    if redis_url:
-        from quantum_trader.ai import registry
-        from quantum_trader.core.service import redis_client
 
-        client = redis_client(redis_url)
-        try:
-            probe = ds.x[np.linspace(0, ds.n - 1, min(256, ds.n)).astype(int)]
-            reg = await registry.register(client, profile.keys, bundle=result.bundle, card=card,
-                                          report=report, ai=ai, probe=probe, fallback=result.fallback,
-                                          force=force)
-        finally:
-            await client.aclose()
-        out.update(registered=True, promoted=reg.promoted, reasons=list(reg.reasons),
-                   forced=bool(reg.card.get("forced")), artifact_sha256=reg.card["artifact_sha256"])
-        if out["forced"]:
-            _say(f"--force: PROMOTING version {version} DESPITE the quality gate: {'; '.join(reg.reasons)} "
-                 "(recorded in its model card)", err)
-        _say(f"registry {redact(redis_url)} (profile {profile.name}): version {version} "
-             f"{'PROMOTED' if reg.promoted else 'REJECTED'}"
-             + (f" ({'; '.join(reg.reasons)})" if reg.reasons else ""), err)
-    else:
-        from quantum_trader.ai.training import quality_gate
 
-        passed, reasons = quality_gate(report, ai)
-        out["reasons"] = reasons
-        out["would_promote"] = passed or (force and bool(reasons))
-    return out
+async def _register(
+    profile: TradingProfile, *, run: _Run, card: dict[str, Any], out: dict[str, Any], redis_url: str, force: bool,
+    err: TextIO,
+) -> None:
+    """Register (and promote where the gate says so) into the Redis the user named; ``out`` gets the verdict."""
+    from quantum_trader.ai import registry
+    from quantum_trader.core.service import redis_client
+
+    ds, version = run.ds, run.version
+    client = redis_client(redis_url)
+    try:
+        probe = ds.x[np.linspace(0, ds.n - 1, min(256, ds.n)).astype(int)]
+        reg = await registry.register(client, profile.keys, bundle=run.result.bundle, card=card,
+                                      report=run.result.report, ai=profile.spec.ai, probe=probe,
+                                      fallback=run.result.fallback, force=force)
+    finally:
+        await client.aclose()
+    out.update(registered=True, promoted=reg.promoted, reasons=list(reg.reasons),
+               forced=bool(reg.card.get("forced")), artifact_sha256=reg.card["artifact_sha256"])
+    if out["forced"]:
+        _say(f"--force: PROMOTING version {version} DESPITE the quality gate: {'; '.join(reg.reasons)} "
+             "(recorded in its model card)", err)
+    _say(f"registry {redact(redis_url)} (profile {profile.name}): version {version} "
+         f"{'PROMOTED' if reg.promoted else 'REJECTED'}"
+         + (f" ({'; '.join(reg.reasons)})" if reg.reasons else ""), err)
 
 
 def entry_reach(result: TrainResult, *, min_confidence: float) -> dict[str, Any]:

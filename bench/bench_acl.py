@@ -9,47 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 
 import redis.asyncio as aredis
+from bench_bus import N, bus_round, intent  # the same message and bus round as bench_bus.py
 from quantum_trader.core.acl import ProfileUser
-from quantum_trader.core.bus import Bus, Parsed
+from quantum_trader.core.bus import Bus
 from quantum_trader.core.embedded import EmbeddedRedis
 from quantum_trader.core.keys import Keys
-from quantum_trader.core.messages import TradeIntent
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-BATCH = 100
 ROUNDS = 4  # alternating which user goes first (ABBA): the machine's load drifts
-
-
-def intent(i: int) -> TradeIntent:
-    return TradeIntent(
-        intent_id=f"i{i}", signal_id=f"s{i}", symbol="BTCUSDT", side="BUY", position_size_usd=10.0, leverage=2.0,
-        entry_price=100.0, stop_loss=98.5, take_profit=103.0, confidence=0.9, score=0.92, rank=1, size_boost=1.3,
-        reduce_only=False, ts=1_700_000_000_000 + i,
-    )
-
-
-async def bus_round(client: aredis.Redis, keys: Keys) -> float:
-    bus = Bus(client, keys=keys, maxlen=1_000_000)
-    messages = [intent(i) for i in range(N)]
-    stop = asyncio.Event()
-    seen = 0
-
-    async def handler(batch: list[Parsed[TradeIntent]]) -> None:
-        nonlocal seen
-        seen += len(batch)
-        if seen >= N:
-            stop.set()
-
-    t0 = time.perf_counter()
-    for start in range(0, N, BATCH):
-        await bus.publish_many([(keys.trade_intent, m) for m in messages[start:start + BATCH]])
-    await bus.consume(stream=keys.trade_intent, group="g", consumer="c", message_type=TradeIntent,
-                      handler=handler, stop=stop, count=BATCH, block_ms=100)
-    return N / (time.perf_counter() - t0)
 
 
 async def once_round(client: aredis.Redis, keys: Keys) -> float:

@@ -46,8 +46,7 @@ async def raw_round(client: aredis.Redis, stream: str) -> float:
     return N / (time.perf_counter() - t0)
 
 
-async def bus_round(client: aredis.Redis, profile: str) -> float:
-    keys = Keys(profile)
+async def bus_round(client: aredis.Redis, keys: Keys) -> float:
     bus = Bus(client, keys=keys, maxlen=1_000_000)
     messages = [intent(i) for i in range(N)]
     stop = asyncio.Event()
@@ -73,7 +72,7 @@ async def main() -> None:
         raws, buses = [], []
         for r in range(3):
             raws.append(await raw_round(client, f"raw{r}"))
-            buses.append(await bus_round(client, f"bench{r}"))
+            buses.append(await bus_round(client, Keys(f"bench{r}")))
             await client.flushall()
         raw, bus = statistics.median(raws), statistics.median(buses)
         print(f"messages per round: {N} (12-field trade intents, batches of {BATCH}), 3 rounds, medians")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from quantum_trader.ai.evaluation import auc
 from quantum_trader.core.clock import ManualClock
 from quantum_trader.core.profile import ExchangeSettings
 from quantum_trader.market.sim import SimExchange
@@ -62,12 +63,6 @@ def _rank(x: F64) -> F64:
     return out
 
 
-def _auc(score: F64, label: npt.NDArray[np.bool_]) -> float:
-    ranks = _rank(score) + 1.0
-    n_pos = int(label.sum())
-    n_neg = label.shape[0] - n_pos
-    return float((ranks[label].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
 
 def measure(sim: SimExchange, symbol: str, days: int) -> Facts:
     start = END_MS - days * 86_400_000
@@ -91,7 +86,7 @@ def measure(sim: SimExchange, symbol: str, days: int) -> Facts:
         vr24=_variance_ratio(r, 24),
         kurtosis=kurt,
         volume_rank=float(np.corrcoef(_rank(vol), _rank(np.abs(r)))[0, 1]),
-        oracle_auc=_auc(p, up),
+        oracle_auc=auc(up.astype(np.float64), p),
         funding_mean_bps=funding_mean,
         funding_positive=funding_pos,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from quantum_trader.ai.evaluation import auc
 from quantum_trader.core.clock import ManualClock
 from quantum_trader.core.profile import ExchangeSettings
 from quantum_trader.market.base import ExchangeError, FundingSource
@@ -37,11 +38,6 @@ def _rank(x: F64) -> F64:
     out[np.argsort(x, kind="stable")] = np.arange(x.shape[0], dtype=np.float64)
     return out
 
-
-def _auc(score: F64, label: npt.NDArray[np.bool_]) -> float:
-    ranks = _rank(score) + 1.0
-    pos = int(label.sum())
-    return float((ranks[label].sum() - pos * (pos + 1) / 2) / (pos * (label.shape[0] - pos)))
 
 
 def test_hourly_returns_have_no_linear_autocorrelation_and_a_variance_ratio_near_one(model: SimModel) -> None:
@@ -73,8 +69,8 @@ def test_the_planted_signal_is_non_linear_the_oracle_beats_any_linear_reading(mo
         k = model.bars(s, "15m", first_ts=END - 20 * DAY, last_ts=END - 900_000)
         c = np.log(k.close)
         up = c[8:] > c[4:-4]
-        linear = _auc(c[4:-4] - c[:-8], up)  # the past 4-bar return, either sign
-        oracle = _auc(model.oracle_probability(s, "15m", k.ts[4:-4], 4), up)
+        linear = auc(up.astype(np.float64), c[4:-4] - c[:-8])  # the past 4-bar return, either sign
+        oracle = auc(up.astype(np.float64), model.oracle_probability(s, "15m", k.ts[4:-4], 4))
         gaps.append(oracle - max(linear, 1.0 - linear))
     assert float(np.mean(gaps)) > 0.05
 
@@ -91,9 +87,10 @@ def test_the_planted_signal_is_regime_dependent(model: SimModel) -> None:
         for name in ("range", "trend", "high_vol"):
             sel = names == name
             by_regime.setdefault(name, []).append((p[sel], up[sel]))
-    auc = {n: _auc(np.concatenate([x for x, _ in v]), np.concatenate([y for _, y in v])) for n, v in by_regime.items()}
-    assert auc["trend"] > 0.6 and auc["range"] > 0.56
-    assert auc["high_vol"] < 0.55  # no signal planted in high-volatility regimes
+    aucs = {n: auc(np.concatenate([y for _, y in v]).astype(np.float64), np.concatenate([x for x, _ in v]))
+            for n, v in by_regime.items()}
+    assert aucs["trend"] > 0.6 and aucs["range"] > 0.56
+    assert aucs["high_vol"] < 0.55  # no signal planted in high-volatility regimes
 
 
 def test_funding_settles_every_8h_about_1bp_and_follows_the_last_move(model: SimModel) -> None:

@@ -164,7 +164,13 @@ def test_the_profile_user_runs_the_whole_pipeline_and_every_qt_command_with_noth
 ) -> None:
     server, alpha, _ = two_profiles
     profile = tmp_path / "alpha.yaml"
-    profile.write_text((ROOT / "examples" / "paper.yaml").read_text().replace("name: paper", "name: alpha", 1))
+    # no fee or slippage: the untrained fallback's small edge clears the entry rule on any day the test runs
+    # (the sim runs at wall time), so the pipeline trades and every command the workers send is exercised
+    text = (ROOT / "examples" / "paper.yaml").read_text().replace("name: paper", "name: alpha", 1)
+    text = text.replace("feeBps: 4, maxSlippageBps: 10", "feeBps: 0, maxSlippageBps: 0")
+    if "feeBps: 0, maxSlippageBps: 0" not in text:
+        raise RuntimeError("examples/paper.yaml changed: update this test's cost override")
+    profile.write_text(text)
     admin = _client(server)
     admin.config_resetstat()
     admin.execute_command("ACL", "LOG", "RESET")

@@ -467,13 +467,34 @@ def _json_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """qt's parser: the root, then each group of subcommands in the order ``qt --help`` lists them."""
+    parents = [_common_options()]
+    parser = _root_parser()
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub, parents)
+    _add_worker(sub, parents)
+    _add_validate(sub, parents)
+    _add_universe_train(sub, parents)
+    _add_backtest(sub, parents)
+    _add_inspect(sub, parents)
+    _add_data(sub)
+    _add_ops(sub, parents)
+    _add_tools(sub)
+    return parser
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """The options every command takes (--profile, --log-format), as a parent parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", "-p", metavar="FILE",
                         help="TradingProfile YAML (default: examples/paper.yaml, or its settings built in)")
     common.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("QT_LOG_FORMAT", "text"),
                         help="one-line EVENT key=value logs (text) or JSON lines (default: $QT_LOG_FORMAT or text)")
-    parents = [common]
+    return common
 
+
+def _root_parser() -> argparse.ArgumentParser:
+    """``qt`` itself: description, epilog and --version (the subcommands are added by the caller)."""
     parser = argparse.ArgumentParser(
         prog="qt", description="Quantum Trader: universe → signals → intents → gate → execution, and why.",
         epilog="Every command takes --profile and honours REDIS_URL; `qt COMMAND --help` shows examples and exit "
@@ -481,8 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"qt {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser
 
+
+def _add_run(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt run``: the whole pipeline in one process."""
     p = _command(sub, "run", parents=parents, summary="all six workers in one process, with a live view",
                  description="Run universe, ai, router, snapshot, gate and executor in one process: on an "
                              "embedded Redis unless REDIS_URL is set, on the simulated exchange unless the profile "
@@ -514,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay exchange: stop when the replay reaches T (default: the data's last bar)")
     p.set_defaults(func=cmd_run)
 
+
+def _add_worker(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt worker NAME``: one worker, as a container runs it."""
     p = _command(sub, "worker", parents=parents, summary="one worker (what a container runs)",
                  description="Run one worker against the profile's Redis (REDIS_URL), with /healthz, /readyz and "
                              "/metrics on --http-port (or $QT_HTTP_PORT).",
@@ -525,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
 
+
+def _add_validate(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt validate``: profile files checked offline."""
     p = _command(sub, "validate", parents=parents, summary="check profile files offline",
                  description="Check TradingProfile files with every rule the CRD, the webhook and the workers "
                              "apply: one line per problem with its path. A file may hold several documents "
@@ -535,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     _json_arg(p)
     p.set_defaults(func=cmd_validate)
 
+
+def _add_universe_train(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt universe`` and ``qt train``: one universe cycle, walk-forward training."""
     p = _command(sub, "universe", parents=parents, summary="one universe cycle: ranked table and funnel",
                  description="Run one universe cycle against the profile's exchange and print the ranked table, "
                              "the funnel per stage and the reason each symbol was dropped.",
@@ -560,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="replay: train as of this time (ISO, UTC; default: the data's last bar)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_backtest(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt backtest``: its options live in :mod:`quantum_trader.backtest.options`."""
     p = _command(sub, "backtest", parents=parents, summary="the same decisions over history; report, trades, plots",
                  description="Run the pipeline's decisions over history (replay files or the sim) under a data "
                              "clock, walk-forward and after every cost: a summary, report.json, trades.csv, plots "
@@ -571,6 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=cmd_backtest)
 
+
+def _add_inspect(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt check`` and ``qt why``: read-only views over the live Redis."""
     p = _command(sub, "check", parents=parents, summary="GO/NO-GO checklist over live Redis state",
                  description="The GO/NO-GO checklist over the profile's live Redis: gate reasons, snapshot misses, "
                              "EXECUTE and fills, tradable vs intent symbols, model, universe, allowlist, "
@@ -593,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     _clock_arg(p)
     p.set_defaults(func=cmd_why)
 
+
+def _add_data(sub: Any) -> None:
+    """``qt data download``: registered by its own module, documented here."""
     from quantum_trader.market.download import register as register_data
 
     register_data(sub)  # qt data download
@@ -602,27 +644,20 @@ def build_parser() -> argparse.ArgumentParser:
         exits="0 every symbol downloaded   1 a symbol failed (the others are kept; rerun resumes)   "
               "2 bad arguments")
 
-    _ops_commands(sub, parents)
-
-    p = _command(sub, "completion", summary="print a shell completion script",
-                 description="Print the completion script for bash or zsh. Load it in the current shell, or add "
-                             "the line to ~/.bashrc / ~/.zshrc.",
-                 examples=['eval "$(qt completion bash)"', 'eval "$(qt completion zsh)"'],
-                 exits="0 printed   2 unknown shell")
-    p.add_argument("shell", choices=("bash", "zsh"))
-    p.set_defaults(func=cmd_completion, log_format="text")
-
-    p = sub.add_parser("operator", help="the kopf operator (qt operator --help: its own options)", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_operator, log_format=os.environ.get("QT_LOG_FORMAT", "text"))
-    return parser
-
 
 _OPS_EXITS: Final = "0 done   1 refused (the reason code is printed) or Redis unreadable   2 bad arguments"
 
 
-def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+def _add_ops(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """The operations commands: each against the profile's Redis, each leaving an audit entry."""
+    _add_pause_resume_flatten(sub, parents)
+    _add_positions_trades(sub, parents)
+    _add_risk_audit(sub, parents)
+    _add_api(sub, parents)
+
+
+def _add_pause_resume_flatten(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt pause``, ``qt resume`` and ``qt flatten``: the operator's controls."""
     p = _command(sub, "pause", parents=parents, summary="pause trading (router silent, gate blocks 'paused')",
                  description="Pause the profile: the router publishes nothing and the gate blocks every new "
                              "position with reason 'paused'. Exits still run (stop loss, take profit, time exit, "
@@ -648,6 +683,9 @@ def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     _json_arg(p)
     p.set_defaults(func=cmd_flatten)
 
+
+def _add_positions_trades(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt positions`` and ``qt trades``: what is open, what was done."""
     p = _command(sub, "positions", parents=parents, summary="open positions with unrealised PnL",
                  description="Open positions from state:positions, marked at the snapshot price: unrealised PnL, "
                              "notional, stop loss, take profit and how long each has been open. Audited.",
@@ -668,6 +706,9 @@ def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     fmt_group.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.set_defaults(func=cmd_trades)
 
+
+def _add_risk_audit(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt risk show|reset`` and ``qt audit``."""
     p = _command(sub, "risk", parents=parents, summary="show the kill score, or reset it after review",
                  description="`qt risk show`: the kill score and its inputs (drawdown, loss streak, error rate). "
                              "`qt risk reset`: after review, measure the drawdown from now (equity peak := realised "
@@ -685,6 +726,9 @@ def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     _json_arg(p)
     p.set_defaults(func=cmd_audit)
 
+
+def _add_api(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """``qt api``: the operations REST API alone."""
     p = _command(sub, "api", parents=parents, summary="serve the operations REST API alone",
                  description="Serve the operations API (the commands above over HTTP, OpenAPI page at /docs) for "
                              "the profile's Redis. Every /api/v1 endpoint needs `Authorization: Bearer $QT_API_TOKEN`; "
@@ -694,6 +738,22 @@ def _ops_commands(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="0.0.0.0", help="default 0.0.0.0")
     p.add_argument("--port", type=int, default=8080, help="default 8080")
     p.set_defaults(func=cmd_api)
+
+
+
+def _add_tools(sub: Any) -> None:
+    """``qt completion`` and ``qt operator`` (the latter's options belong to the operator)."""
+    p = _command(sub, "completion", summary="print a shell completion script",
+                 description="Print the completion script for bash or zsh. Load it in the current shell, or add "
+                             "the line to ~/.bashrc / ~/.zshrc.",
+                 examples=['eval "$(qt completion bash)"', 'eval "$(qt completion zsh)"'],
+                 exits="0 printed   2 unknown shell")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=cmd_completion, log_format="text")
+
+    p = sub.add_parser("operator", help="the kopf operator (qt operator --help: its own options)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_operator, log_format=os.environ.get("QT_LOG_FORMAT", "text"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -152,6 +152,8 @@ def _linear_kernels() -> tuple[F64, int]:
 
 
 _KERNELS, _TAPS = _linear_kernels()
+_LINEAR_NAMES: Final = ("ema_gap_20", "ema_slope_20", "ema_slope_50", "ema_gap_slow", "ema_slope_slow", "macd",
+                        "macd_hist", "ema_gap_5", "ema_gap_10")  # the kernels' columns, in order
 WINDOW: Final[int] = max(_TAPS, RV_LONG + 1, 64 + 1)
 """Bars each feature vector needs (the newest bar included); fewer gives NaN."""
 
@@ -249,14 +251,19 @@ def _safe_div(num: F64, den: F64) -> F64:
     return out
 
 
-def _compute(bars: Bars, *, latest: bool) -> F64:
-    if bars.n_bars < 2:
-        raise ValueError("at least two bars are needed")
-    if bars.n_bars < WINDOW:  # not one full window: every feature is unknown
-        return np.full((bars.n_symbols, 1 if latest else bars.n_bars, N_FEATURES), np.nan)
-    if latest and bars.n_bars > WINDOW + 1:
-        bars = bars.tail(WINDOW + 1)
-    ops = _Ops(bars.n_bars, latest=latest)
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The derived series the features read, cut in last-bar mode to the bars they need."""
+
+    p: F64  # log close (the newest RV_LONG + 1 bars in last-bar mode)
+    r1: F64  # 1-bar log returns, right-aligned with the bars (one element shorter than p)
+    tr: F64  # true range (the newest ATR_BARS in last-bar mode)
+    dc: F64  # 1-bar close changes, aligned with tr
+    lv: F64  # log(1 + volume) (the newest RV_LONG bars in last-bar mode)
+
+
+def _series(bars: Bars, *, latest: bool) -> _Series:
+    """Log prices, returns, true range, close changes and log volume, from the bars each mode reads."""
     c, h, lo, v = bars.close, bars.high, bars.low, bars.volume
 
     def tail(x: F64, n: int) -> F64:
@@ -265,7 +272,6 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
 
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.log(tail(c, RV_LONG + 1))
-    # 1-bar series, right-aligned with the bars (one element shorter).
     r1 = np.diff(p, axis=1)
     c15, h15, lo15 = tail(c, ATR_BARS + 1), tail(h, ATR_BARS + 1), tail(lo, ATR_BARS + 1)
     prev_c = c15[:, :-1]
@@ -273,72 +279,100 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
         h15[:, 1:] - lo15[:, 1:], np.maximum(np.abs(h15[:, 1:] - prev_c), np.abs(lo15[:, 1:] - prev_c))
     )
     dc = np.diff(c15, axis=1)
-
-    rv16 = ops.std(r1, 16)
-    rv96 = ops.std(r1, RV_LONG)
-    atr = ops.mean(tr, ATR_BARS)
-    close_t = ops.cur(c)
-    p_t = ops.cur(p)
-
-    def ret(k: int) -> F64:
-        return _safe_div(p_t - ops.lag(p, k), rv96 * math.sqrt(k))
-
-    up = ops.mean(np.maximum(dc, 0.0), 14)
-    down = ops.mean(np.maximum(-dc, 0.0), 14)
-    rsi = _safe_div(up, up + down) - 0.5
-    rsi = np.where(up + down > _EPS, rsi, 0.0)
-
-    lin = ops.linear(c)
-    lin_atr = _safe_div(lin, atr[:, :, None])
-
-    mean20 = ops.mean(c, 20)
-    std20 = ops.std(c, 20)
-    bb_width = _safe_div(2.0 * std20, mean20)
-    bb_pos = np.clip(_safe_div(close_t - mean20, 2.0 * std20), -3.0, 3.0)
-
     lv = np.log1p(np.maximum(tail(v, RV_LONG), 0.0))
+    return _Series(p=p, r1=r1, tr=tr, dc=dc, lv=lv)
+
+
+def _returns(ops: _Ops, s: _Series, rv96: F64) -> dict[str, F64]:
+    """ret_k: log return over k bars in units of rv_96 · √k."""
+    p_t = ops.cur(s.p)
+    return {f"ret_{k}": _safe_div(p_t - ops.lag(s.p, k), rv96 * math.sqrt(k)) for k in (1, 2, 4, 8, 16, 64)}
+
+
+def _rsi(ops: _Ops, s: _Series) -> F64:
+    """Cutler RSI over 14 price changes, centred on 0 (0 when the price did not move)."""
+    up = ops.mean(np.maximum(s.dc, 0.0), 14)
+    down = ops.mean(np.maximum(-s.dc, 0.0), 14)
+    rsi = _safe_div(up, up + down) - 0.5
+    out: F64 = np.where(up + down > _EPS, rsi, 0.0)
+    return out
+
+
+def _trend(ops: _Ops, close: F64, atr: F64) -> dict[str, F64]:
+    """The price-linear features (EMA gaps and slopes, MACD) in units of the ATR."""
+    lin_atr = _safe_div(ops.linear(close), atr[:, :, None])
+    return {name: lin_atr[:, :, j] for j, name in enumerate(_LINEAR_NAMES)}
+
+
+def _bands(ops: _Ops, close: F64, close_t: F64) -> dict[str, F64]:
+    """Bollinger width and the close's position in the bands (20 bars)."""
+    mean20 = ops.mean(close, 20)
+    std20 = ops.std(close, 20)
+    return {
+        "bb_width": _safe_div(2.0 * std20, mean20),
+        "bb_pos": np.clip(_safe_div(close_t - mean20, 2.0 * std20), -3.0, 3.0),
+    }
+
+
+def _ranges(ops: _Ops, bars: Bars, close_t: F64) -> dict[str, F64]:
+    """Position of the close in the 48- and 16-bar high-low range, −0.5 … 0.5."""
+    out: dict[str, F64] = {}
+    for name, n in (("range_pos", 48), ("range_pos_16", 16)):
+        hi, lo = ops.max(bars.high, n), ops.min(bars.low, n)
+        out[name] = _safe_div(close_t - lo, hi - lo) - 0.5
+    return out
+
+
+def _volume(ops: _Ops, lv: F64) -> dict[str, F64]:
+    """Volume z-score over 96 bars, and its surprise against the previous 16 bars."""
     volume_z = np.clip(_safe_div(ops.cur(lv) - ops.mean(lv, RV_LONG), ops.std(lv, RV_LONG)), -6.0, 6.0)
+    lv17 = lv[:, -17:] if ops.latest else lv
+    return {"volume_z": volume_z, "volume_surprise": np.clip(ops.cur(lv17) - ops.lag_mean(lv17, 16), -6.0, 6.0)}
 
-    hi48 = ops.max(h, 48)
-    lo48 = ops.min(lo, 48)
-    range_pos = _safe_div(close_t - lo48, hi48 - lo48) - 0.5
-    hi16 = ops.max(h, 16)
-    lo16 = ops.min(lo, 16)
-    range_pos_16 = _safe_div(close_t - lo16, hi16 - lo16) - 0.5
-    lv17 = lv[:, -17:] if latest else lv
-    volume_surprise = np.clip(ops.cur(lv17) - ops.lag_mean(lv17, 16), -6.0, 6.0)
 
-    vol_regime = np.log(_safe_div(rv16, rv96) + _EPS)
-    path = ops.sum(np.abs(r1[:, -16:] if latest else r1), 16)
-    efficiency = _safe_div(np.abs(p_t - ops.lag(p, 16)), path)
+def _volatility(ops: _Ops, s: _Series, rv16: F64, rv96: F64) -> dict[str, F64]:
+    """Short realised volatility, its regime against the long one, and the 16-bar efficiency ratio."""
+    path = ops.sum(np.abs(s.r1[:, -16:] if ops.latest else s.r1), 16)
+    return {
+        "rv_16": rv16,
+        "vol_regime": np.log(_safe_div(rv16, rv96) + _EPS),
+        "efficiency_16": _safe_div(np.abs(ops.cur(s.p) - ops.lag(s.p, 16)), path),
+    }
 
-    cols = [
-        ret(1),
-        ret(4),
-        ret(16),
-        ret(64),
-        _safe_div(atr, close_t),
-        rsi,
-        *(lin_atr[:, :, j] for j in range(7)),
-        bb_width,
-        bb_pos,
-        volume_z,
-        range_pos,
-        rv16,
-        vol_regime,
-        efficiency,
-        ret(2),
-        ret(8),
-        lin_atr[:, :, 7],
-        lin_atr[:, :, 8],
-        range_pos_16,
-        volume_surprise,
-    ]
-    out = np.stack(cols, axis=2)
+
+def _stack(cols: dict[str, F64], *, latest: bool) -> F64:
+    """The named columns in FEATURE_NAMES order; warm-up rows and non-finite values NaN."""
+    out = np.stack([cols[name] for name in FEATURE_NAMES], axis=2)
     if not latest:
         out[:, : WINDOW - 1, :] = np.nan  # warm-up: not every feature has its full window yet
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def _compute(bars: Bars, *, latest: bool) -> F64:
+    """Every feature at every bar (``latest=False``) or at the last bar only; NaN where unknown."""
+    if bars.n_bars < 2:
+        raise ValueError("at least two bars are needed")
+    if bars.n_bars < WINDOW:  # not one full window: every feature is unknown
+        return np.full((bars.n_symbols, 1 if latest else bars.n_bars, N_FEATURES), np.nan)
+    if latest and bars.n_bars > WINDOW + 1:
+        bars = bars.tail(WINDOW + 1)
+    ops = _Ops(bars.n_bars, latest=latest)
+    s = _series(bars, latest=latest)
+    rv16, rv96 = ops.std(s.r1, 16), ops.std(s.r1, RV_LONG)
+    atr = ops.mean(s.tr, ATR_BARS)
+    close_t = ops.cur(bars.close)
+    cols = {
+        **_returns(ops, s, rv96),
+        "atr_pct": _safe_div(atr, close_t),
+        "rsi_14": _rsi(ops, s),
+        **_trend(ops, bars.close, atr),
+        **_bands(ops, bars.close, close_t),
+        **_volume(ops, s.lv),
+        **_ranges(ops, bars, close_t),
+        **_volatility(ops, s, rv16, rv96),
+    }
+    return _stack(cols, latest=latest)
 
 
 def feature_matrix(bars: Bars) -> F64:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from quantum_trader.ai.bootstrap import (
     N_BOOT,
+    Replicates,
     interval,
     one_sided_p,
     replicate_weights,
@@ -39,6 +40,48 @@ REASON_NOT_BETTER: Final = "not_better_than_baseline"
 
 def _r(v: float, nd: int = 5) -> float:
     return round(float(v), nd)
+
+
+def _fold_metrics(y: F64, p: F64, *, fold_of: I64, fold_ks: list[int]) -> list[dict[str, Any]]:
+    """AUC, log loss and Brier of every fold that has rows (``fold_of``: each row's fold position)."""
+    return [
+        {"fold": k, "auc": _r(auc(y[m], p[m]), 4), "log_loss": _r(log_loss(y[m], p[m])),
+         "brier": _r(brier(y[m], p[m]))}
+        for i, k in enumerate(fold_ks)
+        for m in [fold_of == i]
+        if m.any()
+    ]
+
+
+def _entry(name: str, y: F64, p: F64, rp: Replicates, *, fold_of: I64, fold_ks: list[int]) -> dict[str, Any]:
+    """One predictor's pooled metrics with their bootstrap intervals, and its folds."""
+    return {
+        "name": name,
+        "auc": _r(auc(y, p), 4),
+        "auc_ci": [_r(v, 4) for v in interval(rp.auc)],
+        "log_loss": _r(log_loss(y, p)),
+        "log_loss_ci": [_r(v) for v in interval(rp.log_loss)],
+        "brier": _r(brier(y, p)),
+        "brier_ci": [_r(v) for v in interval(rp.brier)],
+        "folds": _fold_metrics(y, p, fold_of=fold_of, fold_ks=fold_ks),
+    }
+
+
+def _comparison(model: Mapping[str, Any], baselines: list[dict[str, Any]], *, n_boot: int, n_spans: int
+                ) -> dict[str, Any]:
+    """The model against the best baseline (lowest pooled log loss): the promotion test's verdict."""
+    best = min(baselines, key=lambda e: (e["log_loss"], e["name"]))
+    m_ll, b_ll, p_val = float(model["log_loss"]), float(best["log_loss"]), float(best["p_model_better"])
+    return {
+        "best_baseline": best["name"],
+        "baseline_log_loss": b_ll,
+        "model_log_loss": m_ll,
+        "delta_log_loss": _r(m_ll - b_ll, 6),
+        "p_value": p_val,
+        "alpha": ALPHA,
+        "test": f"paired block bootstrap, {n_boot} replicates of {n_spans} time spans, one-sided",
+        "better": m_ll < b_ll and p_val < ALPHA,
+    }
 
 
 def score(
@@ -62,44 +105,15 @@ def score(
     w = replicate_weights(n_spans, n_boot=n_boot, seed=seed)
     fold_of = span // SPANS_PER_FOLD
     reps = {name: replicates(span_stats(y, p, span, n_spans), w) for name, p in predictions.items()}
-    entries: dict[str, dict[str, Any]] = {}
-    for name, p in predictions.items():
-        rp = reps[name]
-        entries[name] = {
-            "name": name,
-            "auc": _r(auc(y, p), 4),
-            "auc_ci": [_r(v, 4) for v in interval(rp.auc)],
-            "log_loss": _r(log_loss(y, p)),
-            "log_loss_ci": [_r(v) for v in interval(rp.log_loss)],
-            "brier": _r(brier(y, p)),
-            "brier_ci": [_r(v) for v in interval(rp.brier)],
-            "folds": [
-                {"fold": k, "auc": _r(auc(y[m], p[m]), 4), "log_loss": _r(log_loss(y[m], p[m])),
-                 "brier": _r(brier(y[m], p[m]))}
-                for i, k in enumerate(fold_ks)
-                for m in [fold_of == i]
-                if m.any()
-            ],
-        }
+    entries = {name: _entry(name, y, p, reps[name], fold_of=fold_of, fold_ks=fold_ks)
+               for name, p in predictions.items()}
     model_ll = reps["model"].log_loss
-    baselines = [entries[n] for n in predictions if n != "model"]
-    for b in baselines:
-        b["p_model_better"] = _r(one_sided_p(model_ll, reps[b["name"]].log_loss), 4)
-    best = min(baselines, key=lambda e: (e["log_loss"], e["name"]))
-    m_ll, b_ll, p_val = float(entries["model"]["log_loss"]), float(best["log_loss"]), float(best["p_model_better"])
+    baselines = [{**entries[n], "p_model_better": _r(one_sided_p(model_ll, reps[n].log_loss), 4)}
+                 for n in predictions if n != "model"]
     return {
         "model": entries["model"],
         "baselines": baselines,
-        "comparison": {
-            "best_baseline": best["name"],
-            "baseline_log_loss": b_ll,
-            "model_log_loss": m_ll,
-            "delta_log_loss": _r(m_ll - b_ll, 6),
-            "p_value": p_val,
-            "alpha": ALPHA,
-            "test": f"paired block bootstrap, {n_boot} replicates of {n_spans} time spans, one-sided",
-            "better": m_ll < b_ll and p_val < ALPHA,
-        },
+        "comparison": _comparison(entries["model"], baselines, n_boot=n_boot, n_spans=n_spans),
     }
 
 

@@ -284,15 +284,35 @@ def _pct(v: Any) -> str:
 
 
 def render_table(doc: dict[str, Any]) -> str:
+    """``qt train``'s human report: the run, out-of-sample metrics, baselines, calibration, meta-label, verdict."""
     r = doc["report"]
-    o = r.get("oracle")
-    lines = [
+    return "\n".join([
+        *_run_lines(doc), "",
+        *_oos_lines(r), "",
+        *baseline_table(doc), "",
+        *_bucket_lines(r), "",
+        *_model_lines(r),
+        f"training time {r['train_seconds']:.1f} s; data hash {doc['data_hash']}",
+        *_registry_lines(doc),
+    ])
+
+
+def _run_lines(doc: dict[str, Any]) -> list[str]:
+    """What was trained: profile, data, horizon and the walk-forward split."""
+    r = doc["report"]
+    return [
         f"qt train — profile {doc['profile']} · exchange {doc['exchange']} · {doc['timeframe']} · "
         f"H={r['horizon_bars']} bars · {r['symbols']} symbols · version {doc['version']}",
         f"walk-forward: {r['n_blocks']} time blocks, purge {r['purge_bars']} + embargo {r['embargo_bars']} bars "
         f"before each test block; {r['rows']:,} rows, {r['oos_rows']:,} out-of-sample "
         f"({_day(r['oos_window_ts'][0])} .. {_day(r['oos_window_ts'][1])})",
-        "",
+    ]
+
+
+def _oos_lines(r: dict[str, Any]) -> list[str]:
+    """The model's out-of-sample metrics, beside the oracle's when the market has one."""
+    o = r.get("oracle")
+    lines = [
         f"{'out-of-sample':<22}{'model':>10}{'oracle' if o else '':>10}",
         f"{'AUC':<22}{r['auc']:>10.4f}{o['auc'] if o else '':>10}",
         f"{'log loss':<22}{r['log_loss']:>10.4f}{o['log_loss'] if o else '':>10}"
@@ -307,15 +327,23 @@ def render_table(doc: dict[str, Any]) -> str:
             f"skill vs oracle: AUC {_pct(o['auc_skill_share'])} of the oracle's (AUC − 0.5), "
             f"log loss {_pct(o['log_loss_skill_share'])} of its improvement over a constant"
         )
-    lines += ["", *baseline_table(doc)]
-    lines += ["", f"{'confidence':<14}{'rows':>8}{'hit rate':>10}{'mean conf':>11}"]
+    return lines
+
+
+def _bucket_lines(r: dict[str, Any]) -> list[str]:
+    """Calibration: hit rate against mean confidence per confidence bucket (empty buckets left out)."""
+    lines = [f"{'confidence':<14}{'rows':>8}{'hit rate':>10}{'mean conf':>11}"]
     for b in r["buckets"]:
         if b["count"]:
             lines.append(f"{b['lo']:.2f}-{b['hi']:.2f}{'':<5}{b['count']:>8}{b['hit_rate']:>10.3f}"
                          f"{b['mean_confidence']:>11.3f}")
+    return lines
+
+
+def _model_lines(r: dict[str, Any]) -> list[str]:
+    """Meta-label, base models, folds, importance, stacking, entry, exit sizes and the look-ahead guard."""
     m = r["metalabel"]
-    lines += [
-        "",
+    return [
         f"meta-label (rl_gate_pass): AUC {m['auc']}, pass rate {_pct(m['pass_rate'])}, "
         f"profitable after {m['cost_bps']} bps ({m.get('exits', 'held H bars')}): "
         f"{_pct(m['profitable_rate_pass'])} when pass vs {_pct(m['profitable_rate_fail'])} when not",
@@ -329,8 +357,12 @@ def render_table(doc: dict[str, Any]) -> str:
         _entry_line(r.get("entry")),
         _sizes_line(r.get("exit_sizes")),
         _guard_line(r.get("guards", {}).get("lookahead")),
-        f"training time {r['train_seconds']:.1f} s; data hash {doc['data_hash']}",
     ]
+
+
+def _registry_lines(doc: dict[str, Any]) -> list[str]:
+    """The symbols left out, and what the registry did with the version (or would have done)."""
+    lines = []
     if doc["skipped"]:
         lines.append("skipped symbols: " + ", ".join(f"{s} ({why})" for s, why in doc["skipped"].items()))
     if doc["registered"]:
@@ -341,7 +373,7 @@ def render_table(doc: dict[str, Any]) -> str:
     else:
         verdict = "would pass" if doc.get("would_promote") else "would fail: " + "; ".join(doc["reasons"])
         lines.append(f"registry: not registered (no Redis URL); quality gate {verdict}")
-    return "\n".join(lines)
+    return lines
 
 
 def _ci(v: list[float], nd: int) -> str:

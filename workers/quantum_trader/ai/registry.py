@@ -75,6 +75,75 @@ def verify_roundtrip(bundle: ModelBundle, data: bytes, *, sha256: str, probe: np
     return loaded
 
 
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    reasons: tuple[str, ...]  # artefact defects first, then the quality gate's reasons
+    forced: bool
+    promoted: bool
+
+
+def _verdict(defects: list[str], gate_reasons: list[str], *, force: bool) -> _Verdict:
+    """Promote when nothing failed, or with ``force`` when only the quality gate did (never a defect)."""
+    reasons = tuple(defects + gate_reasons)
+    forced = force and not defects and bool(gate_reasons)
+    return _Verdict(reasons=reasons, forced=forced, promoted=not reasons or forced)
+
+
+def _full_card(
+    card: dict[str, Any], *, version: str, data: bytes, sha256: str, passed: bool, gate_reasons: list[str],
+    verdict: _Verdict, ai: AiSettings, fallback: Baseline | None,
+) -> dict[str, Any]:
+    """The model card as the registry keeps it: the caller's card plus artefact, gate, status and fallback."""
+    full = {
+        **card,
+        "version": version,
+        "artifact_sha256": sha256,
+        "artifact_bytes": len(data),
+        "gate": {
+            "passed": passed,
+            "reasons": list(verdict.reasons),
+            "min_auc": ai.min_auc,
+            "max_calibration_error": ai.max_calibration_error,
+        },
+        "status": STATUS_PROMOTED if verdict.promoted else STATUS_REJECTED,
+        "forced": verdict.forced,
+    }
+    if verdict.forced:
+        full["forced_over"] = list(gate_reasons)
+    if fallback is not None:
+        full["fallback"] = {**fallback.to_dict(), "version": version}
+    return full
+
+
+async def _store_artifact(
+    redis: aredis.Redis, keys: Keys, bundle: ModelBundle, *, data: bytes, sha256: str, probe: np.ndarray
+) -> list[str]:
+    """Write the artefact, read it back and check it reproduces ``bundle``; the defects found (reason codes)."""
+    await redis.set(keys.model_artifact(bundle.version), encode_artifact(data))
+    try:
+        stored = await redis.get(keys.model_artifact(bundle.version))
+        if stored is None:
+            raise ArtifactError("missing", "artefact vanished after write")
+        verify_roundtrip(bundle, decode_artifact(stored), sha256=sha256, probe=probe)
+    except ArtifactError as exc:
+        return [f"artifact_invalid:{exc.reason}"]
+    return []
+
+
+async def _publish(
+    redis: aredis.Redis, keys: Keys, *, version: str, card: dict[str, Any], fallback: dict[str, Any] | None,
+    promoted: bool,
+) -> None:
+    """Card, fallback and (when promoted) the promoted pointer in one transaction."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(keys.model_registry, version, json.dumps(card, separators=(",", ":"), default=str))
+    if fallback is not None:
+        pipe.set(keys.model_fallback, json.dumps(fallback, separators=(",", ":")))
+    if promoted:
+        pipe.set(keys.model_promoted, version)
+    await pipe.execute()
+
+
 async def register(
     redis: aredis.Redis,
     keys: Keys,
@@ -92,45 +161,14 @@ async def register(
     version = bundle.version
     data = bundle.to_bytes()
     sha = sha256_hex(data)
-    await redis.set(keys.model_artifact(version), encode_artifact(data))
-    defects: list[str] = []
-    try:
-        stored = await redis.get(keys.model_artifact(version))
-        if stored is None:
-            raise ArtifactError("missing", "artefact vanished after write")
-        verify_roundtrip(bundle, decode_artifact(stored), sha256=sha, probe=probe)
-    except ArtifactError as exc:
-        defects.append(f"artifact_invalid:{exc.reason}")
+    defects = await _store_artifact(redis, keys, bundle, data=data, sha256=sha, probe=probe)
     passed, gate_reasons = quality_gate(report, ai)
-    reasons = defects + gate_reasons
-    forced = force and not defects and bool(gate_reasons)
-    promoted = not reasons or forced
-    full = {
-        **card,
-        "version": version,
-        "artifact_sha256": sha,
-        "artifact_bytes": len(data),
-        "gate": {
-            "passed": passed,
-            "reasons": reasons,
-            "min_auc": ai.min_auc,
-            "max_calibration_error": ai.max_calibration_error,
-        },
-        "status": STATUS_PROMOTED if promoted else STATUS_REJECTED,
-        "forced": forced,
-    }
-    if forced:
-        full["forced_over"] = list(gate_reasons)
-    if fallback is not None:
-        full["fallback"] = {**fallback.to_dict(), "version": version}
-    pipe = redis.pipeline(transaction=True)
-    pipe.hset(keys.model_registry, version, json.dumps(full, separators=(",", ":"), default=str))
-    if fallback is not None:
-        pipe.set(keys.model_fallback, json.dumps(full["fallback"], separators=(",", ":")))
-    if promoted:
-        pipe.set(keys.model_promoted, version)
-    await pipe.execute()
-    return Registration(version=version, promoted=promoted, reasons=tuple(reasons), card=full)
+    verdict = _verdict(defects, gate_reasons, force=force)
+    full = _full_card(card, version=version, data=data, sha256=sha, passed=passed, gate_reasons=gate_reasons,
+                      verdict=verdict, ai=ai, fallback=fallback)
+    await _publish(redis, keys, version=version, card=full, fallback=full["fallback"] if fallback is not None else None,
+                   promoted=verdict.promoted)
+    return Registration(version=version, promoted=verdict.promoted, reasons=verdict.reasons, card=full)
 
 
 async def read_card(redis: aredis.Redis, keys: Keys, version: str) -> dict[str, Any] | None:

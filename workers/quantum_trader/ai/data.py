@@ -20,6 +20,7 @@ from quantum_trader.market.base import TIMEFRAME_MS, Exchange, ExchangeError, Kl
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
 
 MAX_NAN_SHARE: Final = 0.05
 FETCH_CONCURRENCY: Final = 32
@@ -58,6 +59,60 @@ def _ffill(x: F64) -> F64:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The candidates' bars stacked, ``(candidates, n_bars)`` each: NaN prices forward-filled where few."""
+
+    ts: I64
+    high: F64
+    low: F64
+    close: F64
+    volume: F64
+    nan_heavy: B  # more than max_nan_share non-finite prices, or the newest bar's: left unfilled
+
+
+def _window(k: Klines | str, *, n_bars: int, last_open_ms: int) -> tuple[Klines, slice] | str:
+    """The rows of the ``n_bars`` bars ending at the one opened at ``last_open_ms``, or why there are none."""
+    if isinstance(k, str):
+        return SKIP_FETCH_FAILED
+    if len(k) == 0 or int(k.ts[-1]) < last_open_ms:
+        return SKIP_STALE if len(k) else SKIP_TOO_LITTLE_HISTORY
+    end = len(k) if int(k.ts[-1]) == last_open_ms else int(np.searchsorted(k.ts, last_open_ms, side="right"))
+    if end < n_bars:
+        return SKIP_TOO_LITTLE_HISTORY
+    return k, slice(end - n_bars, end)
+
+
+def _stack(cuts: list[tuple[Klines, slice]], *, max_nan_share: float) -> _Block:
+    """One array per field, vectorised over the candidates; missing volume counts as none traded."""
+    ts = np.vstack([k.ts[sl] for k, sl in cuts])
+    high = np.vstack([k.high[sl] for k, sl in cuts]).astype(np.float64, copy=False)
+    low = np.vstack([k.low[sl] for k, sl in cuts]).astype(np.float64, copy=False)
+    close = np.vstack([k.close[sl] for k, sl in cuts]).astype(np.float64, copy=False)
+    volume = np.vstack([k.volume[sl] for k, sl in cuts]).astype(np.float64, copy=False)
+    bad = ~(np.isfinite(close) & np.isfinite(high) & np.isfinite(low))
+    nan_heavy = (bad.mean(axis=1) > max_nan_share) | bad[:, -1]
+    for i in np.flatnonzero(bad.any(axis=1) & ~nan_heavy):
+        high[i], low[i], close[i] = _ffill(high[i].copy()), _ffill(low[i].copy()), _ffill(close[i].copy())
+    volume = np.where(np.isfinite(volume), volume, 0.0)
+    return _Block(ts=ts, high=high, low=low, close=close, volume=volume, nan_heavy=nan_heavy)
+
+
+def _screen(block: _Block, grid: I64) -> tuple[list[tuple[int, str]], B]:
+    """``(candidate, reason)`` of every row left out (gaps first, then NaN-heavy, then bad prices), and the keep mask."""
+    gaps = np.any(block.ts != grid[None, :], axis=1)
+    nan_heavy = block.nan_heavy
+    with np.errstate(invalid="ignore"):
+        bad_prices = (np.nanmin(block.close, axis=1) <= 0.0) | (np.nanmin(block.low, axis=1) <= 0.0)
+    keep = np.ones(block.ts.shape[0], dtype=bool)
+    dropped: list[tuple[int, str]] = []
+    for reason, mask in ((SKIP_GAPS, gaps), (SKIP_NAN_HEAVY, nan_heavy & ~gaps),
+                         (SKIP_BAD_PRICES, bad_prices & ~gaps & ~nan_heavy)):
+        dropped += [(int(i), reason) for i in np.flatnonzero(mask & keep)]
+        keep &= ~mask
+    return dropped, keep
+
+
 def align(
     klines: Mapping[str, Klines | str],
     *,
@@ -76,41 +131,19 @@ def align(
     cand: list[str] = []
     cuts: list[tuple[Klines, slice]] = []
     for symbol, k in klines.items():  # cheap per-symbol checks; the array work is vectorised below
-        if isinstance(k, str):
-            skipped[symbol] = SKIP_FETCH_FAILED
-            continue
-        if len(k) == 0 or int(k.ts[-1]) < last_open_ms:
-            skipped[symbol] = SKIP_STALE if len(k) else SKIP_TOO_LITTLE_HISTORY
-            continue
-        end = len(k) if int(k.ts[-1]) == last_open_ms else int(np.searchsorted(k.ts, last_open_ms, side="right"))
-        if end < n_bars:
-            skipped[symbol] = SKIP_TOO_LITTLE_HISTORY
+        cut = _window(k, n_bars=n_bars, last_open_ms=last_open_ms)
+        if isinstance(cut, str):
+            skipped[symbol] = cut
             continue
         cand.append(symbol)
-        cuts.append((k, slice(end - n_bars, end)))
+        cuts.append(cut)
     if not cand:
         empty = np.zeros((0, n_bars))
         return Aligned(bars=Bars(empty, empty, empty, empty), ts=grid, symbols=(), skipped=skipped)
-    ts = np.vstack([k.ts[sl] for k, sl in cuts])
-    high = np.vstack([k.high[sl] for k, sl in cuts]).astype(np.float64, copy=False)
-    low = np.vstack([k.low[sl] for k, sl in cuts]).astype(np.float64, copy=False)
-    close = np.vstack([k.close[sl] for k, sl in cuts]).astype(np.float64, copy=False)
-    volume = np.vstack([k.volume[sl] for k, sl in cuts]).astype(np.float64, copy=False)
-    gaps = np.any(ts != grid[None, :], axis=1)
-    bad = ~(np.isfinite(close) & np.isfinite(high) & np.isfinite(low))
-    nan_heavy = (bad.mean(axis=1) > max_nan_share) | bad[:, -1]
-    for i in np.flatnonzero(bad.any(axis=1) & ~nan_heavy):
-        high[i], low[i], close[i] = _ffill(high[i].copy()), _ffill(low[i].copy()), _ffill(close[i].copy())
-    volume = np.where(np.isfinite(volume), volume, 0.0)
-    with np.errstate(invalid="ignore"):
-        bad_prices = (np.nanmin(close, axis=1) <= 0.0) | (np.nanmin(low, axis=1) <= 0.0)
-    keep = np.ones(len(cand), dtype=bool)
-    for reason, mask in ((SKIP_GAPS, gaps), (SKIP_NAN_HEAVY, nan_heavy & ~gaps),
-                         (SKIP_BAD_PRICES, bad_prices & ~gaps & ~nan_heavy)):
-        for i in np.flatnonzero(mask & keep):
-            skipped[cand[i]] = reason
-        keep &= ~mask
-    bars = Bars(high=high[keep], low=low[keep], close=close[keep], volume=volume[keep])
+    block = _stack(cuts, max_nan_share=max_nan_share)
+    dropped, keep = _screen(block, grid)
+    skipped.update((cand[i], reason) for i, reason in dropped)
+    bars = Bars(high=block.high[keep], low=block.low[keep], close=block.close[keep], volume=block.volume[keep])
     return Aligned(bars=bars, ts=grid, symbols=tuple(s for s, k in zip(cand, keep.tolist(), strict=True) if k),
                   skipped=skipped)
 

@@ -6,7 +6,8 @@ at every 1m close the executor's SL/TP monitor (``monitor_once``); at every 15m 
 cycle when due (``cycle_once``, publishing to Redis), the ai worker (``on_bar_close``), the
 router's admission and batch (``Router.admit`` → snapshot ``cycle`` → ``Router.decide``), the gate
 (``Gate.handle``) and the executor (``Executor.handle``), each reading what the previous one
-wrote to its stream. The backtest runs the same span with ``--fills paper`` (the live paper venue:
+wrote to its stream; a router verdict on a held position (``state:held_signals``) is applied by the
+monitor at the next 1m close, as the backtest applies it. The backtest runs the same span with ``--fills paper`` (the live paper venue:
 fill at the mark across half the profile's spread). Signals, intents, gate decisions, fills and closed trades must be
 identical; otherwise the test names the first difference.
 """
@@ -26,7 +27,14 @@ from quantum_trader.backtest.signals import decision_times
 from quantum_trader.core.bus import Parsed
 from quantum_trader.core.clock import DataClock
 from quantum_trader.core.keys import GROUP_EXECUTOR, GROUP_GATE, GROUP_ROUTER
-from quantum_trader.core.messages import ExecutionResult, GateDecision, PositionEvent, Signal, TradeIntent
+from quantum_trader.core.messages import (
+    ExecutionResult,
+    GateDecision,
+    PositionEvent,
+    RouterFate,
+    Signal,
+    TradeIntent,
+)
 from quantum_trader.core.profile import TradingProfile, load_profile
 from quantum_trader.core.service import WorkerContext, redis_client
 from quantum_trader.executor import worker as executor_worker
@@ -133,6 +141,7 @@ async def _live(profile: TradingProfile, *, start: int, end: int, redis_url: str
 
         return {
             "signals": await stream(keys.ai_signal, Signal),
+            "drops": await stream(keys.router_drop, RouterFate),
             "intents": await stream(keys.trade_intent, TradeIntent),
             "decisions": await stream(keys.gate_decision, GateDecision),
             "fills": await stream(keys.execution_result, ExecutionResult),
@@ -175,7 +184,10 @@ def test_backtest_matches_the_live_workers_on_redis(tmp_path: Path, redis_url: s
                     for t in sorted(run.result.trades, key=lambda t: (t.exit_ts, t.symbol))
                     if t.exit_reason != "end_of_backtest"]),
     }
-    assert len(live["intents"]) > 20 and len(live["fills"]) > 5, "the span must exercise the whole pipeline"
+    assert len(live["intents"]) > 5 and len(live["fills"]) > 5, "the span must exercise the whole pipeline"
+    renewed = [d for d in live["drops"] if d.reason.startswith("position_renewed:")]
+    assert len(renewed) > 10, "signals on held positions must renew them (state:held_signals → the monitor)"
+    assert run.result.funnel.router["position_renewed"] == len(renewed)
     assert {d.reason for d in live["decisions"]} - {"none"}, "some intents must be blocked"
     assert "time" in {c.close_reason for c in live["closed"]}, "some positions must reach the time exit"
     for name, (a, b) in pairs.items():

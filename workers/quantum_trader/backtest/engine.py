@@ -8,7 +8,9 @@ workers' own pure functions with the reason codes they use live:
    :func:`~quantum_trader.executor.core.close_position`, so realised PnL, the loss streak and the
    cooldown move exactly as the executor moves them;
 2. snapshot core: allowlist tier, candidates, snapshots at the mark → ``cfg:tradable_symbols``;
-3. router core: :func:`screen` each signal, then :func:`decide_batch` on the admitted ones;
+3. router core: :func:`screen` each signal, then :func:`decide_batch` on the admitted ones; its verdicts
+   on held positions go through the executor core's :func:`held_outcome` as the live monitor applies them
+   one finest bar later (a renewal re-finds the position's exit from there; a close exits at that mark);
 4. gate core: :func:`decide_batch` against a :class:`GateView` of the book;
 5. executor core: :func:`plan_execution` → fill → :func:`apply_fill`.
 
@@ -40,12 +42,14 @@ from quantum_trader.executor.core import (
     close_position,
     exit_client_order_id,
     floor_to_step,
+    held_outcome,
     opening_qty,
     plan_execution,
     reject_transition,
 )
 from quantum_trader.gate import core as gate
 from quantum_trader.gate.core import GateView, SnapshotInfo, kill_score
+from quantum_trader.ledger.held import HeldSignal
 from quantum_trader.ledger.positions import Position
 from quantum_trader.ledger.risk import ERROR_RATE_ALPHA, RiskState, utc_day
 from quantum_trader.market.base import TIMEFRAME_MS
@@ -56,6 +60,7 @@ from quantum_trader.snapshot import core as snap
 Tick = Callable[[int], None]
 COUNTERFACTUAL_STAGES: Final = ("router", "gate", "executor")
 SCREEN_ONLY: Final = frozenset({router.HOLD, router.LOW_CONFIDENCE})
+ACTED_ON: Final = frozenset({router.POSITION_RENEWED, router.POSITION_REVERSED})  # verdicts, not turned away
 FUNDING_LOOKBACK_MS: Final = 32 * 3600 * 1000  # a day and one 8 h settlement period
 
 
@@ -302,7 +307,9 @@ class Engine:
             BatchInput(candidates=tuple(admitted), open_orders_raw=str(len(self.book.positions)), paused=False,
                        tradable=tradable or None,
                        already_routed=frozenset(c.entry_id for c in admitted if c.entry_id in self._routed), now_ms=now,
-                       open_symbols=frozenset(self.book.positions), funding_bps_8h=self._funding_bps(admitted, now)),
+                       open_symbols=frozenset(self.book.positions),
+                       open_sides={s: p.side for s, p in self.book.positions.items()},
+                       funding_bps_8h=self._funding_bps(admitted, now)),
             settings=self.spec.router, base_size_usd=self.spec.executor.base_size_usd,
             costs=router.entry_costs(executor=self.spec.executor, universe=self.spec.universe),
         )
@@ -312,8 +319,10 @@ class Engine:
             self.funnel.router[code] += 1
             if d.reason == router.NOT_TRADABLE:
                 self._demand[d.symbol] = now
-            if self.counterfactuals and code not in SCREEN_ONLY:
+            if self.counterfactuals and code not in SCREEN_ONLY and code not in ACTED_ON:
                 self._would("router", code, by_id[d.signal_id], now)
+        for held in batch.held:
+            self._apply_held(held, now)
         if not batch.intents:
             return
         for intent in batch.intents:
@@ -430,10 +439,39 @@ class Engine:
         return size_limits(self.spec.executor, limits_from(self.spec.gate, self.spec.ai),
                            open_notional_usd=self.book.open_notional)
 
+    def _apply_held(self, held: HeldSignal, now: int) -> None:
+        """The router's verdict on a held position, as the live monitor applies it at its next pass (the
+        close of the next finest bar): a renewal takes the signal's levels and time exit and re-finds the
+        exit from there; a close exits at that bar's mark (``signal``). Superseded heap entries are skipped."""
+        op = self._open.get(held.symbol)
+        if op is None:
+            return
+        series, tf = self._finest(held.symbol)
+        out = held_outcome(op.position, held, time_exit_ms=horizon_ms(self.spec.ai),
+                           maintenance_margin_rate=self.spec.executor.maintenance_margin_rate)
+        if out.kind == "renew" and out.position is not None:
+            pos = out.position
+            self.book.positions[pos.symbol] = pos  # same qty and entry: the open notional is unchanged
+            op.position = pos
+            op.exit = find_exit(series, tf, side=pos.side, stop_loss=pos.stop_loss, take_profit=pos.take_profit,
+                                opened_ms=now, end_ms=self.end_ms, expires_ms=pos.expires_ts)
+        elif out.kind == "close":
+            at = now + TIMEFRAME_MS[tf]
+            mark = mark_at(series, tf, at)
+            if at > self.end_ms or mark is None:
+                return
+            op.exit = Exit(at, "signal", mark)
+        else:
+            return
+        heapq.heappush(self._exits, (op.exit.at_ms, held.symbol))
+
     def _close_due(self, now: int) -> None:
         while self._exits and self._exits[0][0] <= now:
             at, symbol = heapq.heappop(self._exits)
-            op = self._open.pop(symbol)
+            op = self._open.get(symbol)
+            if op is None or op.exit.at_ms != at:
+                continue  # superseded by a renewal or a signal close
+            del self._open[symbol]
             self._close(op, at=at)
 
     def _close(self, op: _Open, *, at: int) -> None:

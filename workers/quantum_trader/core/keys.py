@@ -178,6 +178,12 @@ class Keys:
         return f"{self.prefix}state:positions"
 
     @property
+    def held_signals(self) -> str:
+        """Hash symbol → JSON of the router's latest verdict on a signal for a held symbol (renew or close);
+        written by the router, applied and deleted by the executor's monitor (ledger/held.py)."""
+        return f"{self.prefix}state:held_signals"
+
+    @property
     def executed_intents(self) -> str:
         """Hash intent_id → order_id: the executor's exactly-once ledger."""
         return f"{self.prefix}state:executed_intents"

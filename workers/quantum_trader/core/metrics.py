@@ -194,6 +194,7 @@ GATE_DECISION_REASONS: Final = (
 ROUTER_DROP_REASONS: Final = (
     "hold", "low_confidence", "paused", "capacity_unknown", "capacity_full", "target_reached", "stale",
     "duplicate", "not_tradable", "not_selected", "invalid_atr", "position_open", "negative_edge",
+    "position_renewed", "position_reversed",
 )
 ROUTER_BATCH_OUTCOMES: Final = (
     "empty", "paused", "capacity_unknown", "capacity_full", "target_reached", "published", "none_selected",

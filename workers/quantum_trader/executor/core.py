@@ -25,6 +25,9 @@ Conventions:
 - exits: stop loss, take profit (the mark crossed a level), then time (the position reached its
   ``expires_ts``: opened + the label horizon, ``ExecutionLimits.time_exit_ms``), so positions end
   the way the training labels assume.
+- a held position and a newer signal on its symbol (the router's verdict in ``state:held_signals``,
+  :func:`held_outcome`): ``renew`` gives the position the signal's stop loss, take profit and time
+  exit (signal time + horizon) without a trade; ``close`` closes it at the mark (``close_reason=signal``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from quantum_trader.core.messages import (
     TradeIntent,
 )
 from quantum_trader.executor.venue import VenueFill, VenueOrder
+from quantum_trader.ledger.held import HeldSignal
 from quantum_trader.ledger.positions import Position
 from quantum_trader.market.base import FundingRate, Market
 
@@ -629,9 +633,61 @@ def plan_exits(positions: Mapping[str, Position], marks: Mapping[str, float], *,
         reason = exit_reason(pos, mark, now_ms=now_ms) if mark is not None else None
         if reason is None or mark is None:
             continue
-        order = VenueOrder(
-            intent_id=exit_client_order_id(pos), client_order_id=exit_client_order_id(pos), symbol=sym,
-            side="SELL" if pos.side == "BUY" else "BUY", qty=pos.qty, reference_price=mark, reduce_only=True,
-        )
-        out.append(ExitOrder(pos, reason, order))
+        out.append(exit_order(pos, reason, mark))
     return out
+
+
+def exit_order(position: Position, reason: CloseReason, mark_price: float) -> ExitOrder:
+    """The reduce-only order that closes the whole position at the mark, for ``reason``."""
+    order = VenueOrder(
+        intent_id=exit_client_order_id(position), client_order_id=exit_client_order_id(position),
+        symbol=position.symbol, side="SELL" if position.side == "BUY" else "BUY", qty=position.qty,
+        reference_price=mark_price, reduce_only=True,
+    )
+    return ExitOrder(position, reason, order)
+
+
+# -- verdicts on held positions (state:held_signals) ------------------------------------------------
+
+HeldKind = Literal["renew", "close", "ignore"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldOutcome:
+    """What a router verdict does to the position it names."""
+
+    kind: HeldKind
+    position: Position | None = None  # renew: the renewed position
+    reason: str = ""  # ignore: why (no_position, older_than_position, side_mismatch, liquidation_before_stop…, applied)
+
+
+def held_outcome(
+    position: Position | None, held: HeldSignal, *, time_exit_ms: int, maintenance_margin_rate: float
+) -> HeldOutcome:
+    """Apply one verdict: a renewal of a position on the signal's side (its new stop must lie before its
+    liquidation price; applied once: the same renewal again changes nothing), or the close of a position
+    on the other side; a verdict older than the position's opening is ignored (it was about an earlier one)."""
+    if position is None:
+        return HeldOutcome("ignore", reason="no_position")
+    if held.ts <= position.opened_ts:
+        return HeldOutcome("ignore", reason="older_than_position")
+    same_side = held.side == position.side
+    if held.action == "close":
+        return HeldOutcome("close") if not same_side else HeldOutcome("ignore", reason="side_mismatch")
+    if not same_side:
+        return HeldOutcome("ignore", reason="side_mismatch")
+    if held.stop_loss > 0:
+        liq = liquidation_price(side=position.side, price=position.entry_price, leverage=position.leverage,
+                                maintenance_margin_rate=maintenance_margin_rate)
+        if held.stop_loss <= liq if position.side == "BUY" else held.stop_loss >= liq:
+            return HeldOutcome("ignore", reason=reason_liquidation(liq, held.stop_loss, position.leverage))
+    expires = held.ts + time_exit_ms if time_exit_ms > 0 else position.expires_ts
+    renewed = replace(position, stop_loss=held.stop_loss, take_profit=held.take_profit, expires_ts=expires)
+    if renewed == position:
+        return HeldOutcome("ignore", reason="applied")
+    return HeldOutcome("renew", position=renewed)
+
+
+def renew_transition(position: Position, renewed: Position) -> Transition:
+    """The compare-and-set that writes a renewed position (no order, no PnL, no cooldown)."""
+    return Transition(symbol=position.symbol, expected=position.to_json(), op="set", new_position=renewed)

@@ -41,15 +41,19 @@ from quantum_trader.executor.core import (
     Transition,
     accrue_funding,
     close_position,
+    exit_order,
     filters_by_symbol,
     funding_transition,
+    held_outcome,
     plan_exits,
+    renew_transition,
     unrealized_pnl,
 )
 from quantum_trader.executor.scripts import Applier
 from quantum_trader.executor.venue import Venue, VenueFill
+from quantum_trader.ledger.held import DELETE_IF_UNCHANGED_LUA, parse_held
 from quantum_trader.ledger.ledgers import decision_id_for, prune_ledgers
-from quantum_trader.ledger.positions import parse_positions
+from quantum_trader.ledger.positions import Position, parse_positions
 from quantum_trader.ledger.risk import OPEN_NOTIONAL, RiskState, utc_day
 from quantum_trader.ledger.risk import open_notional as open_notional_of
 from quantum_trader.ledger.scripts import (
@@ -183,6 +187,7 @@ class Executor:
         self._read = redis.register_script(MULTI_READ_LUA)
         self._resync = redis.register_script(RESYNC_NOTIONAL_LUA)
         self._sync_open_orders = redis.register_script(SYNC_OPEN_ORDERS_LUA)
+        self._delete_held = redis.register_script(DELETE_IF_UNCHANGED_LUA)
         self._markets_loaded_at = markets_loaded_at_s
         self._lost_candidates: set[str] = set()
 
@@ -381,6 +386,48 @@ class Executor:
                                funding_usd=round(t.new_position.funding_usd, 8), settlement_ts=t.new_position.funding_ts)
         return outcomes.count(APPLIED)
 
+    async def apply_held(
+        self, positions: dict[str, Position], stored: dict[str, str], *, now_ms: int
+    ) -> dict[str, str]:
+        """Apply the router's verdicts on held positions (``state:held_signals``, :func:`held_outcome`):
+        write the renewals (compare-and-set; ``positions``/``stored`` are updated in place) and return the
+        symbols to close on a reversing signal (→ the verdict as read). A verdict is deleted once applied or
+        ignored, unless the router replaced it meanwhile; a close once the monitor has closed the position."""
+        raw = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.held_signals)).items()}
+        if not raw:
+            return {}
+        verdicts, bad = parse_held(raw)
+        for sym in bad:
+            self.log.warn("HELD_SIGNAL_MALFORMED", symbol=sym, raw=raw[sym][:200])
+        closing: dict[str, str] = {}
+        done = list(bad)
+        for sym, held in sorted(verdicts.items()):
+            position = positions.get(sym)
+            out = held_outcome(position, held, time_exit_ms=self.limits.time_exit_ms,
+                               maintenance_margin_rate=self.settings.maintenance_margin_rate)
+            if out.kind == "close":
+                closing[sym] = raw[sym]
+                continue
+            done.append(sym)
+            if out.kind == "ignore" or position is None or out.position is None:
+                self.log.event("HELD_SIGNAL_IGNORED", symbol=sym, action=held.action, signal_id=held.signal_id,
+                               reason=out.reason)
+                continue
+            t = replace(renew_transition(position, out.position), expected=stored[sym])
+            if (await self.applier.apply_many([t], now_ms=now_ms))[0] != APPLIED:
+                done.pop()  # the position changed under us: try again on the next pass
+                continue
+            positions[sym], stored[sym] = out.position, out.position.to_json()
+            self.log.event("POSITION_RENEWED", symbol=sym, side=position.side, signal_id=held.signal_id,
+                           stop_loss=out.position.stop_loss, take_profit=out.position.take_profit,
+                           expires_ts=out.position.expires_ts, hold_ev_bps=round(held.ev_bps, 2))
+        for sym in done:
+            await self.delete_held(sym, raw[sym])
+        return closing
+
+    async def delete_held(self, symbol: str, value: str) -> None:
+        await self._delete_held(keys=[self.keys.held_signals], args=[symbol, value])
+
     async def resync_open_notional(self) -> float:
         """Recompute ``state:risk open_notional_usd`` from ``state:positions`` (atomic)."""
         return float(await self._resync(keys=[self.keys.positions, self.keys.risk_state]))
@@ -399,11 +446,15 @@ class Executor:
             await self.sync_open_orders()
         stored = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.positions)).items()}
         positions, _ = parse_positions(stored)
+        closing = await self.apply_held(positions, stored, now_ms=now_ms)
         marks = await self.marks(sorted(positions), now_ms=now_ms)
         metrics.EXEC_UNREALIZED_PNL.labels(self.profile).set(unrealized_pnl(positions, marks))
         cooldown_ms = self.limits.cooldown_ms
         transitions: list[Transition] = []
-        for ex in plan_exits(positions, marks, now_ms=now_ms):
+        exits = [exit_order(positions[s], "signal", marks[s]) for s in sorted(closing) if s in marks]
+        signalled = {e.position.symbol for e in exits}
+        exits += [e for e in plan_exits(positions, marks, now_ms=now_ms) if e.position.symbol not in signalled]
+        for ex in exits:
             sym, pos, reason = ex.position.symbol, ex.position, ex.reason
             try:
                 fill = await self.venue.submit(ex.order)
@@ -419,6 +470,9 @@ class Executor:
             )
             transitions.append(replace(close, expected=stored[sym]))
         outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        for t, outcome in zip(transitions, outcomes, strict=True):
+            if outcome == APPLIED and t.symbol in closing:
+                await self.delete_held(t.symbol, closing[t.symbol])
         self._report(transitions, outcomes, positions=len(positions) - outcomes.count(APPLIED))
         risk_raw = await self.redis.hgetall(self.keys.risk_state)
         with contextlib.suppress(ValueError):

@@ -19,8 +19,13 @@ Stages of one batch, each a one-verb function, in this order:
                          then waits at most one window in the buffer
 5. ``drop duplicates``   signal already routed, or a second signal for a symbol → ``duplicate`` (the
                          best-ranked one is kept);
-                         symbol already has an open position → ``position_open`` (it would
-                         only take a slot and be blocked by the gate as ``duplicate``)
+                         symbol already has an open position (one per symbol): the signal's
+                         expected value of holding on, without a round trip to pay
+                         (:func:`hold_edge`), decides — positive on the position's side →
+                         ``position_renewed`` (the position takes the signal's SL/TP and time
+                         exit), positive on the other side → ``position_reversed`` (the position
+                         is closed); both go to ``state:held_signals`` for the executor
+                         (ledger/held.py); else → ``position_open
 6. ``filter tradable``   symbol outside ``cfg:tradable_symbols`` → ``not_tradable``;
                          ATR ≤ 0 → ``invalid_atr``; expected net return ≤ 0 under the SL/TP
                          exits after round-trip costs → ``negative_edge:ev_bps=…`` (:func:`expected_edge`)
@@ -36,9 +41,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
+from quantum_trader.core.messages import RouterFate, Side, Signal, TradeIntent
 from quantum_trader.core.profile import ExecutorSettings, RouterSettings, SizeBoostSettings, UniverseSettings
 from quantum_trader.ledger.demand import NOT_TRADABLE as NOT_TRADABLE
+from quantum_trader.ledger.held import HeldSignal
 from quantum_trader.ledger.open_orders import read_capacity as read_capacity
 from quantum_trader.market.base import FundingRate
 
@@ -54,6 +60,8 @@ DUPLICATE: Final = "duplicate"
 NOT_SELECTED: Final = "not_selected"
 INVALID_ATR: Final = "invalid_atr"
 POSITION_OPEN: Final = "position_open"
+POSITION_RENEWED: Final = "position_renewed"  # + ":hold_ev_bps=…" (not an intent: a verdict on the held position)
+POSITION_REVERSED: Final = "position_reversed"  # + ":hold_ev_bps=…"
 NEGATIVE_EDGE: Final = "negative_edge"
 
 REASONS: Final = (
@@ -70,6 +78,8 @@ REASONS: Final = (
     INVALID_ATR,
     POSITION_OPEN,
     NEGATIVE_EDGE,
+    POSITION_RENEWED,
+    POSITION_REVERSED,
 )
 
 RL_GATE_BONUS: Final = 0.02
@@ -118,6 +128,8 @@ class BatchInput:
     already_routed: frozenset[str]  # signal ids of candidates already turned into intents
     now_ms: int
     open_symbols: frozenset[str] = frozenset()  # symbols with an open position (state:positions)
+    # the side of each open position whose record could be read (a symbol missing here: no verdict, position_open)
+    open_sides: Mapping[str, Side] = field(default_factory=dict)
     # funding rate per symbol, bps per 8 h, positive = longs pay (funding_bps_8h of the venue's settlements)
     funding_bps_8h: Mapping[str, float] = field(default_factory=dict)
 
@@ -139,6 +151,7 @@ class BatchResult:
     events: tuple[LogEvent, ...]
     open_orders: int | None
     slots: Slots | None
+    held: tuple[HeldSignal, ...] = ()  # verdicts on held positions → state:held_signals
 
 
 # -- admission (per signal, before buffering) -------------------------------------------------
@@ -234,17 +247,24 @@ def intent_id_for(signal_id: str) -> str:
     return INTENT_PREFIX + signal_id
 
 
+def exit_levels(signal: Signal, *, settings: RouterSettings) -> tuple[float, float]:
+    """(stop loss, take profit) of a position on the signal's side at its price: ``stopLossAtr`` and
+    ``takeProfitAtr`` ATRs away (0 when a level would fall below zero)."""
+    sl_dist = signal.atr * settings.stop_loss_atr
+    tp_dist = signal.atr * settings.take_profit_atr
+    if signal.side == "BUY":
+        stop_loss, take_profit = signal.price - sl_dist, signal.price + tp_dist
+    else:
+        stop_loss, take_profit = signal.price + sl_dist, signal.price - tp_dist
+    return max(0.0, stop_loss), max(0.0, take_profit)
+
+
 def build_intent(
     signal: Signal, *, rank_no: int, settings: RouterSettings, base_size_usd: float, now_ms: int
 ) -> TradeIntent:
     factor = size_boost(rank_no, signal.confidence, boost=settings.size_boost)
     price = signal.price
-    sl_dist = signal.atr * settings.stop_loss_atr
-    tp_dist = signal.atr * settings.take_profit_atr
-    if signal.side == "BUY":
-        stop_loss, take_profit = price - sl_dist, price + tp_dist
-    else:
-        stop_loss, take_profit = price + sl_dist, price - tp_dist
+    stop_loss, take_profit = exit_levels(signal, settings=settings)
     side: Literal["BUY", "SELL"] = "BUY" if signal.side == "BUY" else "SELL"
     return TradeIntent(
         intent_id=intent_id_for(signal.signal_id),
@@ -254,8 +274,8 @@ def build_intent(
         position_size_usd=round(base_size_usd * factor, 8),
         leverage=settings.leverage,
         entry_price=price,
-        stop_loss=max(0.0, stop_loss),
-        take_profit=max(0.0, take_profit),
+        stop_loss=stop_loss,
+        take_profit=take_profit,
         confidence=signal.confidence,
         score=score(signal),
         rank=rank_no,
@@ -275,6 +295,7 @@ class _Acc:
         self.now_ms = now_ms
         self.drops: list[RouterFate] = []
         self.events: list[LogEvent] = []
+        self.held: list[HeldSignal] = []
 
     def drop(self, cands: Iterable[Candidate], reason: str) -> None:
         for c in cands:
@@ -299,6 +320,7 @@ def _result(
         events=tuple(acc.events),
         open_orders=open_orders,
         slots=slots,
+        held=tuple(acc.held),
     )
 
 
@@ -338,17 +360,6 @@ def drop_duplicates(
         seen_ids.add(s.signal_id)
         seen_symbols.add(s.symbol)
         kept.append(c)
-    return kept
-
-
-def drop_open_positions(cands: Sequence[Candidate], acc: _Acc, *, open_symbols: frozenset[str]) -> list[Candidate]:
-    kept: list[Candidate] = []
-    for c in cands:
-        if c.signal.symbol in open_symbols:
-            acc.drop([c], POSITION_OPEN)
-            acc.log("POSITION_OPEN_DROP", symbol=c.signal.symbol, signal_id=c.signal.signal_id)
-        else:
-            kept.append(c)
     return kept
 
 
@@ -407,6 +418,7 @@ def entry_costs(*, executor: ExecutorSettings, universe: UniverseSettings) -> En
                       slippage_bps=executor.max_slippage_bps / 2.0)
 
 
+_NO_COSTS: Final = EntryCosts(fee_bps=0.0, spread_bps=0.0, slippage_bps=0.0)
 FUNDING_PERIOD_S: Final = 8 * 3600.0
 FUNDING_MAX_AGE_MS: Final = 24 * 3600 * 1000  # a last settlement older than this says nothing of the next
 
@@ -499,6 +511,45 @@ def drop_negative_edge(
     return kept
 
 
+def hold_edge(signal: Signal, *, settings: RouterSettings, funding_bps_8h: float | None = None) -> Edge:
+    """The signal's expected value over its horizon with no round trip to pay: what holding a position
+    on the signal's side is worth from now on (the fees, spread and slippage of its exit are paid
+    whether it closes now or later). > 0: a position on the signal's side is worth renewing, a
+    position on the other side is worth less than closing it now (its value is −EV)."""
+    return expected_edge(signal, settings=settings, costs=_NO_COSTS, funding_bps_8h=funding_bps_8h)
+
+
+def act_on_held(
+    cands: Sequence[Candidate], acc: _Acc, *, open_symbols: frozenset[str], open_sides: Mapping[str, Side],
+    settings: RouterSettings, funding_bps_8h: Mapping[str, float],
+) -> list[Candidate]:
+    """A candidate for a symbol with an open position cannot open a trade (one position per symbol); its
+    verdict on the position goes to ``acc.held``: ``position_renewed`` / ``position_reversed`` when
+    :func:`hold_edge` is positive (with a usable ATR and price), else ``position_open``."""
+    kept: list[Candidate] = []
+    for c in cands:
+        s = c.signal
+        if s.symbol not in open_symbols:
+            kept.append(c)
+            continue
+        side = open_sides.get(s.symbol)
+        edge = hold_edge(s, settings=settings, funding_bps_8h=funding_bps_8h.get(s.symbol))
+        if side is None or s.atr <= 0.0 or s.price <= 0.0 or edge.ev_bps <= 0.0:
+            acc.drop([c], POSITION_OPEN)
+            acc.log("POSITION_OPEN_DROP", symbol=s.symbol, signal_id=s.signal_id)
+            continue
+        renew = s.side == side
+        stop_loss, take_profit = exit_levels(s, settings=settings)
+        acc.held.append(HeldSignal(symbol=s.symbol, action="renew" if renew else "close",
+                                   side="BUY" if s.side == "BUY" else "SELL", signal_id=s.signal_id,
+                                   stop_loss=stop_loss, take_profit=take_profit, ts=s.ts, ev_bps=edge.ev_bps))
+        reason = POSITION_RENEWED if renew else POSITION_REVERSED
+        acc.drop([c], f"{reason}:hold_ev_bps={edge.ev_bps:.1f}")
+        acc.log("HELD_RENEW" if renew else "HELD_CLOSE", symbol=s.symbol, signal_id=s.signal_id, side=s.side,
+                position_side=side, hold_ev_bps=round(edge.ev_bps, 2))
+    return kept
+
+
 def _fmt_score(value: float) -> str:
     return f"{value:.3f}"
 
@@ -520,7 +571,8 @@ def decide_batch(
     open_orders, slots = capacity
     cands = drop_stale(cands, acc, window_s=settings.candidate_window)
     cands = drop_duplicates(cands, acc, already_routed=inp.already_routed, settings=settings, costs=costs)
-    cands = drop_open_positions(cands, acc, open_symbols=inp.open_symbols)
+    cands = act_on_held(cands, acc, open_symbols=inp.open_symbols, open_sides=inp.open_sides, settings=settings,
+                        funding_bps_8h=inp.funding_bps_8h)
     cands = filter_tradable(cands, acc, tradable=inp.tradable, enabled=settings.filter_tradable)
     cands = drop_invalid(cands, acc)
     cands = drop_negative_edge(cands, acc, settings=settings, costs=costs, funding_bps_8h=inp.funding_bps_8h)

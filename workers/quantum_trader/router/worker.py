@@ -26,6 +26,7 @@ from quantum_trader.core.keys import GROUP_ROUTER
 from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
 from quantum_trader.core.profile import RouterSettings
 from quantum_trader.core.service import WorkerContext
+from quantum_trader.ledger.positions import signed_amounts
 from quantum_trader.market.base import FundingRate, FundingSource
 from quantum_trader.router import core
 from quantum_trader.router.lease import Lease
@@ -124,8 +125,10 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
     pipe.exists(keys.control_paused)
     pipe.smembers(keys.tradable_symbols)
     pipe.hmget(keys.published_signals, ids)
-    pipe.hkeys(keys.positions)
+    pipe.hgetall(keys.positions)
     raw_open, paused, tradable, routed, positions = await pipe.execute()
+    stored = {_text(k): _text(v) for k, v in (positions or {}).items()}
+    amounts, _unreadable = signed_amounts(stored)  # an unreadable record: still open, no verdict on it
     if isinstance(raw_open, bytes):
         raw_open = raw_open.decode("utf-8", errors="replace")
     tradable_set = frozenset(t.decode() if isinstance(t, bytes) else t for t in tradable or ())
@@ -136,8 +139,13 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
         tradable=tradable_set or None,
         already_routed=frozenset(i for i, r in zip(ids, routed or [], strict=False) if r is not None),
         now_ms=ctx.clock.now_ms(),
-        open_symbols=frozenset(p.decode() if isinstance(p, bytes) else p for p in positions or ()),
+        open_symbols=frozenset(stored),
+        open_sides={sym: "BUY" if qty > 0 else "SELL" for sym, (qty, _entry) in amounts.items()},
     )
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 class Router:
@@ -201,6 +209,8 @@ class Router:
         inp = replace(inp, funding_bps_8h=funding)
         result = core.decide_batch(inp, settings=config.settings, base_size_usd=config.base_size_usd,
                                    costs=config.costs)
+        if result.held:  # verdicts on held positions, for the executor's monitor (ledger/held.py)
+            await ctx.redis.hset(ctx.keys.held_signals, mapping={h.symbol: h.to_json() for h in result.held})
         published = await ctx.bus.publish_once_many(
             [(ctx.keys.trade_intent, i, ctx.keys.published_signals, i.signal_id, i.intent_id) for i in result.intents]
         )

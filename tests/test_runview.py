@@ -70,3 +70,8 @@ def test_final_frame_says_stopped_and_the_summary_is_plain_text() -> None:
     summary = summary_text(funnel(stopped=True))
     assert "\x1b" not in summary and "stopped after 4m05s" in summary
     assert summary_fields(funnel())["execute"] == 4 and summary_fields(funnel())["model"] == "lgbm-20261205"
+
+
+def test_verdicts_on_held_positions_are_shown_apart_from_the_drops() -> None:
+    screen = text(funnel(router_drops={"negative_edge": 12, "position_renewed": 7, "position_reversed": 1}))
+    assert "router dropped 12: negative_edge 12 · held positions: renewed 7, closed on reversal 1" in screen

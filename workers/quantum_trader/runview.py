@@ -46,10 +46,13 @@ from quantum_trader.inspect import fmt
 from quantum_trader.inspect.timebase import clock_fields
 from quantum_trader.ledger import universe as universe_doc
 from quantum_trader.ops.core import Trade, trades
+from quantum_trader.router import core as router_core
 
 _CHUNK: Final = 2000
 RECENT: Final = 6  # last trades shown
 FALLBACK_PREFIX: Final = "fallback"
+# router "drops" that are verdicts on held positions (acted on: renewed or closed), shown apart
+HELD_VERDICTS: Final = {router_core.POSITION_RENEWED: "renewed", router_core.POSITION_REVERSED: "closed on reversal"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +161,16 @@ def render(f: Funnel, *, log_file: str = "", api_url: str = "", ticks: Mapping[s
     stages.add_column("stage")
     stages.add_column("count", justify="right")
     stages.add_column("detail")
-    drops = ", ".join(f"{r} {n}" for r, n in _top(f.router_drops, 4))
+    verdicts = {r: n for r, n in f.router_drops.items() if r in HELD_VERDICTS}  # acted on, not dropped
+    dropped = {r: n for r, n in f.router_drops.items() if r not in HELD_VERDICTS}
+    drops = ", ".join(f"{r} {n}" for r, n in _top(dropped, 4))
+    held = " · held positions: " + ", ".join(f"{HELD_VERDICTS[r]} {n}" for r, n in sorted(verdicts.items())) \
+        if verdicts else ""
     blocks = ", ".join(f"{r} {n}" for r, n in _top(f.block_reasons, 3))
     stages.add_row("universe", str(f.universe_size), f"hash {f.universe_hash or '-'}")
     stages.add_row("signals", str(f.signals), model_text(f.model))
-    stages.add_row("intents", str(f.intents), f"router dropped {sum(f.router_drops.values())}" + (f": {drops}" if drops else ""))
+    stages.add_row("intents", str(f.intents),
+                   f"router dropped {sum(dropped.values())}" + (f": {drops}" if drops else "") + held)
     stages.add_row("gate", Text(f"{f.execute} EXECUTE", style="green" if f.execute else ""),
                    Text.assemble((f"{f.blocked} BLOCKED", "red" if f.blocked else ""), f": {blocks}" if blocks else ""))
     stages.add_row("fills", str(f.fills), f"rejected {f.rejects} · fees {fmt.money(f.fees_usd)}")

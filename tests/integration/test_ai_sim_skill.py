@@ -50,6 +50,7 @@ def test_train_on_the_sim_reports_the_model_beside_its_baselines_and_the_gate_fo
     warned = "no out-of-sample row reaches router.minConfidence" in err.getvalue()
     assert entry["min_confidence"] == 0.55 and warned == (entry["max_confidence"] < 0.55) == (entry["rows_reaching"] == 0)
     assert entry["rows_reaching"] > 0  # the shipped guard is one a calibrated model meets on the sim
+    assert 0 < entry["rows_positive_ev"] <= entry["rows_reaching"] and entry["cost_bps"] == 20.0
     assert doc["redis"] == redis_url and redis_url in err.getvalue()  # the registry written to is named
     assert "fold" in err.getvalue()  # progress on stderr, JSON alone on stdout
     client = redis.Redis.from_url(redis_url, decode_responses=True)

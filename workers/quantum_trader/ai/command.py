@@ -41,6 +41,7 @@ from quantum_trader.ai.features import FEATURE_NAMES, WINDOW
 from quantum_trader.ai.guards import lookahead_check
 from quantum_trader.ai.training import TrainingError, TrainParams, TrainResult, train_walk_forward
 from quantum_trader.core.clock import Clock, WallClock
+from quantum_trader.core.costs import entry_costs, net_edge_bps
 from quantum_trader.core.profile import AiSettings, TradingProfile
 from quantum_trader.market.base import Exchange, ExchangeError
 
@@ -171,8 +172,8 @@ def _fit(profile: TradingProfile, *, aligned: Aligned, oracle: F64 | None, now_m
     result = train_walk_forward(ds, params=params, version=version, timeframe=ai.timeframe,
                                 progress=lambda m: _say(m, err))
     result.report["guards"] = {"lookahead": lookahead}
-    result.report["entry"] = entry_reach(result, min_confidence=profile.spec.router.min_confidence)
-    if not result.report["entry"]["rows_reaching"]:
+    result.report["entry"] = entry_reach(result, ds=ds, profile=profile)
+    if not result.report["entry"]["rows_positive_ev"]:
         _say(entry_warning(result.report["entry"]), err)
     return _Run(params=params, exits=exits, ds=ds, digest=digest, version=version, result=result)
 
@@ -255,18 +256,35 @@ async def _register(
          + (f" ({'; '.join(reg.reasons)})" if reg.reasons else ""), err)
 
 
-def entry_reach(result: TrainResult, *, min_confidence: float) -> dict[str, Any]:
-    """How many out-of-sample rows the router's confidence threshold would let through."""
+def entry_reach(result: TrainResult, *, ds: Dataset, profile: TradingProfile) -> dict[str, Any]:
+    """How many out-of-sample rows the router would take: those whose confidence reaches
+    ``router.minConfidence`` (the guard), and of those the ones whose expected net return under the
+    router's entry rule is positive — the model's measured win/loss sizes (else the SL/TP distances)
+    × the row's ATR, minus the profile's round-trip costs (funding left out: it needs the venue's rates)."""
+    router = profile.spec.router
     p = result.oos_p_up[result.oos_mask]
     conf = np.maximum(p, 1.0 - p)
-    n = int(np.count_nonzero(conf >= min_confidence))
-    return {"min_confidence": min_confidence, "rows_reaching": n, "share": round(n / max(1, conf.shape[0]), 5),
-            "max_confidence": round(float(conf.max()), 4) if conf.size else None}
+    guard = conf >= router.min_confidence
+    sizes = result.bundle.exit_sizes
+    win_atr, loss_atr = (sizes.win_atr, sizes.loss_atr) if sizes else (router.take_profit_atr, router.stop_loss_atr)
+    atr_bps = ds.x[result.oos_mask, FEATURE_NAMES.index("atr_pct")] * 10_000.0
+    costs = entry_costs(executor=profile.spec.executor, universe=profile.spec.universe)
+    ev = net_edge_bps(conf, win_bps=win_atr * atr_bps, loss_bps=loss_atr * atr_bps, cost_bps=costs.round_trip_bps)
+    positive = guard & (ev > 0.0)
+    n, n_ev = int(np.count_nonzero(guard)), int(np.count_nonzero(positive))
+    return {"min_confidence": router.min_confidence, "rows_reaching": n, "share": round(n / max(1, conf.shape[0]), 5),
+            "max_confidence": round(float(conf.max()), 4) if conf.size else None,
+            "rows_positive_ev": n_ev, "share_positive_ev": round(n_ev / max(1, conf.shape[0]), 5),
+            "cost_bps": costs.round_trip_bps, "sizes": "model" if sizes else "sl_tp"}
 
 
 def entry_warning(entry: dict[str, Any]) -> str:
-    return (f"WARNING: no out-of-sample row reaches router.minConfidence {entry['min_confidence']} "
-            f"(highest {entry['max_confidence']}): with this model promoted the router accepts no signal")
+    if not entry["rows_reaching"]:
+        return (f"WARNING: no out-of-sample row reaches router.minConfidence {entry['min_confidence']} "
+                f"(highest {entry['max_confidence']}): with this model promoted the router accepts no signal")
+    return (f"WARNING: {entry['rows_reaching']:,} out-of-sample rows reach router.minConfidence "
+            f"{entry['min_confidence']} but none has a positive expected value after {entry['cost_bps']:g} bps "
+            "of round-trip costs: with this model promoted the router would drop every signal as negative_edge")
 
 
 def _params_dict(params: TrainParams) -> dict[str, Any]:
@@ -404,10 +422,14 @@ def baseline_table(doc: dict[str, Any]) -> list[str]:
 def _entry_line(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "entry: n/a"
-    if not entry["rows_reaching"]:
+    if not entry.get("rows_positive_ev", entry["rows_reaching"]):
         return entry_warning(entry)
-    return (f"entry: {entry['rows_reaching']:,} out-of-sample rows ({100 * float(entry['share']):.2f} %) reach "
+    line = (f"entry: {entry['rows_reaching']:,} out-of-sample rows ({100 * float(entry['share']):.2f} %) reach "
             f"router.minConfidence {entry['min_confidence']} (highest {entry['max_confidence']})")
+    if "rows_positive_ev" in entry:  # reports written before the count existed have only the guard's
+        line += (f"; {entry['rows_positive_ev']:,} ({100 * float(entry['share_positive_ev']):.2f} %) have a positive "
+                 f"expected value after {entry['cost_bps']:g} bps of costs")
+    return line
 
 
 def _sizes_line(sizes: dict[str, Any] | None) -> str:

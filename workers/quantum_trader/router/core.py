@@ -41,8 +41,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from quantum_trader.core.costs import EntryCosts as EntryCosts
+from quantum_trader.core.costs import entry_costs as entry_costs
+from quantum_trader.core.costs import net_edge_bps
 from quantum_trader.core.messages import RouterFate, Side, Signal, TradeIntent
-from quantum_trader.core.profile import ExecutorSettings, RouterSettings, SizeBoostSettings, UniverseSettings
+from quantum_trader.core.profile import RouterSettings, SizeBoostSettings
 from quantum_trader.ledger.demand import NOT_TRADABLE as NOT_TRADABLE
 from quantum_trader.ledger.held import HeldSignal
 from quantum_trader.ledger.open_orders import read_capacity as read_capacity
@@ -399,25 +402,6 @@ def drop_invalid(cands: Sequence[Candidate], acc: _Acc) -> list[Candidate]:
 # -- expected value ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class EntryCosts:
-    """Round-trip costs of one trade in bps of notional, from the settings that own them (passed explicitly)."""
-
-    fee_bps: float = 4.0  # executor.feeBps, paid on entry and on exit
-    spread_bps: float = 2.0  # universe.spreadBps: half crossed on entry, half on exit
-    slippage_bps: float = 5.0  # expected slippage per side (paper: half of executor.maxSlippageBps)
-
-    @property
-    def round_trip_bps(self) -> float:
-        return 2.0 * self.fee_bps + self.spread_bps + 2.0 * self.slippage_bps
-
-
-def entry_costs(*, executor: ExecutorSettings, universe: UniverseSettings) -> EntryCosts:
-    """The entry rule's costs from the sections that declare them (fees and slippage: executor; spread: universe)."""
-    return EntryCosts(fee_bps=executor.fee_bps, spread_bps=universe.spread_bps,
-                      slippage_bps=executor.max_slippage_bps / 2.0)
-
-
 _NO_COSTS: Final = EntryCosts(fee_bps=0.0, spread_bps=0.0, slippage_bps=0.0)
 FUNDING_PERIOD_S: Final = 8 * 3600.0
 FUNDING_MAX_AGE_MS: Final = 24 * 3600 * 1000  # a last settlement older than this says nothing of the next
@@ -450,8 +434,8 @@ class Edge:
 
     @property
     def ev_bps(self) -> float:
-        funding = self.funding_bps or 0.0
-        return self.p * self.win_bps - (1.0 - self.p) * self.loss_bps - self.cost_bps - funding
+        return net_edge_bps(self.p, win_bps=self.win_bps, loss_bps=self.loss_bps, cost_bps=self.cost_bps,
+                            funding_bps=self.funding_bps or 0.0)
 
     def reason(self) -> str:
         """``negative_edge:ev_bps=…,p=…,win_bps=…,loss_bps=…,cost_bps=…,funding_bps=…|funding=unknown,sizes=…``

@@ -23,6 +23,7 @@ from quantum_trader import compose
 from quantum_trader.ai import worker as ai_worker
 from quantum_trader.backtest.command import Progress, execute
 from quantum_trader.backtest.data import load_replay
+from quantum_trader.backtest.report import funnel_doc
 from quantum_trader.backtest.signals import decision_times
 from quantum_trader.core.bus import Parsed
 from quantum_trader.core.clock import DataClock
@@ -188,6 +189,8 @@ def test_backtest_matches_the_live_workers_on_redis(tmp_path: Path, redis_url: s
     renewed = [d for d in live["drops"] if d.reason.startswith("position_renewed:")]
     assert len(renewed) > 10, "signals on held positions must renew them (state:held_signals → the monitor)"
     assert run.result.funnel.router["position_renewed"] == len(renewed)
+    router_doc = funnel_doc(run.result.funnel, ai_rows=0, ai_skipped={})["router"]  # report.json: apart from drops
+    assert router_doc["held"]["renewed"] == len(renewed) and "position_renewed" not in router_doc["dropped"]
     assert {d.reason for d in live["decisions"]} - {"none"}, "some intents must be blocked"
     assert "time" in {c.close_reason for c in live["closed"]}, "some positions must reach the time exit"
     for name, (a, b) in pairs.items():

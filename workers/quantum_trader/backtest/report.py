@@ -24,6 +24,7 @@ from typing import Any, Final
 import numpy as np
 
 from quantum_trader.backtest.engine import Funnel, Result, Trade
+from quantum_trader.router import core as router_core
 
 TRADE_COLUMNS: Final = (
     "symbol", "side", "entry_ts", "exit_ts", "entry_price", "exit_price", "qty", "fees_usd", "funding_usd",
@@ -120,6 +121,15 @@ def trade_stats(trades: Sequence[Trade]) -> dict[str, Any]:
     }
 
 
+HELD_VERDICTS: Final = {router_core.POSITION_RENEWED: "renewed", router_core.POSITION_REVERSED: "closed"}
+
+
+def _held_text(held: dict[str, int] | None) -> str:
+    if not held or not any(held.values()):
+        return ""
+    return f"; held positions renewed {held.get('renewed', 0)}, closed on a reversal {held.get('closed', 0)}"
+
+
 def funnel_doc(f: Funnel, *, ai_rows: int, ai_skipped: dict[str, int]) -> dict[str, Any]:
     def stage(counter: Counter[str], passed: str) -> dict[str, Any]:
         drops = {k: v for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])) if k != passed}
@@ -129,9 +139,12 @@ def funnel_doc(f: Funnel, *, ai_rows: int, ai_skipped: dict[str, int]) -> dict[s
         {"stage": s, "reason": r, "trades": int(v[0]), "net_pnl_usd": _r(v[1])}
         for (s, r), v in sorted(f.would.items())
     ]
+    router = stage(f.router, "intent")
+    # verdicts on held positions are acted on, not dropped: counted apart (renewed, closed on a reversal)
+    router["held"] = {name: router["dropped"].pop(code, 0) for code, name in HELD_VERDICTS.items()}
     return {
         "ai": {"rows": ai_rows, "skipped": dict(sorted(ai_skipped.items())), "signals": dict(f.signals)},
-        "router": stage(f.router, "intent"),
+        "router": router,
         "snapshot": {"allowlist_tier_per_step": dict(f.snapshot)},
         "gate": stage(f.gate, "EXECUTE"),
         "executor": stage(f.executor, "FILLED"),
@@ -286,7 +299,7 @@ def summary(report: dict[str, Any]) -> str:
     f = report["funnel"]
     lines.append(
         f"funnel: {f['ai']['rows']:,} ai rows → signals {f['ai']['signals']} → router {f['router']['passed']} "
-        f"intents (dropped {f['router']['dropped']}) → gate {f['gate']['passed']} EXECUTE (blocked "
+        f"intents (dropped {f['router']['dropped']}{_held_text(f['router'].get('held'))}) → gate {f['gate']['passed']} EXECUTE (blocked "
         f"{f['gate']['dropped']}) → executor {f['executor']['passed']} filled (rejected {f['executor']['dropped']})"
     )
     away = [w for w in f["turned_away"] if w["trades"]]

@@ -17,7 +17,8 @@ neighbour from writing into ``chaos``'s streams; that refusal is the per-profile
 on another profile's keys, streams and scripts.
 
 Printed counts (one line, ``CHAOS key=value``): entries in, decided, executed, duplicates,
-losses, out-of-order, dead-lettered, worker deaths, Redis restarts, recovery seconds after
+losses, out-of-order (and ``out_of_order_in``: the feed's own order, which must be perfect — each
+chunk is one MULTI/EXEC), dead-lettered, worker deaths, Redis restarts, recovery seconds after
 each kill (first new output of the replacement). Exit 1 when an invariant failed.
 """
 
@@ -97,6 +98,7 @@ class Counts:
     out_of_order: int = 0
     out_of_order_decisions: int = 0
     out_of_order_results: int = 0
+    out_of_order_in: int = 0  # the feed itself: intents in the stream before an earlier one (must be 0)
     dead_lettered: int = 0  # distinct entries dead-lettered
     deadletter_repeats: int = 0
     poison_in: int = 0
@@ -109,6 +111,7 @@ class Counts:
     startup_s: list[float] = field(default_factory=list)  # kill → the replacement's consume loop is up
     neighbour_entries: int = 0
     elapsed_s: float = 0.0
+    inversions: list[str] = field(default_factory=list)  # each out-of-order output: which, where (diagnosis)
 
     def failures(self, *, recovery_limit_s: float = 5.0) -> list[str]:
         bad = []
@@ -118,6 +121,8 @@ class Counts:
             bad.append(f"{self.losses} losses")
         if self.out_of_order:
             bad.append(f"{self.out_of_order} out of order")
+        if self.out_of_order_in:
+            bad.append(f"the feed itself put {self.out_of_order_in} intents out of order (the counts measure the feeder)")
         if self.dead_lettered != self.poison_in:
             bad.append(f"{self.dead_lettered} dead letters for {self.poison_in} poison entries")
         if self.unexpected_deaths:
@@ -137,6 +142,7 @@ class Counts:
             "entries_in": self.entries_in, "decided": self.decided, "executed": self.executed,
             "duplicates": self.duplicates, "losses": self.losses, "out_of_order": self.out_of_order,
             "out_of_order_decisions": self.out_of_order_decisions, "out_of_order_results": self.out_of_order_results,
+            "out_of_order_in": self.out_of_order_in,
             "dead_lettered": self.dead_lettered, "deadletter_repeats": self.deadletter_repeats,
             "poison_in": self.poison_in, "worker_deaths": self.worker_deaths,
             "unexpected_deaths": self.unexpected_deaths, "redis_restarts": self.redis_restarts,
@@ -190,7 +196,10 @@ class Feeder(threading.Thread):
             batch = [self._intent(n) for n in range(start, min(cfg.intents, start + cfg.chunk))]
 
             def send(batch: list[tuple[str, dict[str, str]]] = batch, start: int = start) -> None:
-                pipe = client.pipeline(transaction=False)
+                # MULTI/EXEC, all or nothing: a plain pipeline meeting a Redis that still loads its
+                # data after a restart gets its head refused (LOADING) and its tail applied; resent
+                # whole, the stream would hold later intents before earlier ones (as the bus's batches)
+                pipe = client.pipeline(transaction=True)
                 for _, fields in batch:
                     pipe.xadd(KEYS.trade_intent, fields)  # type: ignore[arg-type]
                     pipe.xadd(NEIGHBOUR.trade_intent, fields)  # type: ignore[arg-type]
@@ -315,24 +324,32 @@ def _seq(intent_id: str) -> int:
     return int(intent_id[1:]) if intent_id.startswith("c") and intent_id[1:].isdigit() else -1
 
 
-def _inversions(ids_in_stream_order: list[tuple[str, str]]) -> int:
-    """Per symbol, how many outputs came after a later intent's output of the same symbol."""
-    last: dict[str, int] = {}
-    bad = 0
-    for symbol, intent_id in ids_in_stream_order:
+def _inversions(ids_in_stream_order: list[tuple[str, str, str]]) -> list[str]:
+    """Per symbol, each output (symbol, intent id, stream id) that came after a later intent's output
+    of the same symbol, as ``symbol intent@stream_id after intent@stream_id``."""
+    last: dict[str, tuple[int, str, str]] = {}
+    bad: list[str] = []
+    for symbol, intent_id, entry_id in ids_in_stream_order:
         n = _seq(intent_id)
-        if n < last.get(symbol, -1):
-            bad += 1
-        last[symbol] = max(n, last.get(symbol, -1))
+        before = last.get(symbol)
+        if before is not None and n < before[0]:
+            bad.append(f"{symbol} {intent_id}@{entry_id} after {before[1]}@{before[2]}")
+        if before is None or n > before[0]:
+            last[symbol] = (n, intent_id, entry_id)
     return bad
 
 
 def _parsed(kind: type[M], rows: list[Any]) -> list[M]:
     """The entries of ``rows`` that parse as ``kind`` (the poison ones do not)."""
-    out: list[M] = []
-    for _, fields in rows:
+    return [m for _, m in _parsed_with_ids(kind, rows)]
+
+
+def _parsed_with_ids(kind: type[M], rows: list[Any]) -> list[tuple[str, M]]:
+    """(stream id, message) of the entries of ``rows`` that parse as ``kind``."""
+    out: list[tuple[str, M]] = []
+    for entry_id, fields in rows:
         try:
-            out.append(kind.from_fields(fields))
+            out.append((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id), kind.from_fields(fields)))
         except MessageError:
             continue
     return out
@@ -346,23 +363,34 @@ def _unparseable(kind: type[Message], rows: list[Any]) -> int:
 
 def tally(client: redis.Redis, feeder: Feeder, counts: Counts) -> None:
     """Read every stream back and fill ``counts``."""
-    intents = {i.intent_id for i in _parsed(TradeIntent, client.xrange(KEYS.trade_intent)) if _seq(i.intent_id) >= 0}
+    intent_rows = [(i, m) for i, m in _parsed_with_ids(TradeIntent, client.xrange(KEYS.trade_intent))
+                   if _seq(m.intent_id) >= 0]
+    intents = {m.intent_id for _, m in intent_rows}
+    first = {m.intent_id: (m.symbol, m.intent_id, i) for i, m in reversed(intent_rows)}  # first copy of each
+    late_in = _inversions(sorted(first.values(), key=lambda row: tuple(int(p) for p in row[2].split("-"))))
     counts.entries_in = len(intents)
     counts.acked_in = len(feeder.acked)
-    decisions = [d for d in _parsed(GateDecision, client.xrange(KEYS.gate_decision)) if _seq(d.intent_id) >= 0]
+    decision_rows = [(i, d) for i, d in _parsed_with_ids(GateDecision, client.xrange(KEYS.gate_decision))
+                     if _seq(d.intent_id) >= 0]
+    decisions = [d for _, d in decision_rows]
     per_intent = collections.Counter(d.intent_id for d in decisions)
     counts.decided = len(per_intent)
     executes = {d.intent_id for d in decisions if d.decision == "EXECUTE"}
     counts.blocked_by_reason = dict(collections.Counter(d.reason.split(":")[0] for d in decisions
                                                         if d.decision == "BLOCKED"))
-    results = [ExecutionResult.from_fields(f) for _, f in client.xrange(KEYS.execution_result)]
+    result_rows = _parsed_with_ids(ExecutionResult, client.xrange(KEYS.execution_result))
+    results = [r for _, r in result_rows]
     per_result = collections.Counter(r.intent_id for r in results)
     counts.executed = len(per_result)
     counts.duplicates = sum(c - 1 for c in per_intent.values()) + sum(c - 1 for c in per_result.values())
     counts.losses = (len(feeder.acked - intents) + len(intents - set(per_intent))
                      + len(executes - set(per_result)) + len(set(per_result) - executes))
-    counts.out_of_order_decisions = _inversions([(d.symbol, d.intent_id) for d in decisions])
-    counts.out_of_order_results = _inversions([(r.symbol, r.intent_id) for r in results])
+    late_decisions = _inversions([(d.symbol, d.intent_id, i) for i, d in decision_rows])
+    late_results = _inversions([(r.symbol, r.intent_id, i) for i, r in result_rows])
+    counts.out_of_order_decisions, counts.out_of_order_results = len(late_decisions), len(late_results)
+    counts.out_of_order_in = len(late_in)
+    counts.inversions = ([f"intent {x}" for x in late_in] + [f"decision {x}" for x in late_decisions]
+                         + [f"result {x}" for x in late_results])
     counts.out_of_order = counts.out_of_order_decisions + counts.out_of_order_results
     counts.poison_in = sum(_unparseable(kind, client.xrange(stream)) for kind, stream in (
         (TradeIntent, KEYS.trade_intent), (GateDecision, KEYS.gate_decision)))
@@ -371,6 +399,16 @@ def tally(client: redis.Redis, feeder: Feeder, counts: Counts) -> None:
     counts.deadletter_repeats = len(letters) - counts.dead_lettered  # a MULTI retried across a restart
     counts.deadletter_by_code = dict(collections.Counter(letter.code for letter in letters))
     counts.neighbour_entries = feeder.neighbour
+
+
+def _dump_streams(client: redis.Redis, path: Path) -> None:
+    """Every entry of the consumed streams, one line each (``stream id field=value ...``), for a diagnosis."""
+    with path.open("w", encoding="utf-8") as out:
+        for stream in (KEYS.trade_intent, KEYS.gate_decision, KEYS.execution_result, KEYS.deadletter):
+            for entry_id, fields in client.xrange(stream):
+                shown = {k.decode(errors="replace"): v.decode(errors="replace")[:40] for k, v in fields.items()
+                         if k in (b"intent_id", b"symbol", b"side", b"decision", b"source_id", b"code", b"status")}
+                out.write(f"{stream.rsplit(':', 1)[-1]} {entry_id.decode()} {shown}\n")
 
 
 def run(cfg: Config, *, log: Callable[[str], None] = print) -> Counts:
@@ -400,12 +438,13 @@ def run(cfg: Config, *, log: Callable[[str], None] = print) -> Counts:
             if action == "redis":
                 server.restart(down_s=0.3)
                 counts.redis_restarts += 1
-                log(f"CHAOS_EVENT redis_restart acked={len(feeder.acked)}")
+                log(f"CHAOS_EVENT redis_restart acked={len(feeder.acked)} at_ms={int(time.time() * 1000)}")
                 continue
             dead = f"{action}-{workers.generation[action]}"
             pending = sum(int(c["pending"]) for c in _retry(lambda a=action: client.xinfo_consumers(inputs[a], a))
                           if c["name"] in (dead, dead.encode()))
             workers.kill(action)
+            log(f"CHAOS_EVENT killed worker={action} consumer={dead} at_ms={int(time.time() * 1000)}")
             counts.worker_deaths += 1
             killed_at = time.monotonic()
             workers.start(action)
@@ -425,6 +464,8 @@ def run(cfg: Config, *, log: Callable[[str], None] = print) -> Counts:
         workers.check()
         counts.unexpected_deaths = workers.unexpected
         tally(client, feeder, counts)
+        if os.environ.get("CHAOS_LOG_DIR") and counts.inversions:
+            _dump_streams(client, Path(os.environ["CHAOS_LOG_DIR"]) / "streams.txt")
         client.close()
     finally:
         if workers is not None:
@@ -446,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = run(Config(intents=args.intents, kills=args.kills, redis_restarts=args.redis_restarts,
                         chunk=args.chunk, chunk_every_s=args.chunk_every))
     print(counts.line())
+    for inversion in counts.inversions:
+        print(f"CHAOS_OUT_OF_ORDER {inversion}")
     print(f"CHAOS_DETAIL deadletter_by_code={json.dumps(counts.deadletter_by_code, sort_keys=True)} "
           f"blocked_by_reason={json.dumps(counts.blocked_by_reason, sort_keys=True)} "
           f"recovery_s={[round(r, 2) for r in counts.recovery_s]}")

@@ -2,7 +2,8 @@
 
 Guarantees (at-least-once delivery, effects made exactly-once by ledgers):
 
-* ``publish``/``publish_many`` — ``XADD MAXLEN ~`` (pipelined for batches).
+* ``publish``/``publish_many`` — ``XADD MAXLEN ~``; a batch is one ``MULTI``/``EXEC``: all of it
+  or none of it lands, so a retry can never put its tail before its head (see :meth:`Bus.publish_many`).
 * ``publish_once`` — atomic ``HSETNX ledger field`` + ``XADD`` in one Lua script:
   a redelivered input never yields a second output.
 * ``consume`` — consumer group created on first use; ``XREADGROUP COUNT/BLOCK``;
@@ -264,12 +265,20 @@ class Bus:
         return _s(entry_id)
 
     async def publish_many(self, items: Sequence[tuple[str, Message]]) -> list[str]:
-        """Publish several messages in one pipeline (one round trip)."""
+        """Publish several messages in one round trip, all or none, in the order given.
+
+        One ``MULTI``/``EXEC``, not a plain pipeline: a pipeline that reaches a Redis still loading
+        its data after a restart has its first commands refused (``LOADING``) and the rest applied
+        once loading ends; resent whole by the retry, the stream would then hold the batch's tail
+        before its head (later entries of a symbol before earlier ones: decided out of order
+        downstream) and the tail twice. ``MULTI`` and ``EXEC`` are accepted while loading; a refused
+        command inside aborts the whole transaction, so a retry starts from nothing.
+        """
         if not items:
             return []
 
         async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=True)
             for stream, message in items:
                 pipe.xadd(stream, message.to_fields(), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
             return list(await pipe.execute())
@@ -290,12 +299,16 @@ class Bus:
         return results[0]
 
     async def publish_once_many(self, items: Sequence[tuple[str, Message, str, str, str]]) -> list[bool]:
-        """Many :meth:`publish_once` calls (stream, message, ledger, field, value) in one pipeline."""
+        """Many :meth:`publish_once` calls (stream, message, ledger, field, value) in one ``MULTI``/``EXEC``.
+
+        All or none, for the reason :meth:`publish_many` gives: the ledger alone would stop the
+        duplicates of a partly applied batch, not the reordering (its tail published first).
+        """
         if not items:
             return []
 
         async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._redis.pipeline(transaction=True)
             for stream, message, ledger, field, value in items:
                 argv: list[str] = [field, value, str(self._maxlen)]
                 for k, v in message.to_fields().items():

@@ -175,6 +175,13 @@ def raw_command(target: Any, *args: Any) -> Any:
     return target.execute_command(*args, **{NEVER_DECODE: []})
 
 
+def _pending_elsewhere(summary: Any, consumer: str) -> bool:
+    """From an undecoded ``XPENDING key group`` summary: does a consumer other than ours hold entries?"""
+    rows = summary[3] if isinstance(summary, list | tuple) and len(summary) > 3 else None
+    me = consumer.encode()
+    return any(row[0] not in (me, consumer) and int(row[1]) > 0 for row in rows or ())
+
+
 def _stream_rows(resp: Any) -> list[Any]:
     """The entry rows of a single-stream XREAD/XREADGROUP reply (RESP2 list or RESP3 dict)."""
     if not resp:
@@ -417,20 +424,44 @@ class Bus:
         ``ack_first``: ids to XACK in the same round trip, before the read (the previous
         batch's acks ride along with the next read instead of costing a round trip of their own).
         """
+        entries, _ = await self._read(stream, group, consumer, count=count, block_ms=block_ms, pending=pending,
+                                      ack_first=ack_first, summary=False)
+        return entries
+
+    async def read_new(
+        self, stream: str, group: str, consumer: str, *, count: int = 100, block_ms: int | None = 1000,
+        ack_first: Sequence[str] = (),
+    ) -> tuple[list[Entry], bool]:
+        """New entries (``>``), and whether another consumer of the group holds pending entries.
+
+        The second part is an ``XPENDING`` summary sent in the same round trip, which Redis runs
+        right after the read returns: every entry older than the ones just read was delivered
+        before them, so at that moment it is acked, ours, or pending at a consumer this summary
+        names. False therefore proves that nothing earlier waits elsewhere — whoever joined the
+        group since we last looked (a new replica, a starved one back from a stall) included.
+        """
+        return await self._read(stream, group, consumer, count=count, block_ms=block_ms, pending=False,
+                                ack_first=ack_first, summary=True)
+
+    async def _read(
+        self, stream: str, group: str, consumer: str, *, count: int, block_ms: int | None, pending: bool,
+        ack_first: Sequence[str], summary: bool,
+    ) -> tuple[list[Entry], bool]:
         args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
         if not pending and block_ms is not None:
             args += ["BLOCK", block_ms]
         args += ["STREAMS", stream, "0" if pending else ">"]
         # undecoded (a non-UTF-8 field cannot break the client's decoding) and never retried by the
         # client: a reply lost with the connection raises, so the caller re-reads its pending list
-        if ack_first:
-            resp = (await self.once(["XACK", stream, group, *ack_first], args))[1]
-        else:
-            resp = (await self.once(args))[0]
-        entries = _entries(_stream_rows(resp))
+        commands: list[Sequence[Any]] = [["XACK", stream, group, *ack_first]] if ack_first else []
+        commands.append(args)
+        if summary:
+            commands.append(["XPENDING", stream, group])
+        replies = await self.once(*commands)
+        entries = _entries(_stream_rows(replies[1 if ack_first else 0]))
         if pending and entries:
             entries = await self._with_deliveries(stream, group, entries, consumer=consumer)
-        return entries
+        return entries, summary and _pending_elsewhere(replies[-1], consumer)
 
     async def range(
         self, stream: str, *, start: str = "-", end: str = "+", count: int = 100, reverse: bool = False
@@ -656,7 +687,6 @@ class _ConsumeLoop(Generic[M]):
         self.failed_keys: dict[str, str] = {}  # failed entry id → its ordering key (holds later ones)
         self.held: dict[str, Entry] = {}  # held back for order, oldest first
         self.key_cache: dict[str, str | None] = {}
-        self.others = 1  # other consumers in the group (unknown until the first sweep: assume some)
         self.last_sweep = float("-inf")
         self.last_reclaim = time.monotonic()  # XAUTOCLAIM only after one idle period (dead ones: sweep)
         self.last_lag = 0.0
@@ -758,7 +788,7 @@ class _ConsumeLoop(Generic[M]):
                 metrics.BUS_LAG.labels(*self.labels).set(lag)
         if now - self.last_sweep >= cons.SWEEP_INTERVAL_S:
             self.last_sweep = now
-            claimed, self.others = await self.bus.recover_dead(self.stream, self.group, self.consumer)
+            claimed, _ = await self.bus.recover_dead(self.stream, self.group, self.consumer)
             got += claimed
         if now - self.last_reclaim >= max(0.05, self.min_idle_ms / 2000.0):
             self.last_reclaim = now
@@ -766,6 +796,7 @@ class _ConsumeLoop(Generic[M]):
                 self.stream, self.group, self.consumer, min_idle_ms=self.min_idle_ms, count=self.count
             )
         acks = self.unacked
+        elsewhere: bool | None = None  # another consumer holds pending entries (None: not looked this round)
         if not got and self.backlog:
             # our pending list also holds the entries waiting in a window: read past them
             got = await self.bus.read(
@@ -779,17 +810,29 @@ class _ConsumeLoop(Generic[M]):
             due_in = self._due_in_ms()
             if due_in is not None:  # entries wait in a window: read no longer than until it is due
                 block = max(1, min(block, due_in))
-            got = await self.bus.read(
-                self.stream, self.group, self.consumer, count=self.count, block_ms=block, ack_first=acks
-            )
+            if self.order_field is None:
+                got = await self.bus.read(
+                    self.stream, self.group, self.consumer, count=self.count, block_ms=block, ack_first=acks
+                )
+            else:
+                got, elsewhere = await self.bus.read_new(
+                    self.stream, self.group, self.consumer, count=self.count, block_ms=block, ack_first=acks
+                )
             acks = []
         if acks:
             await self.bus.ack(self.stream, self.group, acks)
         self.unacked = []
-        return await self._in_order(got)
+        return await self._in_order(got, elsewhere=elsewhere)
 
-    async def _in_order(self, got: list[Entry]) -> list[Entry]:
-        """Merge ``got`` with the held entries; return those free to go, in stream order."""
+    async def _in_order(self, got: list[Entry], *, elsewhere: bool | None) -> list[Entry]:
+        """Merge ``got`` with the held entries; return those free to go, in stream order.
+
+        Which earlier entries wait at other consumers is looked up unless the summary read with
+        this round's entries (``elsewhere`` False, see :meth:`Bus.read_new`) proves there are none.
+        Never from a count of the group's consumers kept between rounds: a consumer that joins or
+        comes back from a stall (its entries claimed, itself removed from the group) after that
+        count was taken would hold an earlier entry of a symbol we then handle first.
+        """
         merged = dict(self.held)
         for e in got:
             if e.id not in merged or e.id in self.failures:  # a held entry keeps its delivery count
@@ -798,7 +841,7 @@ class _ConsumeLoop(Generic[M]):
             self.held = {}
             return sorted(merged.values(), key=lambda e: cons.stream_id(e.id))
         blockers: dict[str, tuple[int, int]] = {}
-        if self.others:
+        if elsewhere is not False:
             if len(self.key_cache) > 50_000:
                 self.key_cache.clear()
             blockers = await self.bus.pending_elsewhere(

@@ -16,6 +16,21 @@ A dead consumer's pending entries are claimed by a live one, then the dead consu
 removed from the group. Until then, an entry of ours whose ordering key (the symbol)
 also has an *earlier* entry pending at another consumer is held back: within one
 symbol nothing is handled out of stream order.
+
+No liveness rule can tell a process starved for longer than the TTL on another host from a
+dead one, so order must not depend on the verdict, and it does not:
+
+* whether an earlier entry waits at another consumer is read in the same round trip as the
+  entries it concerns (``Bus.read_new``: an ``XPENDING`` summary right after the read), never
+  from a count of the group's consumers kept between sweeps — a consumer that joins, or that
+  comes back from a stall after its entries were claimed and it was removed, is seen by the
+  very next read of everyone else;
+* the claim moves *all* of the judged consumer's pending entries at once, and the claimer
+  handles them in stream order before any later entry of theirs it holds; the resumed
+  consumer may still finish what it had in hand, but the stages write through exactly-once
+  ledgers checked atomically with the write (the gate's and executor's scripts,
+  ``publish_once``), so each entry's effect lands once — before the claimer's later entries,
+  or not at all. A wrong verdict costs duplicate work, never order.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ back by starting a real embedded Redis on it.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,12 +29,22 @@ POSITION = Position(symbol="BTCUSDT", side="BUY", qty=0.002, entry_price=50_000.
                     opened_ts=1_700_000_000_000, order_id="PAPER-seeded", intent_id="seeded")
 
 
-def qt_run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def qt_run(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    """`qt run` in its own process; one that outlives ``timeout`` is asked for its task and thread stacks
+    (SIGUSR2, SIGUSR1: core/diagnostics.py) before it is killed, and the test fails showing them."""
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # its own embedded Redis
-    return subprocess.run(
-        [sys.executable, "-m", "quantum_trader.cli", "run", "--no-view", "--http-port", "0", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, check=False,
-    )
+    cmd = [sys.executable, "-m", "quantum_trader.cli", "run", "--no-view", "--http-port", "0", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR2)
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"qt run {' '.join(args)} still running after {timeout:g} s; its stacks:\n{err[-20000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _seed(folder: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from quantum_trader import __version__
-from quantum_trader.core import logs
+from quantum_trader.core import diagnostics, logs
 from quantum_trader.core.clock import Clock, VirtualClock, WallClock
 from quantum_trader.core.keys import WORKERS
 from quantum_trader.core.profile import (
@@ -112,6 +112,7 @@ def _install_stop(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    diagnostics.install_task_dumps(loop)  # kill -USR2: every task's stack (a worker that seems stuck)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -765,6 +766,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     logs.configure(args.log_format)
+    if args.command in ("run", "worker"):
+        diagnostics.install_thread_dumps()  # kill -USR1: every thread's stack, even with the loop blocked
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

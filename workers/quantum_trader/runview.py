@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from quantum_trader import runstate
-from quantum_trader.core import acl, logs
+from quantum_trader.core import acl, diagnostics, logs
 from quantum_trader.core.bus import raw_command, redis_auth_kwargs
 from quantum_trader.core.clock import Clock
 from quantum_trader.core.connection import async_client
@@ -413,6 +413,7 @@ async def _pipeline(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    diagnostics.install_task_dumps(loop)  # kill -USR2: every task's stack (a run that seems stuck)
     started = time.time()
     client = async_client(redis_url, decode_responses=True, **redis_auth_kwargs())
     clock_map: dict[Any, Any] = clock_fields(

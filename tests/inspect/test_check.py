@@ -145,3 +145,16 @@ def test_render_is_a_table_with_the_verdict() -> None:
     assert lines[2].split() == ["STATUS", "CHECK", "FIGURE"]
     assert any(line.startswith("FAIL") and "EXECUTE" in line for line in lines)
     assert lines[-1].startswith("NO-GO: 2 failing")
+
+
+def test_no_execute_because_the_entry_rule_took_no_signal_is_a_warning_not_a_fault() -> None:
+    quiet = healthy(decisions=(), executions=(), intents=(),
+                    signals=(Row("BTCUSDT", NOW - 50, "fallback-trend"), Row("ETHUSDT", NOW - 60, "fallback-trend")),
+                    router_drops=(Row("BTCUSDT", NOW - 40, reason="negative_edge:ev_bps=-3.1,p=0.58"),
+                                  Row("ETHUSDT", NOW - 45, reason="hold")))
+    status, figure = items(quiet)["execute_flow"]
+    assert status == "WARN" and "the router's entry rule took none of 2 signals (negative_edge 1, hold 1)" in figure
+    assert "execute_flow" not in evaluate(quiet).to_json()["failing"]
+    # a drop that is a fault (no capacity known) keeps it a failure
+    broken = dataclasses.replace(quiet, router_drops=(Row("BTCUSDT", NOW - 40, reason="capacity_unknown"),))
+    assert items(broken)["execute_flow"][0] == "FAIL"

@@ -69,6 +69,7 @@ class CheckInputs:
     last_ok: snap.UniverseView | None
     heartbeats: Mapping[str, int | None]
     open_orders_raw: str | None
+    router_drops: tuple[Row, ...] = ()  # stream:router.drop in the window (reason = the fate's reason code)
     clock: ClockMode = "wall"  # the clock windows and ages are measured on
     timebase: TimeBase = field(default_factory=TimeBase)
 
@@ -153,6 +154,11 @@ def check_snapshot_misses(inp: CheckInputs) -> Item:
                 {"count": len(misses), "symbols": symbols})
 
 
+# router fates that mean "no trade worth taking", not a fault: the entry rule and one position per symbol
+ENTRY_RULE_DROPS: Final = frozenset({"hold", "low_confidence", "negative_edge", "position_open", "position_renewed",
+                                     "position_reversed"})
+
+
 def check_execute_flow(inp: CheckInputs) -> Item:
     execute = sum(1 for d in inp.decisions if d.kind == "EXECUTE")
     filled = sum(1 for e in inp.executions if e.kind == "FILLED")
@@ -162,6 +168,14 @@ def check_execute_flow(inp: CheckInputs) -> Item:
         figure += " (" + ", ".join(f"{r} {n}" for r, n in rejected.most_common(3)) + ")"
     detail = {"execute": execute, "filled": filled, "rejected": dict(rejected)}
     if execute == 0:
+        drops = Counter(d.reason.split(":", 1)[0] for d in inp.router_drops)
+        if inp.signals and not inp.intents and not inp.decisions and drops and set(drops) <= ENTRY_RULE_DROPS:
+            # a healthy pipeline whose entry rule found no trade worth its costs: not a fault, but say so
+            why = ", ".join(f"{r} {n}" for r, n in drops.most_common(3))
+            return Item("execute_flow", "EXECUTE decisions and executions", "WARN",
+                        f"{figure}: no intent — the router's entry rule took none of {len(inp.router_drops)} signals "
+                        f"({why}); `qt why SYMBOL` shows the numbers, a trained model (`qt train`) trades more",
+                        {**detail, "router_drops": dict(drops)})
         return Item("execute_flow", "EXECUTE decisions and executions", "FAIL",
                     figure + ": nothing reached execution", detail)
     if filled == 0:
@@ -359,6 +373,7 @@ def gather(client: redis.Redis, profile: TradingProfile, *, window_s: float, clo
     executions = tuple(_row(f, kind="status", reason="reason") for f in window(keys.execution_result))
     intents = tuple(_row(f) for f in window(keys.trade_intent))
     signals = tuple(_row(f, kind="model") for f in window(keys.ai_signal))
+    router_drops = tuple(_row(f, reason="reason") for f in window(keys.router_drop))
     intent_symbols = sorted({i.symbol for i in intents if i.symbol})
     pipe = client.pipeline(transaction=False)
     pipe.smembers(keys.tradable_symbols)
@@ -394,6 +409,7 @@ def gather(client: redis.Redis, profile: TradingProfile, *, window_s: float, clo
         executions=executions,
         intents=intents,
         signals=signals,
+        router_drops=router_drops,
         tradable=tradable or None,
         snapshot_symbols=frozenset(s for s, ok in zip(intent_symbols, snaps, strict=True) if ok),
         active=snap.parse_universe(active_raw),

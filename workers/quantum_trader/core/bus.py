@@ -49,6 +49,19 @@ M = TypeVar("M", bound=Message)
 DEFAULT_MAXLEN: Final = 100_000
 _TRANSIENT: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError, *CLUSTER_TRANSIENT)
 
+KEEPALIVE_STOP_S: Final = 5.0  # a stopping consumer waits at most this long for its liveness task
+
+
+async def _cancel_and_wait(task: asyncio.Task[None], *, timeout_s: float) -> None:
+    """Cancel ``task`` and wait for it to end, at most ``timeout_s`` (a task that swallowed its cancel
+    is left behind rather than blocking the caller's shutdown)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    for t in done:
+        if not t.cancelled():
+            t.exception()  # retrieved: an error of a cancelled helper is not worth a warning at exit
+
+
 _PUBLISH_ONCE: Final = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   local args = {KEYS[2], 'MAXLEN', '~', ARGV[3], '*'}
@@ -703,9 +716,7 @@ class _ConsumeLoop(Generic[M]):
         try:
             await self._loop()
         finally:
-            alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await alive
+            await _cancel_and_wait(alive, timeout_s=KEEPALIVE_STOP_S)
             if self.unacked:
                 done, self.unacked = self.unacked, []
                 await self.bus.ack(self.stream, self.group, done)
@@ -714,6 +725,7 @@ class _ConsumeLoop(Generic[M]):
 
     async def _keep_alive(self) -> None:
         warned = False
+        me = asyncio.current_task()
         while True:
             try:
                 await self.bus.keep_alive(self.group, self.consumer)
@@ -722,6 +734,10 @@ class _ConsumeLoop(Generic[M]):
                 if not warned:
                     self.bus.log.warn("CONSUMER_KEEPALIVE_FAILED", group=self.group, error=type(exc).__name__)
                     warned = True
+            if me is not None and me.cancelling():
+                # a cancel that reached us inside the Redis client can come back as a connection error (or
+                # not at all): honour it here, or the consumer's stop waits for this loop forever
+                raise asyncio.CancelledError
             await asyncio.sleep(cons.ALIVE_REFRESH_S)
 
     async def _loop(self) -> None:

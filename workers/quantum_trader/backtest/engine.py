@@ -60,7 +60,6 @@ from quantum_trader.snapshot import core as snap
 Tick = Callable[[int], None]
 COUNTERFACTUAL_STAGES: Final = ("router", "gate", "executor")
 SCREEN_ONLY: Final = frozenset({router.HOLD, router.LOW_CONFIDENCE})
-ACTED_ON: Final = frozenset({router.POSITION_RENEWED, router.POSITION_REVERSED})  # verdicts, not turned away
 FUNDING_LOOKBACK_MS: Final = 32 * 3600 * 1000  # a day and one 8 h settlement period
 
 
@@ -319,7 +318,7 @@ class Engine:
             self.funnel.router[code] += 1
             if d.reason == router.NOT_TRADABLE:
                 self._demand[d.symbol] = now
-            if self.counterfactuals and code not in SCREEN_ONLY and code not in ACTED_ON:
+            if self.counterfactuals and code not in SCREEN_ONLY and code not in router.HELD_VERDICTS:
                 self._would("router", code, by_id[d.signal_id], now)
         for held in batch.held:
             self._apply_held(held, now)

@@ -688,6 +688,35 @@ def held_outcome(
     return HeldOutcome("renew", position=renewed)
 
 
+@dataclass(frozen=True, slots=True)
+class HeldPlan:
+    """What one monitor pass does with the verdicts it read (:func:`plan_held`)."""
+
+    renewals: tuple[tuple[HeldSignal, Position, Position], ...]  # (verdict, position, renewed position)
+    closing: frozenset[str]  # symbols to close on a reversing signal (their verdict stays until closed)
+    ignored: tuple[tuple[HeldSignal, str], ...]  # (verdict, reason)
+
+
+def plan_held(
+    positions: Mapping[str, Position], verdicts: Mapping[str, HeldSignal], *, time_exit_ms: int,
+    maintenance_margin_rate: float,
+) -> HeldPlan:
+    """Every verdict's :func:`held_outcome` against the open positions, in symbol order."""
+    renewals: list[tuple[HeldSignal, Position, Position]] = []
+    closing: set[str] = set()
+    ignored: list[tuple[HeldSignal, str]] = []
+    for sym, held in sorted(verdicts.items()):
+        position = positions.get(sym)
+        out = held_outcome(position, held, time_exit_ms=time_exit_ms, maintenance_margin_rate=maintenance_margin_rate)
+        if out.kind == "close":
+            closing.add(sym)
+        elif out.kind == "renew" and position is not None and out.position is not None:
+            renewals.append((held, position, out.position))
+        else:
+            ignored.append((held, out.reason))
+    return HeldPlan(tuple(renewals), frozenset(closing), tuple(ignored))
+
+
 def renew_transition(position: Position, renewed: Position) -> Transition:
     """The compare-and-set that writes a renewed position (no order, no PnL, no cooldown)."""
     return Transition(symbol=position.symbol, expected=position.to_json(), op="set", new_position=renewed)

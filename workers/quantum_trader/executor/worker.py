@@ -44,8 +44,8 @@ from quantum_trader.executor.core import (
     exit_order,
     filters_by_symbol,
     funding_transition,
-    held_outcome,
     plan_exits,
+    plan_held,
     renew_transition,
     unrealized_pnl,
 )
@@ -389,41 +389,37 @@ class Executor:
     async def apply_held(
         self, positions: dict[str, Position], stored: dict[str, str], *, now_ms: int
     ) -> dict[str, str]:
-        """Apply the router's verdicts on held positions (``state:held_signals``, :func:`held_outcome`):
-        write the renewals (compare-and-set; ``positions``/``stored`` are updated in place) and return the
-        symbols to close on a reversing signal (→ the verdict as read). A verdict is deleted once applied or
-        ignored, unless the router replaced it meanwhile; a close once the monitor has closed the position."""
+        """Apply the router's verdicts on held positions (``state:held_signals``, :func:`plan_held`):
+        write the renewals (compare-and-set, one script call; ``positions``/``stored`` are updated in place)
+        and return the symbols to close on a reversing signal (→ the verdict as read). A verdict is deleted
+        once applied or ignored, unless the router replaced it meanwhile; a close once the monitor has closed
+        the position; a renewal whose position changed under us is tried again on the next pass."""
         raw = {_str(k): _str(v) for k, v in (await self.redis.hgetall(self.keys.held_signals)).items()}
         if not raw:
             return {}
         verdicts, bad = parse_held(raw)
         for sym in bad:
             self.log.warn("HELD_SIGNAL_MALFORMED", symbol=sym, raw=raw[sym][:200])
-        closing: dict[str, str] = {}
-        done = list(bad)
-        for sym, held in sorted(verdicts.items()):
-            position = positions.get(sym)
-            out = held_outcome(position, held, time_exit_ms=self.limits.time_exit_ms,
-                               maintenance_margin_rate=self.settings.maintenance_margin_rate)
-            if out.kind == "close":
-                closing[sym] = raw[sym]
+        plan = plan_held(positions, verdicts, time_exit_ms=self.limits.time_exit_ms,
+                         maintenance_margin_rate=self.settings.maintenance_margin_rate)
+        done = [*bad, *(held.symbol for held, _ in plan.ignored)]
+        for held, reason in plan.ignored:
+            self.log.event("HELD_SIGNAL_IGNORED", symbol=held.symbol, action=held.action, signal_id=held.signal_id,
+                           reason=reason)
+        transitions = [replace(renew_transition(old, new), expected=stored[held.symbol])
+                       for held, old, new in plan.renewals]
+        outcomes = await self.applier.apply_many(transitions, now_ms=now_ms)
+        for (held, old, new), outcome in zip(plan.renewals, outcomes, strict=True):
+            if outcome != APPLIED:
                 continue
-            done.append(sym)
-            if out.kind == "ignore" or position is None or out.position is None:
-                self.log.event("HELD_SIGNAL_IGNORED", symbol=sym, action=held.action, signal_id=held.signal_id,
-                               reason=out.reason)
-                continue
-            t = replace(renew_transition(position, out.position), expected=stored[sym])
-            if (await self.applier.apply_many([t], now_ms=now_ms))[0] != APPLIED:
-                done.pop()  # the position changed under us: try again on the next pass
-                continue
-            positions[sym], stored[sym] = out.position, out.position.to_json()
-            self.log.event("POSITION_RENEWED", symbol=sym, side=position.side, signal_id=held.signal_id,
-                           stop_loss=out.position.stop_loss, take_profit=out.position.take_profit,
-                           expires_ts=out.position.expires_ts, hold_ev_bps=round(held.ev_bps, 2))
+            done.append(held.symbol)
+            positions[held.symbol], stored[held.symbol] = new, new.to_json()
+            self.log.event("POSITION_RENEWED", symbol=held.symbol, side=old.side, signal_id=held.signal_id,
+                           stop_loss=new.stop_loss, take_profit=new.take_profit, expires_ts=new.expires_ts,
+                           hold_ev_bps=round(held.ev_bps, 2))
         for sym in done:
             await self.delete_held(sym, raw[sym])
-        return closing
+        return {sym: raw[sym] for sym in plan.closing}
 
     async def delete_held(self, symbol: str, value: str) -> None:
         await self._delete_held(keys=[self.keys.held_signals], args=[symbol, value])

@@ -29,6 +29,7 @@ from quantum_trader.core.keys import WORKERS, Keys
 from quantum_trader.core.profile import SnapshotSettings, TradingProfile
 from quantum_trader.inspect import fmt, streams
 from quantum_trader.inspect.timebase import ClockMode, TimeBase, parse_clock
+from quantum_trader.router import core as router_core
 from quantum_trader.router.core import read_capacity
 from quantum_trader.snapshot import core as snap
 
@@ -155,8 +156,8 @@ def check_snapshot_misses(inp: CheckInputs) -> Item:
 
 
 # router fates that mean "no trade worth taking", not a fault: the entry rule and one position per symbol
-ENTRY_RULE_DROPS: Final = frozenset({"hold", "low_confidence", "negative_edge", "position_open", "position_renewed",
-                                     "position_reversed"})
+ENTRY_RULE_DROPS: Final = frozenset({router_core.HOLD, router_core.LOW_CONFIDENCE, router_core.NEGATIVE_EDGE,
+                                     router_core.POSITION_OPEN}) | router_core.HELD_VERDICTS
 
 
 def check_execute_flow(inp: CheckInputs) -> Item:

@@ -2,7 +2,7 @@
 
 Writer: the executor (``APPLY_LUA`` in :mod:`.scripts`, and reconciliation). Readers: the gate
 (duplicate and exposure rules), the snapshot worker (position rows), the router (capacity via
-``state:open_orders``), ``qt check``. Every reader parses through :func:`parse_positions`; the Lua
+``state:open_orders``; the held symbols and their sides, :func:`open_sides`), ``qt check``. Every reader parses through :func:`parse_positions`; the Lua
 scripts read the JSON fields named by :data:`QTY` and :data:`ENTRY_PRICE`.
 """
 
@@ -141,3 +141,13 @@ def signed_amounts(raw: Mapping[str, str]) -> tuple[dict[str, tuple[float, float
             continue
         out[symbol] = (qty if side == "BUY" else -qty, entry)
     return out, bad
+
+
+def open_sides(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> tuple[frozenset[str], dict[str, Side]]:
+    """``HGETALL state:positions`` (bytes or text) → (every held symbol, the side of each readable one).
+
+    Lenient like :func:`signed_amounts`: a record it cannot read still holds its symbol, without a side."""
+    text = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k):
+            (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in raw.items()}
+    amounts, _unreadable = signed_amounts(text)
+    return frozenset(text), {sym: "BUY" if qty > 0 else "SELL" for sym, (qty, _entry) in amounts.items()}

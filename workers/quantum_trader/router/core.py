@@ -65,6 +65,7 @@ INVALID_ATR: Final = "invalid_atr"
 POSITION_OPEN: Final = "position_open"
 POSITION_RENEWED: Final = "position_renewed"  # + ":hold_ev_bps=…" (not an intent: a verdict on the held position)
 POSITION_REVERSED: Final = "position_reversed"  # + ":hold_ev_bps=…"
+HELD_VERDICTS: Final = frozenset({POSITION_RENEWED, POSITION_REVERSED})  # acted on: not turned away
 NEGATIVE_EDGE: Final = "negative_edge"
 
 REASONS: Final = (

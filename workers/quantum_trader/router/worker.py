@@ -26,7 +26,7 @@ from quantum_trader.core.keys import GROUP_ROUTER
 from quantum_trader.core.messages import RouterFate, Signal, TradeIntent
 from quantum_trader.core.profile import RouterSettings
 from quantum_trader.core.service import WorkerContext
-from quantum_trader.ledger.positions import signed_amounts
+from quantum_trader.ledger.positions import open_sides
 from quantum_trader.market.base import FundingRate, FundingSource
 from quantum_trader.router import core
 from quantum_trader.router.lease import Lease
@@ -127,8 +127,7 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
     pipe.hmget(keys.published_signals, ids)
     pipe.hgetall(keys.positions)
     raw_open, paused, tradable, routed, positions = await pipe.execute()
-    stored = {_text(k): _text(v) for k, v in (positions or {}).items()}
-    amounts, _unreadable = signed_amounts(stored)  # an unreadable record: still open, no verdict on it
+    held, sides = open_sides(positions or {})  # an unreadable record: still held, no verdict on it
     if isinstance(raw_open, bytes):
         raw_open = raw_open.decode("utf-8", errors="replace")
     tradable_set = frozenset(t.decode() if isinstance(t, bytes) else t for t in tradable or ())
@@ -139,13 +138,9 @@ async def gather_input(ctx: WorkerContext, candidates: list[core.Candidate]) -> 
         tradable=tradable_set or None,
         already_routed=frozenset(i for i, r in zip(ids, routed or [], strict=False) if r is not None),
         now_ms=ctx.clock.now_ms(),
-        open_symbols=frozenset(stored),
-        open_sides={sym: "BUY" if qty > 0 else "SELL" for sym, (qty, _entry) in amounts.items()},
+        open_symbols=held,
+        open_sides=sides,
     )
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 class Router:

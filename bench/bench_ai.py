@@ -116,7 +116,8 @@ def main() -> int:
 
     def per_row() -> None:
         for i in range(n):
-            row = Bars(bars.high[i : i + 1], bars.low[i : i + 1], bars.close[i : i + 1], bars.volume[i : i + 1])
+            row = Bars(bars.high[i : i + 1], bars.low[i : i + 1], bars.close[i : i + 1], bars.volume[i : i + 1],
+                       bars.open_ms)
             bundle.predict(latest_features(row), hold_below=ai.hold_below)
 
     def per_row_booster() -> None:

@@ -70,7 +70,7 @@ def test_data_hash_changes_with_any_price(market: SyntheticMarket) -> None:
     a = data_hash(market.bars, ts=market.ts, symbols=market.symbols)
     close = market.bars.close.copy()
     close[3, 100] *= 1.0001
-    b = data_hash(type(market.bars)(market.bars.high, market.bars.low, close, market.bars.volume),
+    b = data_hash(type(market.bars)(market.bars.high, market.bars.low, close, market.bars.volume, market.bars.open_ms),
                   ts=market.ts, symbols=market.symbols)
     assert len(a) == 16 and a != b
 
@@ -85,7 +85,8 @@ def test_build_dataset_rejects_mismatched_shapes(market: SyntheticMarket) -> Non
 def _bars_from(path: list[tuple[float, float, float]]) -> Bars:
     """One symbol; each bar (high, low, close)."""
     a = np.array(path, dtype=float).T
-    return Bars(high=a[0][None, :], low=a[1][None, :], close=a[2][None, :], volume=np.ones((1, a.shape[1])))
+    return Bars(high=a[0][None, :], low=a[1][None, :], close=a[2][None, :], volume=np.ones((1, a.shape[1])),
+                open_ms=np.arange(a.shape[1], dtype=np.int64) * 900_000)
 
 
 def test_exit_returns_take_the_first_barrier_and_the_stop_when_a_bar_crosses_both() -> None:

@@ -38,6 +38,7 @@ def test_features_at_t_do_not_change_when_later_bars_are_perturbed(bars: Bars) -
         low=np.concatenate([bars.low[:, : t + 1], bars.low[:, t + 1 :] * scale * 0.5], axis=1),
         close=np.concatenate([bars.close[:, : t + 1], bars.close[:, t + 1 :] * scale], axis=1),
         volume=np.concatenate([bars.volume[:, : t + 1], bars.volume[:, t + 1 :] * 100], axis=1),
+        open_ms=bars.open_ms,
     )
     after = feature_matrix(later)
     np.testing.assert_array_equal(before[:, : t + 1], after[:, : t + 1])
@@ -65,7 +66,7 @@ def test_fewer_bars_than_the_window_give_nan_rows(bars: Bars) -> None:
 
 
 def test_features_are_scale_free_across_price_levels(bars: Bars) -> None:
-    scaled = Bars(bars.high * 1000, bars.low * 1000, bars.close * 1000, bars.volume)
+    scaled = Bars(bars.high * 1000, bars.low * 1000, bars.close * 1000, bars.volume, bars.open_ms)
     np.testing.assert_allclose(latest_features(scaled), latest_features(bars), rtol=1e-6, atol=1e-9)
 
 
@@ -81,4 +82,16 @@ def test_feature_values_have_their_documented_ranges(bars: Bars) -> None:
 def test_one_bar_is_rejected() -> None:
     one = np.ones((2, 1))
     with pytest.raises(ValueError):
-        feature_matrix(Bars(one, one, one, one))
+        feature_matrix(Bars(one, one, one, one, np.zeros(1, dtype=np.int64)))
+
+
+def test_bar_times_that_do_not_match_the_bars_are_rejected(bars: Bars) -> None:
+    with pytest.raises(ValueError, match="open_ms"):
+        feature_matrix(Bars(bars.high, bars.low, bars.close, bars.volume, bars.open_ms[1:]))
+
+
+def test_hour_utc_is_the_hour_of_the_bar_open_for_every_symbol(bars: Bars) -> None:
+    x = feature_matrix(bars)[:, WINDOW:, index("hour_utc")]
+    expected = (bars.open_ms[WINDOW:] % 86_400_000) / 3_600_000
+    np.testing.assert_allclose(x, np.broadcast_to(expected, x.shape))
+    assert latest_features(bars)[0, index("hour_utc")] == (bars.open_ms[-1] % 86_400_000) / 3_600_000

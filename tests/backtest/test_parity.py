@@ -48,7 +48,7 @@ from quantum_trader.universe.worker import UniverseState, cycle_once
 
 from tests.backtest.conftest import DAY, END, record
 
-SPAN_DAYS = 1
+SPAN_DAYS = 3
 MINUTE = 60_000
 
 
@@ -60,10 +60,10 @@ def _profile(tmp: Path, data: Path) -> TradingProfile:
         "  universe: {size: 3, refreshInterval: 2h, validFor: 3h, bars: 60, minQuoteVolume24h: 0}\n"
         "  health: {minBars: 50}\n"
         # the untrained fallback (confidence < 0.60, win = loss = the stop distance) has a positive expected
-        # value only where costs are small: low fees and slippage give enough intents in a day for every stage
+        # value only where costs are small: low fees and slippage give enough intents in three days for every stage
         "  router: {minConfidence: 0.51}\n"
         "  ai: {holdBelow: 0.51}\n"
-        "  executor: {baseSizeUsd: 60, feeBps: 1, maxSlippageBps: 2}\n",
+        "  executor: {baseSizeUsd: 60, feeBps: 0.5, maxSlippageBps: 1}\n",
         encoding="utf-8",
     )
     return load_profile(path)
@@ -162,7 +162,7 @@ def _first_difference(name: str, live: list[Any], backtest: list[Any]) -> str | 
 
 
 def test_backtest_matches_the_live_workers_on_redis(tmp_path: Path, redis_url: str) -> None:
-    data = record(tmp_path / "m1", days=5, timeframe="1m")
+    data = record(tmp_path / "m1", days=SPAN_DAYS + 3, timeframe="1m")  # 3 days: the ai window (284 × 15m)
     profile = _profile(tmp_path, data)
     start, end = END - SPAN_DAYS * DAY, END
     live = asyncio.run(_live(profile, start=start, end=end, redis_url=redis_url))

@@ -221,6 +221,27 @@ async def test_usdc_twin_follows_its_usdt_perpetual() -> None:
     assert abs(marks["BTCUSDC"] / marks["BTCUSDT"] - 1) < 5e-4
 
 
+def test_the_signal_state_is_read_from_the_moves_the_bars_show() -> None:
+    """The state the planted signal reads is the same-day EMA of the bars' observed standardised moves
+    (given the latent σ, drift and β): nothing a model cannot see, however the day is bridged."""
+    model = SimModel(7)
+    key = model.character("ETHUSDT").path_key
+    days = np.arange(2_000, 2_060, dtype=np.int64)
+    st = model.day_state(key, days)
+    opens, closes = st.ohlcv[0].reshape(days.shape[0], 96), st.ohlcv[3].reshape(days.shape[0], 96)
+    u = (np.log(closes / opens) - st.drift[:, None]) / st.sigma
+    a = model.params.momentum_decay
+    scale = math.sqrt(1.0 - a * a) / np.sqrt(1.0 + st.beta * st.beta)
+    acc, read = np.zeros(days.shape[0]), np.empty_like(u)
+    for t in range(96):
+        acc = a * acc + scale * u[:, t]
+        read[:, t] = acc / math.sqrt(1.0 - a ** (2 * (t + 1)))
+    np.testing.assert_allclose(read, st.state, atol=1e-8)
+    np.testing.assert_allclose(np.log(closes[:-1, -1]), np.log(opens[1:, 0]), atol=1e-12)  # days join
+    again = model.day_state(key, days[17:18])  # a day does not depend on the days generated with it
+    np.testing.assert_array_equal(again.state[0], st.state[17])
+
+
 def test_oracle_probability_is_in_unit_interval_and_beats_a_coin() -> None:
     model = SimModel(7)
     aucs = []

@@ -139,11 +139,11 @@ def align(
         cuts.append(cut)
     if not cand:
         empty = np.zeros((0, n_bars))
-        return Aligned(bars=Bars(empty, empty, empty, empty), ts=grid, symbols=(), skipped=skipped)
+        return Aligned(bars=Bars(empty, empty, empty, empty, grid), ts=grid, symbols=(), skipped=skipped)
     block = _stack(cuts, max_nan_share=max_nan_share)
     dropped, keep = _screen(block, grid)
     skipped.update((cand[i], reason) for i, reason in dropped)
-    bars = Bars(high=block.high[keep], low=block.low[keep], close=block.close[keep], volume=block.volume[keep])
+    bars = Bars(high=block.high[keep], low=block.low[keep], close=block.close[keep], volume=block.volume[keep], open_ms=grid)
     return Aligned(bars=bars, ts=grid, symbols=tuple(s for s, k in zip(cand, keep.tolist(), strict=True) if k),
                   skipped=skipped)
 

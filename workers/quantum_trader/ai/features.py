@@ -1,7 +1,7 @@
-"""The AI feature set: 26 features per symbol and bar, vectorised over all symbols (pure numpy).
+"""The AI feature set: 27 features per symbol and bar, vectorised over all symbols (pure numpy).
 
 Inputs are 2-D arrays ``(symbols, bars)`` of one timeframe, oldest bar first, all
-symbols on the same bar grid. Every feature at bar ``t`` is a function of bars
+symbols on the same bar grid, and that grid's bar open times (epoch ms UTC). Every feature at bar ``t`` is a function of bars
 ``t - WINDOW + 1 .. t`` only (the bar that just closed and earlier): nothing after
 the bar close is ever read. Two evaluation modes share one definition:
 
@@ -44,6 +44,7 @@ features of different symbols are comparable and can be pooled.
 | 23 | ema_gap_10 | (close − EMA10) / ATR |
 | 24 | range_pos_16 | position of close in the 16-bar high–low range, −0.5 … 0.5 |
 | 25 | volume_surprise | log(1 + volume) − its mean over the previous 16 bars |
+| 26 | hour_utc | hour of the UTC day at the bar's open, fractional (14.25 = 14:15) — intraday seasonality |
 
 :func:`return_lags` gives the 1-bar returns of the last ``LAGS`` bars in units of the current
 ``rv_96`` (lag 0 = the bar that just closed): the inputs of the naive baselines
@@ -61,6 +62,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     "ret_1",
@@ -89,6 +91,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "ema_gap_10",
     "range_pos_16",
     "volume_surprise",
+    "hour_utc",
 )
 N_FEATURES: Final = len(FEATURE_NAMES)
 SLOW_FACTOR: Final = 4
@@ -97,6 +100,8 @@ ATR_BARS: Final = 14
 RV_LONG: Final = 96
 LAGS: Final = 16
 _EPS: Final = 1e-12
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 86_400_000
 
 
 def _ema_kernel(span: int) -> F64:
@@ -166,6 +171,7 @@ class Bars:
     low: F64
     close: F64
     volume: F64
+    open_ms: I64  # (bars,) the grid's bar open times, epoch ms UTC
 
     @property
     def n_symbols(self) -> int:
@@ -176,7 +182,11 @@ class Bars:
         return int(self.close.shape[1])
 
     def tail(self, n: int) -> Bars:
-        return Bars(self.high[:, -n:], self.low[:, -n:], self.close[:, -n:], self.volume[:, -n:])
+        return Bars(self.high[:, -n:], self.low[:, -n:], self.close[:, -n:], self.volume[:, -n:], self.open_ms[-n:])
+
+    def head(self, n: int) -> Bars:
+        """The first ``n`` bars (history truncated at bar ``n``)."""
+        return Bars(self.high[:, :n], self.low[:, :n], self.close[:, :n], self.volume[:, :n], self.open_ms[:n])
 
 
 class _Ops:
@@ -340,6 +350,13 @@ def _volatility(ops: _Ops, s: _Series, rv16: F64, rv96: F64) -> dict[str, F64]:
     }
 
 
+def _hour_utc(ops: _Ops, bars: Bars) -> F64:
+    """Hour of the UTC day at each bar's open (fractional), the same for every symbol."""
+    hours = (np.asarray(bars.open_ms, dtype=np.int64) % DAY_MS).astype(np.float64) / HOUR_MS
+    out: F64 = np.broadcast_to(ops.cur(hours[None, :]), (bars.n_symbols, 1 if ops.latest else bars.n_bars)).copy()
+    return out
+
+
 def _stack(cols: dict[str, F64], *, latest: bool) -> F64:
     """The named columns in FEATURE_NAMES order; warm-up rows and non-finite values NaN."""
     out = np.stack([cols[name] for name in FEATURE_NAMES], axis=2)
@@ -353,6 +370,8 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
     """Every feature at every bar (``latest=False``) or at the last bar only; NaN where unknown."""
     if bars.n_bars < 2:
         raise ValueError("at least two bars are needed")
+    if bars.open_ms.shape != (bars.n_bars,):
+        raise ValueError(f"open_ms has shape {bars.open_ms.shape}, the bars {bars.n_bars}")
     if bars.n_bars < WINDOW:  # not one full window: every feature is unknown
         return np.full((bars.n_symbols, 1 if latest else bars.n_bars, N_FEATURES), np.nan)
     if latest and bars.n_bars > WINDOW + 1:
@@ -371,6 +390,7 @@ def _compute(bars: Bars, *, latest: bool) -> F64:
         **_volume(ops, s.lv),
         **_ranges(ops, bars, close_t),
         **_volatility(ops, s, rv16, rv96),
+        "hour_utc": _hour_utc(ops, bars),
     }
     return _stack(cols, latest=latest)
 

@@ -33,7 +33,7 @@ REASON_LEAKAGE: Final = "suspected_leakage"
 
 
 def _cut(bars: Bars, end: int) -> Bars:
-    return Bars(bars.high[:, :end], bars.low[:, :end], bars.close[:, :end], bars.volume[:, :end])
+    return bars.head(end)
 
 
 def lookahead_check(

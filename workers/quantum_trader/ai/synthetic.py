@@ -77,7 +77,7 @@ def make_market(
     ts = (start_ms - (n_bars - 1 - np.arange(n_bars)) * tf_ms).astype(np.int64)
     symbols = tuple(f"SYN{i:03d}USDT" for i in range(n_symbols))
     return SyntheticMarket(
-        bars=Bars(high=high, low=low, close=close, volume=volume),
+        bars=Bars(high=high, low=low, close=close, volume=volume, open_ms=ts),
         ts=ts,
         symbols=symbols,
         mu=mu,
@@ -114,10 +114,12 @@ def make_interaction_market(
     open_ = np.concatenate([close[:, :1], close[:, :-1]], axis=1)
     wick = np.abs(rng.normal(0.0, 1.0, (2, n_symbols, n_bars))) * sigma[None, :, None] * 0.5
     start_ms = 1_700_000_000_000 - 1_700_000_000_000 % tf_ms
+    ts = (start_ms - (n_bars - 1 - np.arange(n_bars)) * tf_ms).astype(np.int64)
     return SyntheticMarket(
         bars=Bars(high=np.maximum(open_, close) * (1.0 + wick[0]), low=np.minimum(open_, close) * (1.0 - wick[1]),
-                  close=close, volume=rng.lognormal(10.0, 0.5, (n_symbols, n_bars)) * (1.0 + 50.0 * np.abs(r))),
-        ts=(start_ms - (n_bars - 1 - np.arange(n_bars)) * tf_ms).astype(np.int64),
+                  close=close, volume=rng.lognormal(10.0, 0.5, (n_symbols, n_bars)) * (1.0 + 50.0 * np.abs(r)),
+                  open_ms=ts),
+        ts=ts,
         symbols=tuple(f"NLN{i:03d}USDT" for i in range(n_symbols)),
         mu=mu,
         phi=0.0,

@@ -25,8 +25,15 @@ import numpy as np
 from quantum_trader.ai.baselines import Baseline
 from quantum_trader.ai.data import align, fetch_klines, last_closed_open_ms
 from quantum_trader.ai.dataset import ExitRules, build_dataset, data_hash
+from quantum_trader.ai.exits import ExitSizes
 from quantum_trader.ai.model import ModelBundle
-from quantum_trader.ai.training import TrainingError, TrainParams, quality_gate, train_walk_forward
+from quantum_trader.ai.training import (
+    TrainingError,
+    TrainParams,
+    exit_sizes,
+    quality_gate,
+    train_walk_forward,
+)
 from quantum_trader.backtest.data import FrozenExchange, MarketData
 from quantum_trader.core.clock import DataClock
 from quantum_trader.core.profile import TradingProfileSpec
@@ -95,6 +102,9 @@ class ModelSlot:
     auc: float | None = None
     ece: float | None = None
     fallback: Baseline | None = None  # the run's best baseline: serves while nothing is promoted
+    # the oracle's own win/loss sizes and holding time under the exits, measured on this training window
+    # (sim only): the oracle's signals are valued like the model's, by their own record
+    oracle_sizes: ExitSizes | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -145,10 +155,13 @@ async def train_at(data: MarketData, *, spec: TradingProfileSpec, at_ms: int) ->
                          seconds=time.perf_counter() - started)
     passed, reasons = quality_gate(result.report, ai)
     tf_ms = int(aligned.ts[1] - aligned.ts[0]) if aligned.ts.shape[0] > 1 else 0
+    oracle_sizes = None if ds.oracle is None else exit_sizes(
+        ds, rows=np.ones(ds.n, dtype=bool), p_up=ds.oracle, hold_below=ai.hold_below, bar_s=tf_ms / 1000.0)
     return ModelSlot(
         version=version, active_from=at_ms, train_start=int(aligned.ts[0]), train_end=int(aligned.ts[-1]) + tf_ms,
         bundle=result.bundle, promoted=passed, reasons=tuple(reasons), seconds=time.perf_counter() - started,
         auc=float(result.report["auc"]), ece=float(result.report["ece"]), fallback=result.fallback,
+        oracle_sizes=oracle_sizes,
     )
 
 
@@ -208,6 +221,15 @@ def fallback_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
     best: ModelSlot | None = None
     for s in slots:
         if s.active_from <= at_ms and s.fallback is not None:
+            best = s
+    return best
+
+
+def oracle_sizes_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
+    """The newest training run by ``at_ms`` that measured the oracle's exit sizes."""
+    best: ModelSlot | None = None
+    for s in slots:
+        if s.active_from <= at_ms and s.oracle_sizes is not None:
             best = s
     return best
 

@@ -35,7 +35,7 @@ from quantum_trader.ai.signals import (
 )
 from quantum_trader.ai.worker import signal_id
 from quantum_trader.backtest.data import MarketData
-from quantum_trader.backtest.history import ModelSlot, UniverseEvent, fallback_at, serving
+from quantum_trader.backtest.history import ModelSlot, UniverseEvent, fallback_at, oracle_sizes_at, serving
 from quantum_trader.core.messages import SCHEMA_VERSION, Signal
 from quantum_trader.core.profile import AiSettings
 from quantum_trader.market.base import TIMEFRAME_MS
@@ -109,7 +109,7 @@ def _features(data: MarketData, symbol: str, timeframe: str, rows: list[int], *,
     s = data.get(symbol, timeframe)
     lo, hi = min(rows) - WINDOW + 1, max(rows) + 1
     bars = Bars(high=s.high[None, lo:hi], low=s.low[None, lo:hi], close=s.close[None, lo:hi],
-                volume=s.volume[None, lo:hi])
+                volume=s.volume[None, lo:hi], open_ms=s.ts[lo:hi])
     at = np.asarray(rows) - lo
     x: F64 = feature_matrix(bars)[0][at]
     lag: F64 = return_lags(bars)[0][at] if lags else np.zeros((len(rows), 0))
@@ -150,7 +150,8 @@ def plan_signals(
             continue
         slot = serving(list(models), t)
         if oracle:
-            key = ORACLE_MODEL
+            slot = oracle_sizes_at(list(models), t)
+            key = ORACLE_MODEL if slot is None else f"{ORACLE_MODEL}@{slot.version}"
         elif baseline:
             slot = fallback_at(list(models), t)
             if slot is None:
@@ -168,7 +169,7 @@ def plan_signals(
             key = slot.version
         if key not in slot_of:
             keys.append(key)
-        slot_of[key] = None if oracle else slot
+        slot_of[key] = slot
         k = keys.index(key)
         for rank, sym in enumerate(symbols):
             active.setdefault(sym, []).append((t, rank, k))
@@ -219,7 +220,7 @@ def plan_signals(
         rows_t = t_sorted.tolist()
         slot = slot_of.get(key)
         decisions: list[Decision]
-        if key == ORACLE_MODEL:
+        if key.split("@")[0] == ORACLE_MODEL:
             oracle_fn = data.oracle
             if oracle_fn is None:
                 raise ValueError("this data source has no oracle")
@@ -229,7 +230,8 @@ def plan_signals(
                 if js.size:
                     p_up[js] = oracle_fn(sym, ai.timeframe, t_sorted[js] - tf, ai.horizon_bars)
             decisions = decide_model(names, x=x, price=price, p_up=p_up, p_profit=np.zeros(len(rows_t)),
-                                     hold_below=ai.hold_below, gate_threshold=np.inf)
+                                     hold_below=ai.hold_below, gate_threshold=np.inf,
+                                     sizes=None if slot is None else slot.oracle_sizes)
             model, version = ORACLE_MODEL, ORACLE_MODEL
         elif slot is not None and key.startswith(BASELINE_PREFIX) and slot.fallback is not None:
             lags = np.concatenate([p[6] for p in parts])[sel][order]

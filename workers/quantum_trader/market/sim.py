@@ -342,7 +342,7 @@ class DayState:
 
     days: I64
     eps: F64  # (n, 96) shocks (conditioned on the day's increment)
-    state: F64  # (n, 96) standardised same-day state after each bar (EMA of the drawn shocks)
+    state: F64  # (n, 96) standardised same-day state after each bar (EMA of the observed standardised moves)
     sigma: F64  # (n, 96) bar volatility
     drift: F64  # (n,) per-bar drift
     beta: F64  # (n,) weight of the signal that day (by regime)
@@ -565,11 +565,7 @@ class SimModel:
         lam = math.sqrt(BARS * p.intraday_excess) * sig_d / np.sqrt(bar_var)
         sigma = sigma_raw * lam[:, None]
         target = (lvl1 - lvl0) - BARS * drift_d
-        # the state reads the bar's standardised move (drawn shock plus signal); the shocks are then
-        # conditioned so the day ends at the daily layer's level (one linear step: the signal is fixed)
-        state, signal = self._state_and_signal(eps0, sigma, beta)
-        rest = target - signal.sum(axis=1)
-        eps = eps0 + sigma * ((rest - np.einsum("ij,ij->i", sigma, eps0)) / np.einsum("ij,ij->i", sigma, sigma))[:, None]
+        state, signal, eps = self._state_and_signal(eps0, sigma, beta, target)
         r = sigma * eps + signal
         r += drift_d[:, None]
         x = np.cumsum(r, axis=1)
@@ -597,11 +593,18 @@ class SimModel:
         flat: F64 = ohlcv.reshape(5, n * BARS)
         return DayState(days=days, eps=eps, state=state, sigma=sigma, drift=drift_d, beta=beta, ohlcv=flat)
 
-    def _state_and_signal(self, eps0: F64, sigma: F64, beta: F64) -> tuple[F64, F64]:
-        """The standardised same-day state after each bar and each bar's signal σ_t·β·f(state_{t−1}).
+    def _state_and_signal(self, eps0: F64, sigma: F64, beta: F64, target: F64) -> tuple[F64, F64, F64]:
+        """The day's bars as a forward Brownian bridge to ``target``, with the planted signal.
 
-        state_t = a·state_{t−1} + √(1−a²)·u_t / √(1+β²) with u_t = ε₀_t + β·f(state_{t−1}) the bar's
-        standardised move, so the state is what a trader sees in recent returns (scaled by volatility).
+        Bar t moves ``r_t = signal_t + σ_t²·(T − X_{t−1} − signal_t)/V_t + σ_t·√(1 − σ_t²/V_t)·ε₀_t``:
+        the signal ``σ_t·β·f(state_{t−1})``, the bridge's pull towards the day's target T (X the day's
+        move so far, V_t = Σ_{j≥t} σ_j² the variance still to come) and the drawn shock. Without the
+        signal this is exact bridge sampling (the law of shocks conditioned on their sum); the last
+        bar lands on T. The state reads each bar's *observed* standardised move u_t = r_t/σ_t:
+        ``state_t = a·state_{t−1} + √(1−a²)·u_t/√(1+β²)``, standardised — what a trader sees in recent
+        returns given the volatility, so a model can in principle read it (conditioning the shocks
+        after the state had read them, as the first version did, hid part of it from every model
+        while the oracle knew it). Returns the state, the signal and the shocks ε = (r − signal)/σ.
         Sequential by nature: one pass over the 96 bars on (bar, day) rows, few array operations each.
         """
         a = self.params.momentum_decay
@@ -612,29 +615,45 @@ class SimModel:
         inv_sd = (1.0 / self._mx.state_sd).tolist()
         scale = math.sqrt(1.0 - a * a) / np.sqrt(1.0 + beta * beta)
         eps_t = np.ascontiguousarray(eps0.T)  # (96, n): one contiguous row per bar
+        s_t = np.ascontiguousarray(sigma.T)
+        v2 = s_t * s_t
+        left = np.cumsum(v2[::-1], axis=0)[::-1]  # V_t: variance of bars t … 95
+        pull_w = v2 / left  # σ_t²/V_t (1 at the last bar)
+        noise_w = s_t * np.sqrt(np.maximum(1.0 - pull_w, 0.0))
         state = np.empty_like(eps_t)
-        mean = np.zeros_like(eps_t)  # β·f(state_{t−1}): 0 for the first bar
-        acc = scale * eps_t[0]
-        state[0] = acc * inv_sd[0]
+        signal = np.zeros_like(eps_t)  # σ_t·β·f(state_{t−1}): 0 for the first bar
+        moves = np.empty_like(eps_t)  # r_t
+        moved = np.zeros(eps_t.shape[1])  # X: the day's move so far
+        acc = np.zeros(eps_t.shape[1])
         tmp = np.empty_like(acc)
-        for t in range(1, BARS):
-            x = state[t - 1]
-            np.multiply(x, x, out=tmp)
-            tmp -= 3.0
-            tmp *= x
-            tmp *= k1
-            np.minimum(tmp, cap, out=tmp)  # clip via two ufuncs: np.clip's wrapper costs more than the math
-            np.maximum(tmp, -cap, out=tmp)
-            tmp *= k2
-            f = tmp + k3 * x
-            f *= beta
-            mean[t] = f
-            f += eps_t[t]
-            f *= scale
+        for t in range(BARS):
+            if t:
+                x = state[t - 1]
+                np.multiply(x, x, out=tmp)
+                tmp -= 3.0
+                tmp *= x
+                tmp *= k1
+                np.minimum(tmp, cap, out=tmp)  # clip via two ufuncs: np.clip's wrapper costs more than the math
+                np.maximum(tmp, -cap, out=tmp)
+                tmp *= k2
+                f = tmp + k3 * x
+                f *= beta
+                f *= s_t[t]
+                signal[t] = f
+            r = target - moved
+            r -= signal[t]
+            r *= pull_w[t]
+            r += signal[t]
+            r += noise_w[t] * eps_t[t]
+            moved += r
+            moves[t] = r
+            r /= s_t[t]  # u_t, the observed standardised move
+            r *= scale
             acc *= a
-            acc += f
+            acc += r
             np.multiply(acc, inv_sd[t], out=state[t])
-        return np.ascontiguousarray(state.T), sigma * np.ascontiguousarray(mean.T)
+        eps = (moves - signal) / s_t
+        return np.ascontiguousarray(state.T), np.ascontiguousarray(signal.T), np.ascontiguousarray(eps.T)
 
     def _path_days(self, key: str, days: I64) -> F64:
         """15m OHLCV (5, n·96) of the path on consecutive ``days`` (cached per day)."""
@@ -855,7 +874,7 @@ class SimModel:
         a = self.params.momentum_decay
         idx = t15 - d0 * BARS
         pos = (t15 % BARS).astype(np.int64)
-        mean = np.zeros(idx.shape[0])
+        mean = self._bridge_pull(st, idx=idx, pos=pos, h=h)
         var = np.zeros(idx.shape[0])
         # moments of the state after bar t+j given the state after bar t, propagated step by step
         # (Gaussian moment matching: the signal feeds the state, so the law is near-Gaussian)
@@ -873,6 +892,36 @@ class SimModel:
             s_var = a * a * s_var + scale * scale * (1.0 + b * b * f_var)
         z = mean / np.sqrt(var)
         return np.asarray(0.5 * (1.0 + _erf(z / math.sqrt(2.0))), dtype=np.float64)
+
+    def _bridge_pull(self, st: DayState, *, idx: I64, pos: I64, h: int) -> F64:
+        """Expected move over the rest of the horizon's same-day bars from the bridge's pull (see
+        :meth:`_state_and_signal`): the day ends at a target T nobody knows before midnight, but the day's
+        move so far X says something about it. With W the day's shock variance, w the part already
+        realised and Var T = the day's variance (W·inflation/``intraday_excess``), X ≈ T·w/W + bridge
+        noise, so E[T | X] = X·Cov(T, X)/Var X and the pull moves the next bars by
+        (E[T | X] − X)·(variance of those bars)/(variance left). Signals are left out of this reading
+        (a first-order term); without it the oracle missed a part of the predictability a model reading
+        the day's move could use."""
+        v2 = st.sigma * st.sigma  # (days, 96)
+        cum = np.cumsum(v2, axis=1).reshape(-1)
+        total = np.repeat(cum.reshape(-1, BARS)[:, -1], BARS)
+        infl = 1.0 + np.multiply.outer(st.beta * st.beta, (_bar_index() > 0).astype(np.float64))
+        var_t = np.repeat(np.einsum("ij,ij->i", v2, infl), BARS) / self.params.intraday_excess
+        log_close = np.log(st.ohlcv[3])
+        day_open = np.repeat(np.log(st.ohlcv[0].reshape(-1, BARS)[:, 0]), BARS)
+        drift = np.repeat(st.drift, BARS)
+        day_first = idx - pos  # flat index of the day's first bar
+        moved = log_close[idx] - day_open[idx] - (pos + 1) * drift[idx]  # X after bar t, drift removed
+        w = cum[idx]
+        big_w = total[idx]
+        last = np.minimum(pos + h, BARS - 1)
+        ahead = cum[day_first + last] - w  # shock variance of the horizon's same-day bars
+        left = big_w - w
+        share = w / big_w
+        var_x = var_t[idx] * share * share + w * (1.0 - share)
+        gain = np.where(var_x > 0.0, var_t[idx] * share / np.where(var_x > 0.0, var_x, 1.0), 0.0)
+        out: F64 = np.where(left > 0.0, (gain * moved - moved) * ahead / np.where(left > 0.0, left, 1.0), 0.0)
+        return out
 
 
 def _erf(x: F64) -> F64:

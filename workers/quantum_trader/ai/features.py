@@ -1,8 +1,8 @@
 """The AI feature set: 27 features per symbol and bar, vectorised over all symbols (pure numpy).
 
 Inputs are 2-D arrays ``(symbols, bars)`` of one timeframe, oldest bar first, all
-symbols on the same bar grid, and that grid's bar open times (epoch ms UTC). Every feature at bar ``t`` is a function of bars
-``t - WINDOW + 1 .. t`` only (the bar that just closed and earlier): nothing after
+symbols on the same bar grid, and that grid's bar open times (epoch ms UTC). Every
+feature at bar ``t`` is a function of bars ``t - WINDOW + 1 .. t`` only (the bar that just closed and earlier): nothing after
 the bar close is ever read. Two evaluation modes share one definition:
 
 * :func:`feature_matrix` — every bar (training): ``(S, T, F)``, NaN during warm-up;

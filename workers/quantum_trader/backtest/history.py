@@ -216,31 +216,28 @@ def train_walk_forward_models(
         _SHARED = None
 
 
-def fallback_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
-    """The newest training run by ``at_ms`` that left a fallback baseline (``Keys.model_fallback``)."""
+def _newest(slots: list[ModelSlot], at_ms: int, keep: Callable[[ModelSlot], bool]) -> ModelSlot | None:
+    """The newest slot active by ``at_ms`` that ``keep`` accepts (slots are in time order)."""
     best: ModelSlot | None = None
     for s in slots:
-        if s.active_from <= at_ms and s.fallback is not None:
+        if s.active_from <= at_ms and keep(s):
             best = s
     return best
+
+
+def fallback_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
+    """The newest training run by ``at_ms`` that left a fallback baseline (``Keys.model_fallback``)."""
+    return _newest(slots, at_ms, lambda s: s.fallback is not None)
 
 
 def oracle_sizes_at(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
     """The newest training run by ``at_ms`` that measured the oracle's exit sizes."""
-    best: ModelSlot | None = None
-    for s in slots:
-        if s.active_from <= at_ms and s.oracle_sizes is not None:
-            best = s
-    return best
+    return _newest(slots, at_ms, lambda s: s.oracle_sizes is not None)
 
 
 def serving(slots: list[ModelSlot], at_ms: int) -> ModelSlot | None:
     """The promoted model serving at ``at_ms``: the newest promoted slot active by then."""
-    best: ModelSlot | None = None
-    for s in slots:
-        if s.active_from <= at_ms and s.promoted and s.bundle is not None:
-            best = s
-    return best
+    return _newest(slots, at_ms, lambda s: s.promoted and s.bundle is not None)
 
 
 def history_shortfall(spec: TradingProfileSpec, *, symbols: int, bars_available: int) -> str | None:

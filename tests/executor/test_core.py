@@ -286,6 +286,15 @@ def test_time_exit_closes_at_the_horizon_after_levels_and_never_without_a_deadli
     assert plan_exits({"X": p}, {}, now_ms=NOW + 3_600_000) == []  # no mark: no decision
 
 
+def test_a_position_closed_on_a_reversing_signal_exits_first_with_reason_signal() -> None:
+    x = Position("X", "BUY", 1.0, 100.0, 95.0, 110.0, NOW, "o")  # type: ignore[arg-type]
+    y = Position("Y", "SELL", 2.0, 50.0, 55.0, 40.0, NOW, "o")  # type: ignore[arg-type]
+    exits = plan_exits({"X": x, "Y": y}, {"X": 94.0, "Y": 56.0}, now_ms=NOW, signalled={"Y"})
+    assert [(e.position.symbol, e.reason, e.order.side) for e in exits] == [("Y", "signal", "BUY"),
+                                                                           ("X", "stop_loss", "SELL")]
+    assert plan_exits({"X": x}, {}, now_ms=NOW, signalled={"X", "Z"}) == []  # no mark or no position: no decision
+
+
 def test_an_opened_position_carries_its_time_exit_at_the_label_horizon() -> None:
     i = intent(sl=95.0, tp=110.0)
     fill = VenueFill("FILLED", "PAPER-000000000001", 0.2, 100.05, 0.008)

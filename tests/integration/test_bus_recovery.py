@@ -158,11 +158,13 @@ async def test_busy_consumer_whose_lapsed_key_is_refreshed_right_after_is_not_cl
         await bus.keep_alive("g", "a")
 
     refresh = asyncio.create_task(refresh_after_stall())
-    assert await bus.recover_dead(STREAM, "g", "b") == ([], 1)
+    assert await bus.recover_dead(STREAM, "g", "b") == []
+    assert [c.name for c in await bus.group_consumers(STREAM, "g") if c.name != "b"] == ["a"]  # kept: it refreshed
     await refresh
     await client.delete(KEYS.consumer_alive("g", "a"))  # now it really stopped refreshing
-    claimed, others = await bus.recover_dead(STREAM, "g", "b")
-    assert [e.id for e in claimed] == [entry_id] and others == 0
+    claimed = await bus.recover_dead(STREAM, "g", "b")
+    assert [e.id for e in claimed] == [entry_id]
+    assert [c.name for c in await bus.group_consumers(STREAM, "g") if c.name != "b"] == []  # "a" removed
     await client.aclose()
 
 

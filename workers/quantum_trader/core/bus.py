@@ -533,14 +533,14 @@ class Bus:
 
     async def recover_dead(
         self, stream: str, group: str, consumer: str, *, pid_alive: Callable[[int], bool] = cons.pid_running
-    ) -> tuple[list[Entry], int]:
+    ) -> list[Entry]:
         """Claim every pending entry of the group's dead consumers, then remove them from the group.
 
-        Returns the claimed entries (stream order) and how many other consumers remain.
+        Returns the claimed entries (stream order).
         """
         others = [c for c in await self.group_consumers(stream, group) if c.name != consumer]
         if not others:
-            return [], 0
+            return []
         alive = await self._liveness(group, others)
         dead = [c for c, a in zip(others, alive, strict=True) if cons.is_dead(c, a, host=_HOST, pid_alive=pid_alive)]
         keyless = [c for c, a in zip(others, alive, strict=True) if a is None and c in dead]
@@ -553,7 +553,6 @@ class Bus:
             dead = [c for c in dead if c.name not in again
                     or cons.is_dead(c, again[c.name], host=_HOST, pid_alive=pid_alive)]
         claimed: list[Entry] = []
-        removed = 0
         for c in dead:
             if c.pending:
                 rows = await self._redis.xpending_range(stream, group, min="-", max="+", count=c.pending + 100,
@@ -569,7 +568,6 @@ class Bus:
                     self._log.event("CONSUMER_CLAIMED", stream=_short(stream), group=group, dead=c.name,
                                     claimed=len(got), pending=len(ids))
             if await self._remove_if_empty(keys=[stream], args=[group, c.name]):
-                removed += 1
                 await self._redis.delete(self._keys.consumer_alive(group, c.name))
                 metrics.BUS_CONSUMERS_REMOVED.labels(self._keys.profile, _short(stream), group).inc()
                 self._log.event("CONSUMER_REMOVED", stream=_short(stream), group=group, dead=c.name)
@@ -577,7 +575,7 @@ class Bus:
             claimed.sort(key=lambda e: cons.stream_id(e.id))
             metrics.BUS_RECLAIMED.labels(self._keys.profile, _short(stream), group).inc(len(claimed))
             claimed = await self._with_deliveries(stream, group, claimed, consumer=consumer)
-        return claimed, len(others) - removed
+        return claimed
 
     async def _liveness(self, group: str, consumers: Sequence[cons.ConsumerInfo]) -> list[cons.Liveness | None]:
         pipe = self._redis.pipeline(transaction=False)
@@ -804,7 +802,7 @@ class _ConsumeLoop(Generic[M]):
                 metrics.BUS_LAG.labels(*self.labels).set(lag)
         if now - self.last_sweep >= cons.SWEEP_INTERVAL_S:
             self.last_sweep = now
-            claimed, _ = await self.bus.recover_dead(self.stream, self.group, self.consumer)
+            claimed = await self.bus.recover_dead(self.stream, self.group, self.consumer)
             got += claimed
         if now - self.last_reclaim >= max(0.05, self.min_idle_ms / 2000.0):
             self.last_reclaim = now

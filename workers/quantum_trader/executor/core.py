@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -625,10 +625,16 @@ def exit_client_order_id(position: Position) -> str:
     return f"X-{position.order_id}"[:36]
 
 
-def plan_exits(positions: Mapping[str, Position], marks: Mapping[str, float], *, now_ms: int) -> list[ExitOrder]:
-    """The SL/TP/time exits due at these marks and time, in the positions' order (no mark → no decision)."""
-    out: list[ExitOrder] = []
+def plan_exits(
+    positions: Mapping[str, Position], marks: Mapping[str, float], *, now_ms: int, signalled: Collection[str] = ()
+) -> list[ExitOrder]:
+    """The exits due at these marks and time (no mark → no decision): first the positions the router
+    closed on a reversing signal (``signalled``, close reason ``signal``, in symbol order), then the
+    SL/TP/time exits of the others in the positions' order."""
+    out = [exit_order(positions[s], "signal", marks[s]) for s in sorted(signalled) if s in positions and s in marks]
     for sym, pos in positions.items():
+        if sym in signalled:
+            continue
         mark = marks.get(sym)
         reason = exit_reason(pos, mark, now_ms=now_ms) if mark is not None else None
         if reason is None or mark is None:

@@ -41,7 +41,6 @@ from quantum_trader.executor.core import (
     Transition,
     accrue_funding,
     close_position,
-    exit_order,
     filters_by_symbol,
     funding_transition,
     plan_exits,
@@ -447,10 +446,7 @@ class Executor:
         metrics.EXEC_UNREALIZED_PNL.labels(self.profile).set(unrealized_pnl(positions, marks))
         cooldown_ms = self.limits.cooldown_ms
         transitions: list[Transition] = []
-        exits = [exit_order(positions[s], "signal", marks[s]) for s in sorted(closing) if s in marks]
-        signalled = {e.position.symbol for e in exits}
-        exits += [e for e in plan_exits(positions, marks, now_ms=now_ms) if e.position.symbol not in signalled]
-        for ex in exits:
+        for ex in plan_exits(positions, marks, now_ms=now_ms, signalled=closing):
             sym, pos, reason = ex.position.symbol, ex.position, ex.reason
             try:
                 fill = await self.venue.submit(ex.order)
